@@ -1,0 +1,283 @@
+//! The schema of the configuration: every key the gateway knows, its type,
+//! and the environment variable that overrides it. Unknown keys and values of
+//! the wrong type are reported here, before serde ever sees the file.
+
+use super::Problem;
+
+/// The type a configuration value must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Str,
+    Int,
+    Bool,
+    StrList,
+    /// A human duration string such as `"10s"` or `"500ms"`.
+    Duration,
+}
+
+impl Kind {
+    fn describe(self) -> &'static str {
+        match self {
+            Kind::Str => "a string",
+            Kind::Int => "a non-negative integer",
+            Kind::Bool => "true or false",
+            Kind::StrList => "a list of strings",
+            Kind::Duration => "a duration such as \"10s\" or \"500ms\"",
+        }
+    }
+}
+
+/// One configuration key: its dotted path, its type, and a line of help.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    pub path: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+}
+
+const fn key(path: &'static str, kind: Kind, help: &'static str) -> Key {
+    Key { path, kind, help }
+}
+
+/// Every key of the configuration, in the order the reference documents them.
+pub const KEYS: &[Key] = &[
+    key("server.listen", Kind::Str, "public listener address"),
+    key("server.public_url", Kind::Str, "the address browsers use"),
+    key(
+        "server.trusted_proxies",
+        Kind::StrList,
+        "addresses or CIDRs whose X-Forwarded-* are kept",
+    ),
+    key(
+        "server.max_header_bytes",
+        Kind::Int,
+        "largest request head accepted (431 above)",
+    ),
+    key(
+        "server.max_uri_bytes",
+        Kind::Int,
+        "longest request target accepted (414 above)",
+    ),
+    key(
+        "server.shutdown_grace",
+        Kind::Duration,
+        "how long SIGTERM waits for in-flight requests",
+    ),
+    key(
+        "server.threads",
+        Kind::Int,
+        "proxy worker threads (0 = one per core)",
+    ),
+    key(
+        "server.tls.cert",
+        Kind::Str,
+        "PEM certificate chain for the public listener",
+    ),
+    key(
+        "server.tls.key",
+        Kind::Str,
+        "PEM private key for the public listener",
+    ),
+    key(
+        "upstream.url",
+        Kind::Str,
+        "the application behind the gateway",
+    ),
+    key(
+        "upstream.connect_timeout",
+        Kind::Duration,
+        "connect timeout towards the upstream",
+    ),
+    key(
+        "upstream.read_timeout",
+        Kind::Duration,
+        "longest wait for upstream bytes (504 above)",
+    ),
+    key(
+        "upstream.write_timeout",
+        Kind::Duration,
+        "longest wait to write to the upstream",
+    ),
+    key(
+        "upstream.idle_timeout",
+        Kind::Duration,
+        "how long idle upstream connections are kept",
+    ),
+    key(
+        "upstream.tls_verify",
+        Kind::Bool,
+        "verify the upstream's certificate",
+    ),
+    key(
+        "upstream.pass_host_header",
+        Kind::Bool,
+        "send the client's Host header upstream",
+    ),
+    key(
+        "admin.listen",
+        Kind::Str,
+        "admin API, health and metrics listener",
+    ),
+    key(
+        "admin.token",
+        Kind::Str,
+        "bearer token for the admin API (empty disables it)",
+    ),
+    key("database.url", Kind::Str, "sqlite://… or postgres://…"),
+    key("database.max_connections", Kind::Int, "database pool size"),
+    key("log.format", Kind::Str, "text or json"),
+    key(
+        "log.level",
+        Kind::Str,
+        "a tracing filter such as info or idgate=debug",
+    ),
+];
+
+/// Environment variables that start with `IDGATE_` but are not config keys.
+const NON_CONFIG_ENV: &[&str] = &["IDGATE_CONFIG", "IDGATE_ADMIN_URL"];
+
+/// The environment variable that overrides `path`: `server.tls.cert` →
+/// `IDGATE_SERVER_TLS_CERT`.
+pub fn env_name(path: &str) -> String {
+    format!("IDGATE_{}", path.replace('.', "_").to_ascii_uppercase())
+}
+
+fn find(path: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.path == path)
+}
+
+fn is_section(path: &str) -> bool {
+    KEYS.iter().any(|k| {
+        k.path.len() > path.len()
+            && k.path.starts_with(path)
+            && k.path.as_bytes()[path.len()] == b'.'
+    })
+}
+
+fn type_matches(kind: Kind, value: &toml::Value) -> bool {
+    match (kind, value) {
+        (Kind::Str, toml::Value::String(_)) => true,
+        (Kind::Int, toml::Value::Integer(i)) => *i >= 0,
+        (Kind::Bool, toml::Value::Boolean(_)) => true,
+        (Kind::StrList, toml::Value::Array(items)) => items.iter().all(|v| v.is_str()),
+        (Kind::Duration, toml::Value::String(s)) => humantime::parse_duration(s).is_ok(),
+        _ => false,
+    }
+}
+
+/// Reports every unknown key and every value of the wrong type in `table`.
+pub fn check_types(table: &toml::Table) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    walk(table, "", &mut problems);
+    problems
+}
+
+fn walk(table: &toml::Table, prefix: &str, problems: &mut Vec<Problem>) {
+    for (name, value) in table {
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        match (find(&path), value) {
+            (Some(k), v) if type_matches(k.kind, v) => {}
+            (Some(k), _) => problems.push(Problem::new(
+                &path,
+                format!("must be {}", k.kind.describe()),
+            )),
+            (None, toml::Value::Table(inner)) if is_section(&path) => walk(inner, &path, problems),
+            (None, _) if is_section(&path) => {
+                problems.push(Problem::new(&path, "must be a section"))
+            }
+            (None, _) => problems.push(Problem::new(&path, unknown_key_message(&path))),
+        }
+    }
+}
+
+fn unknown_key_message(path: &str) -> String {
+    let section = path.rsplit_once('.').map(|(s, _)| s).unwrap_or("");
+    let mut names: Vec<&str> = Vec::new();
+    for k in KEYS {
+        let rest = if section.is_empty() {
+            Some(k.path)
+        } else {
+            k.path
+                .strip_prefix(section)
+                .and_then(|r| r.strip_prefix('.'))
+        };
+        if let Some(name) = rest.and_then(|r| r.split('.').next()) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    format!("unknown key (expected one of: {})", names.join(", "))
+}
+
+/// Applies `IDGATE_<SECTION>_<KEY>` variables from `env` onto `table`; they
+/// win over the file. A variable naming no key is reported, so a typo in a
+/// deployment's environment does not pass silently.
+pub fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (name, raw) in env {
+        if !name.starts_with("IDGATE_") || NON_CONFIG_ENV.contains(&name.as_str()) {
+            continue;
+        }
+        let Some(key) = KEYS.iter().find(|k| env_name(k.path) == *name) else {
+            problems.push(Problem::new(name, "no such configuration key"));
+            continue;
+        };
+        match parse_env_value(key.kind, raw) {
+            Some(value) => set_path(table, key.path, value),
+            None => problems.push(Problem::new(
+                format!("{name} ({})", key.path),
+                format!("must be {}", key.kind.describe()),
+            )),
+        }
+    }
+    problems
+}
+
+fn parse_env_value(kind: Kind, raw: &str) -> Option<toml::Value> {
+    match kind {
+        Kind::Str => Some(toml::Value::String(raw.to_string())),
+        Kind::Int => raw
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .map(|i| toml::Value::Integer(i.into())),
+        Kind::Bool => match raw.trim() {
+            "true" | "1" => Some(toml::Value::Boolean(true)),
+            "false" | "0" => Some(toml::Value::Boolean(false)),
+            _ => None,
+        },
+        Kind::StrList => Some(toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        )),
+        Kind::Duration => humantime::parse_duration(raw.trim())
+            .ok()
+            .map(|_| toml::Value::String(raw.trim().to_string())),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) {
+    let mut current = table;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            current.insert(part.to_string(), value);
+            return;
+        }
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        current = entry.as_table_mut().expect("just made a table");
+    }
+}

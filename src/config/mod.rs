@@ -1,0 +1,278 @@
+//! The gateway's configuration: a TOML file, `IDGATE_<SECTION>_<KEY>`
+//! environment overrides that win over it, and embedded defaults when there
+//! is no file at all.
+//!
+//! Loading never stops at the first mistake: every problem is collected and
+//! reported as `key: what is wrong`, so an operator fixes a config in one go.
+
+mod keys;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use keys::{env_name, Kind, KEYS};
+
+/// Where `serve` and `check-config` look when neither `--config` nor
+/// `IDGATE_CONFIG` names a file.
+pub const DEFAULT_PATH: &str = "config/idgate.toml";
+
+/// One thing wrong with a configuration, tied to the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone)]
+pub struct Problems(pub Vec<Problem>);
+
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub admin: AdminConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub public_url: String,
+    pub trusted_proxies: Vec<String>,
+    pub max_header_bytes: usize,
+    pub max_uri_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    pub threads: usize,
+    pub tls: TlsConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct TlsConfig {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct UpstreamConfig {
+    pub url: String,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    pub tls_verify: bool,
+    pub pass_host_header: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AdminConfig {
+    pub listen: String,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    pub format: String,
+    pub level: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8080".into(),
+            public_url: "http://localhost:8080".into(),
+            trusted_proxies: Vec::new(),
+            max_header_bytes: 32 * 1024,
+            max_uri_bytes: 8 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+            threads: 0,
+            tls: TlsConfig::default(),
+        }
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:1885".into(),
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            tls_verify: true,
+            pass_host_header: true,
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9090".into(),
+            token: String::new(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/idgate.db".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// Where a configuration came from, for the startup log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    Defaults,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Defaults => write!(f, "built-in defaults (no file at {DEFAULT_PATH})"),
+        }
+    }
+}
+
+/// A configuration that passed every check, with the parsed forms of the
+/// values that the rest of the gateway needs.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub source: Source,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub public_url: url::Url,
+    pub upstream_url: url::Url,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl Loaded {
+    /// Whether browsers reach the gateway over https (decides cookie flags).
+    pub fn public_is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+}
+
+/// Loads the configuration from `explicit` (from `--config` or
+/// `IDGATE_CONFIG`), else from [`DEFAULT_PATH`] when it exists, else from
+/// the embedded defaults; then applies environment overrides and validates.
+pub fn load(explicit: Option<&Path>) -> Result<Loaded, Problems> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    load_with_env(explicit, &env)
+}
+
+/// [`load`] with the environment given explicitly (tests, `demo`).
+pub fn load_with_env(
+    explicit: Option<&Path>,
+    env: &[(String, String)],
+) -> Result<Loaded, Problems> {
+    let (text, source) = read_source(explicit)?;
+    from_toml_str(&text, source, env)
+}
+
+fn read_source(explicit: Option<&Path>) -> Result<(String, Source), Problems> {
+    let (path, required) = match explicit {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from(DEFAULT_PATH), false),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok((text, Source::File(path))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            Ok((String::new(), Source::Defaults))
+        }
+        Err(e) => Err(Problems(vec![Problem::new(
+            "config",
+            format!("cannot read {}: {e}", path.display()),
+        )])),
+    }
+}
+
+/// Parses, overrides from `env`, and validates a configuration text.
+pub fn from_toml_str(
+    text: &str,
+    source: Source,
+    env: &[(String, String)],
+) -> Result<Loaded, Problems> {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        Problems(vec![Problem::new(
+            "config",
+            format!("not valid TOML: {}", e.message()),
+        )])
+    })?;
+    let mut problems = keys::check_types(&table);
+    problems.extend(keys::apply_env(&mut table, env));
+    if !problems.is_empty() {
+        return Err(Problems(problems));
+    }
+    let config: Config = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| Problems(vec![Problem::new("config", e.message())]))?;
+    validate::validate(config, source)
+}

@@ -1,0 +1,230 @@
+//! Semantic checks of a well-typed configuration: addresses that parse, URLs
+//! with the right scheme, TLS files that can be read, limits that make sense.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::{Config, Loaded, Problem, Problems, Source};
+
+/// The largest request head pingora's HTTP/1 parser accepts.
+const PARSER_MAX_HEADER_BYTES: usize = 1_048_575;
+
+pub fn validate(config: Config, source: Source) -> Result<Loaded, Problems> {
+    let mut p = Vec::new();
+    let listen = socket_addr("server.listen", &config.server.listen, &mut p);
+    let admin_listen = socket_addr("admin.listen", &config.admin.listen, &mut p);
+    let public_url = http_url("server.public_url", &config.server.public_url, &mut p);
+    let upstream_url = http_url("upstream.url", &config.upstream.url, &mut p);
+    if let (Some(a), Some(b)) = (listen, admin_listen) {
+        if a == b {
+            p.push(Problem::new(
+                "admin.listen",
+                "must differ from server.listen",
+            ));
+        }
+    }
+    let trusted_proxies = config
+        .server
+        .trusted_proxies
+        .iter()
+        .filter_map(|s| ip_net(s, &mut p))
+        .collect();
+    check_tls(&config, &mut p);
+    check_limits(&config, &mut p);
+    check_database(&config.database.url, &mut p);
+    check_log(&config, &mut p);
+    match (listen, admin_listen, public_url, upstream_url) {
+        (Some(listen), Some(admin_listen), Some(public_url), Some(upstream_url))
+            if p.is_empty() =>
+        {
+            Ok(Loaded {
+                config,
+                source,
+                listen,
+                admin_listen,
+                public_url,
+                upstream_url,
+                trusted_proxies,
+            })
+        }
+        _ => Err(Problems(p)),
+    }
+}
+
+fn socket_addr(key: &str, value: &str, p: &mut Vec<Problem>) -> Option<SocketAddr> {
+    match value.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p.push(Problem::new(
+                key,
+                format!("{value:?} is not an address like 0.0.0.0:8080 or [::1]:8080"),
+            ));
+            None
+        }
+    }
+}
+
+fn http_url(key: &str, value: &str, p: &mut Vec<Problem>) -> Option<url::Url> {
+    let url = match url::Url::parse(value) {
+        Ok(u) => u,
+        Err(url::ParseError::RelativeUrlWithoutBase) => {
+            p.push(Problem::new(
+                key,
+                format!(
+                    "{value:?} is not an absolute URL; write it with a scheme, e.g. http://{value}"
+                ),
+            ));
+            return None;
+        }
+        Err(e) => {
+            p.push(Problem::new(
+                key,
+                format!("{value:?} is not a valid URL: {e}"),
+            ));
+            return None;
+        }
+    };
+    let problem = if !matches!(url.scheme(), "http" | "https") {
+        Some(format!(
+            "{value:?} must start with http:// or https:// (a bare host:port is read as scheme {:?})",
+            url.scheme()
+        ))
+    } else if url.host_str().is_none_or(str::is_empty) {
+        Some(format!("{value:?} has no host"))
+    } else if url.path() != "/" {
+        Some(format!(
+            "{value:?} must not have a path; idgate serves from the root"
+        ))
+    } else if url.query().is_some() || url.fragment().is_some() {
+        Some(format!("{value:?} must not have a query or fragment"))
+    } else if !url.username().is_empty() || url.password().is_some() {
+        Some("must not carry a user name or password".to_string())
+    } else {
+        None
+    };
+    match problem {
+        Some(m) => {
+            p.push(Problem::new(key, m));
+            None
+        }
+        None => Some(url),
+    }
+}
+
+fn ip_net(value: &str, p: &mut Vec<Problem>) -> Option<ipnet::IpNet> {
+    if let Ok(net) = value.parse::<ipnet::IpNet>() {
+        return Some(net);
+    }
+    if let Ok(ip) = value.parse::<std::net::IpAddr>() {
+        return Some(ip.into());
+    }
+    p.push(Problem::new(
+        "server.trusted_proxies",
+        format!("{value:?} is not an IP address or CIDR such as 10.0.0.0/8"),
+    ));
+    None
+}
+
+fn check_tls(config: &Config, p: &mut Vec<Problem>) {
+    let tls = &config.server.tls;
+    match (tls.cert.is_empty(), tls.key.is_empty()) {
+        (true, true) => return,
+        (false, true) => p.push(Problem::new(
+            "server.tls.key",
+            "must be set when server.tls.cert is",
+        )),
+        (true, false) => p.push(Problem::new(
+            "server.tls.cert",
+            "must be set when server.tls.key is",
+        )),
+        (false, false) => {}
+    }
+    for (key, path, marker) in [
+        ("server.tls.cert", &tls.cert, "CERTIFICATE"),
+        ("server.tls.key", &tls.key, "PRIVATE KEY"),
+    ] {
+        if path.is_empty() {
+            continue;
+        }
+        match std::fs::read_to_string(Path::new(path)) {
+            Ok(text) if text.contains("-----BEGIN") && text.contains(marker) => {}
+            Ok(_) => p.push(Problem::new(key, format!("{path} holds no PEM {marker}"))),
+            Err(e) => p.push(Problem::new(key, format!("cannot read {path}: {e}"))),
+        }
+    }
+}
+
+fn check_limits(config: &Config, p: &mut Vec<Problem>) {
+    let s = &config.server;
+    if !(1024..=PARSER_MAX_HEADER_BYTES).contains(&s.max_header_bytes) {
+        p.push(Problem::new(
+            "server.max_header_bytes",
+            format!("must be between 1024 and {PARSER_MAX_HEADER_BYTES}"),
+        ));
+    }
+    if s.max_uri_bytes < 256 || s.max_uri_bytes > s.max_header_bytes {
+        p.push(Problem::new(
+            "server.max_uri_bytes",
+            "must be at least 256 and at most server.max_header_bytes",
+        ));
+    }
+    let u = &config.upstream;
+    for (key, d) in [
+        ("upstream.connect_timeout", u.connect_timeout),
+        ("upstream.read_timeout", u.read_timeout),
+        ("upstream.write_timeout", u.write_timeout),
+    ] {
+        if d.is_zero() {
+            p.push(Problem::new(key, "must be longer than zero"));
+        }
+    }
+    if config.database.max_connections == 0 {
+        p.push(Problem::new(
+            "database.max_connections",
+            "must be at least 1",
+        ));
+    }
+}
+
+fn check_database(url: &str, p: &mut Vec<Problem>) {
+    if let Some(rest) = url.strip_prefix("sqlite://") {
+        if rest.is_empty() || rest == "/" {
+            p.push(Problem::new(
+                "database.url",
+                "names no file; write sqlite://data/idgate.db",
+            ));
+        }
+        return;
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        if url::Url::parse(url).is_err() {
+            p.push(Problem::new(
+                "database.url",
+                "is not a valid postgres:// URL",
+            ));
+        }
+        return;
+    }
+    p.push(Problem::new(
+        "database.url",
+        "must start with sqlite:// or postgres://",
+    ));
+}
+
+fn check_log(config: &Config, p: &mut Vec<Problem>) {
+    if !matches!(config.log.format.as_str(), "text" | "json") {
+        p.push(Problem::new(
+            "log.format",
+            format!("{:?} must be text or json", config.log.format),
+        ));
+    }
+    if tracing_subscriber::EnvFilter::try_new(&config.log.level).is_err() {
+        p.push(Problem::new(
+            "log.level",
+            format!(
+                "{:?} is not a level (error, warn, info, debug, trace) or filter",
+                config.log.level
+            ),
+        ));
+    }
+}

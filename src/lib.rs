@@ -1,0 +1,13 @@
+//! idgate: an identity-aware reverse proxy that runs the Microsoft Entra ID
+//! OpenID Connect login in front of The Things Stack console or any web app,
+//! and forwards verified identity upstream.
+
+pub mod admin;
+pub mod config;
+pub mod logging;
+pub mod metrics;
+pub mod pages;
+pub mod proxy;
+pub mod server;
+pub mod shutdown;
+pub mod store;

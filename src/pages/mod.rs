@@ -1,0 +1,23 @@
+//! Pages a person sees: rendered from templates that escape every value.
+
+use askama::Template;
+
+/// A readable error page, with an optional way back.
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    pub status: u16,
+    pub title: &'a str,
+    pub message: &'a str,
+    pub back_href: Option<&'a str>,
+    pub back_label: &'a str,
+}
+
+impl ErrorPage<'_> {
+    /// The page as HTML; rendering a page with only string fields cannot fail,
+    /// but a plain fallback keeps the gateway answering if it ever did.
+    pub fn html(&self) -> String {
+        self.render()
+            .unwrap_or_else(|_| format!("HTTP {}: {}", self.status, self.title))
+    }
+}

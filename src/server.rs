@@ -1,0 +1,136 @@
+//! `idgate serve`: opens the store, starts the admin listener on a small
+//! control runtime, and runs the pingora proxy service until a shutdown
+//! signal drains it.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Context;
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server};
+
+use crate::admin::{self, AdminState};
+use crate::config::Loaded;
+use crate::metrics::Metrics;
+use crate::proxy::headers::DEFAULT_IDENTITY_HEADERS;
+use crate::proxy::upstream::Upstream;
+use crate::proxy::{Gateway, ProxySettings};
+use crate::shutdown::DrainOnSignal;
+use crate::store::Store;
+
+/// Runs the gateway; returns only on a startup failure.
+pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
+    preflight_bind("server.listen", cfg.listen)?;
+    preflight_bind("admin.listen", cfg.admin_listen)?;
+
+    let control = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("idgate-control")
+        .enable_all()
+        .build()
+        .context("cannot start the control runtime")?;
+
+    let db = &cfg.config.database;
+    let store = control.block_on(Store::open(&db.url, db.max_connections))?;
+    tracing::info!(database = %crate::store::redact_url(&db.url), "database ready");
+
+    let upstream = Upstream::new(&cfg.upstream_url, cfg.config.upstream.clone());
+    control.spawn(upstream.clone().keep_resolving());
+
+    let metrics = Metrics::new();
+    let draining = Arc::new(AtomicBool::new(false));
+    let admin_state = AdminState {
+        metrics: metrics.clone(),
+        store: store.clone(),
+        draining: draining.clone(),
+        public_probe: probe_address(cfg.listen),
+    };
+    let admin_listener = control
+        .block_on(tokio::net::TcpListener::bind(cfg.admin_listen))
+        .with_context(|| format!("admin.listen: cannot listen on {}", cfg.admin_listen))?;
+    control.spawn(async move {
+        if let Err(e) = axum::serve(admin_listener, admin::router(admin_state)).await {
+            tracing::error!(error = %e, "admin listener stopped");
+        }
+    });
+    if cfg.config.admin.token.is_empty() {
+        tracing::warn!("admin.token is empty: the provider admin API is disabled");
+    }
+
+    let server_conf = ServerConf {
+        threads: match cfg.config.server.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        },
+        grace_period_seconds: Some(cfg.config.server.shutdown_grace.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, server_conf);
+    server.bootstrap();
+
+    let tls = !cfg.config.server.tls.cert.is_empty();
+    let settings = ProxySettings {
+        max_header_bytes: cfg.config.server.max_header_bytes,
+        max_uri_bytes: cfg.config.server.max_uri_bytes,
+        trusted_proxies: cfg.trusted_proxies.clone(),
+        identity_headers: DEFAULT_IDENTITY_HEADERS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        proto: if tls { "https" } else { "http" },
+    };
+    let gateway = Gateway::new(settings, upstream, metrics.clone());
+    let mut service =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "idgate");
+    let listen = cfg.listen.to_string();
+    if tls {
+        let t = &cfg.config.server.tls;
+        let mut settings = TlsSettings::intermediate(&t.cert, &t.key)
+            .map_err(|e| anyhow::anyhow!("server.tls: cannot use {} / {}: {e}", t.cert, t.key))?;
+        settings.enable_h2();
+        service.add_tls_with_settings(&listen, None, settings);
+    } else {
+        service.add_tcp(&listen);
+    }
+    server.add_service(service);
+
+    tracing::info!(
+        listen = %cfg.listen,
+        tls,
+        public_url = %cfg.public_url,
+        upstream = %cfg.upstream_url,
+        admin = %cfg.admin_listen,
+        config = %cfg.source,
+        "idgate is serving"
+    );
+    let shutdown = DrainOnSignal {
+        draining,
+        active: metrics.active_requests.clone(),
+        grace: cfg.config.server.shutdown_grace,
+    };
+    server.run(RunArgs {
+        shutdown_signal: Box::new(shutdown),
+    });
+    control.block_on(store.close());
+    std::process::exit(0)
+}
+
+/// Fails early, with the key to fix, when an address cannot be listened on.
+fn preflight_bind(key: &str, addr: SocketAddr) -> anyhow::Result<()> {
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .with_context(|| format!("{key}: cannot listen on {addr}"))
+}
+
+/// The address to reach a listener from this host (loopback for a wildcard).
+fn probe_address(listen: SocketAddr) -> SocketAddr {
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listen.port())
+}
