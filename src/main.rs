@@ -74,7 +74,6 @@ fn serve(arg: ConfigArg) -> ExitCode {
     match idgate::server::serve(cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("idgate: {e:#}");
             ExitCode::from(1)
         }

@@ -67,6 +67,15 @@ fn socket_addr(key: &str, value: &str, p: &mut Vec<Problem>) -> Option<SocketAdd
 fn http_url(key: &str, value: &str, p: &mut Vec<Problem>) -> Option<url::Url> {
     let url = match url::Url::parse(value) {
         Ok(u) => u,
+        Err(url::ParseError::RelativeUrlWithoutBase)
+            if value.starts_with('/') || value.is_empty() =>
+        {
+            p.push(Problem::new(
+                key,
+                format!("{value:?} is not an absolute URL; write one like http://localhost:8080"),
+            ));
+            return None;
+        }
         Err(url::ParseError::RelativeUrlWithoutBase) => {
             p.push(Problem::new(
                 key,

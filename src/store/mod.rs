@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::AnyPool;
+use sqlx::{AnyConnection, AnyPool, Connection};
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +52,13 @@ impl Store {
         } else {
             (Backend::Postgres, url.to_string())
         };
+        // One direct connection first: a refused or misconfigured database
+        // is reported at once, with the driver's own reason.
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, AnyConnection::connect(&connect_url))
+            .await
+            .map_err(|_| open_err(describe(&sqlx::Error::PoolTimedOut)))?
+            .map_err(|e| open_err(describe(&e)))?;
+        let _ = probe.close().await;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(CONNECT_TIMEOUT)

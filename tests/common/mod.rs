@@ -1,0 +1,249 @@
+//! Shared harness for the black-box tests: the real `idgate` binary started
+//! on loopback with a config written for the test, and a real upstream
+//! server (echo, streaming, SSE, WebSocket, slow and failing routes).
+
+#![allow(dead_code)]
+
+pub mod pg;
+pub mod upstream;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free loopback port (bound then released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn idgate_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_idgate")
+}
+
+/// An HTTP client that never uses a proxy from the environment and never
+/// follows redirects (tests look at what the browser was told).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// A running gateway process; killed when dropped.
+pub struct Gateway {
+    child: Option<Child>,
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    log_path: PathBuf,
+}
+
+/// How to start a gateway for a test.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// TOML merged over the test defaults (listeners, upstream, database).
+    pub toml: &'a str,
+    pub env: Vec<(&'a str, String)>,
+    /// Reuse this folder (for restart tests) instead of a new one.
+    pub dir: Option<tempfile::TempDir>,
+}
+
+impl Gateway {
+    /// Starts a gateway in front of `upstream` with extra config `toml`.
+    pub async fn start(upstream: &str, toml: &str) -> Gateway {
+        Self::start_with(
+            upstream,
+            Options {
+                toml,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn start_with(upstream: &str, opts: Options<'_>) -> Gateway {
+        let dir = opts.dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
+        let public: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut table: toml::Table = format!(
+            r#"
+            [server]
+            listen = "{public}"
+            public_url = "http://{public}"
+            threads = 2
+            shutdown_grace = "10s"
+            [upstream]
+            url = "{upstream}"
+            [admin]
+            listen = "{admin}"
+            [database]
+            url = "sqlite://{}/idgate.db"
+            "#,
+            dir.path().display()
+        )
+        .parse()
+        .unwrap();
+        merge(&mut table, opts.toml.parse().expect("test TOML parses"));
+        let config_path = dir.path().join("idgate.toml");
+        std::fs::write(&config_path, toml::to_string(&table).unwrap()).unwrap();
+        let log_path = dir.path().join("idgate.log");
+        let child = spawn(&config_path, dir.path(), &log_path, &opts.env);
+        let mut gw = Gateway {
+            child: Some(child),
+            public,
+            admin,
+            dir,
+            config_path,
+            log_path,
+        };
+        gw.wait_ready().await;
+        gw
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.public, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Everything the gateway logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = client();
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("idgate exited during startup ({status}):\n{}", self.logs());
+            }
+            if let Ok(r) = client.get(self.admin_url("/readyz")).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "idgate not ready after 30s:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, sig: i32) {
+        let rc = unsafe { libc::kill(self.pid() as i32, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "idgate did not exit:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the process and hands back its folder (database and all).
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(Duration::from_secs(15)).await;
+        let placeholder = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, placeholder)
+    }
+
+    /// Peak resident memory of the process, in bytes (Linux `VmHWM`).
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb * 1024
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn(config: &Path, cwd: &Path, log: &Path, env: &[(&str, String)]) -> Child {
+    let log_file = std::fs::File::create(log).unwrap();
+    let mut cmd = Command::new(idgate_bin());
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(config)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("IDGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("idgate binary runs")
+}
+
+/// Runs `idgate <args>` to completion in `cwd` with `env`; returns
+/// (exit code, stdout, stderr).
+pub fn run_idgate(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(idgate_bin());
+    cmd.args(args).current_dir(cwd).stdin(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("IDGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("idgate binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,126 @@
+//! The gateway as a process: readiness, metrics, the access log, and a
+//! graceful shutdown that lets in-flight requests finish.
+
+mod common;
+
+use std::time::Duration;
+
+use common::upstream::Upstream;
+use common::{client, Gateway, Options};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_readiness_and_metrics() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&up.url(), "").await;
+    let h = client().get(gw.admin_url("/healthz")).send().await.unwrap();
+    assert_eq!(h.status(), 200);
+    let r = client().get(gw.admin_url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let ready: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(ready["database"], "ok");
+    assert_eq!(ready["listener"], true);
+
+    for _ in 0..3 {
+        client().get(gw.url("/status/404")).send().await.unwrap();
+    }
+    client().get(gw.url("/")).send().await.unwrap();
+    let m = client().get(gw.admin_url("/metrics")).send().await.unwrap();
+    assert!(m.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let m = m.text().await.unwrap();
+    assert!(
+        m.contains("idgate_requests_total{route=\"proxy\",status=\"404\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains("idgate_requests_total{route=\"proxy\",status=\"200\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("idgate_request_duration_seconds_count{route=\"proxy\"} 4"),
+        "{m}"
+    );
+    assert!(m.contains("idgate_active_requests 0"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_log_has_one_line_per_request_and_no_secrets() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start_with(
+        &up.url(),
+        Options {
+            toml: "[log]\nformat = \"json\"",
+            ..Default::default()
+        },
+    )
+    .await;
+    client()
+        .get(gw.url("/callback?code=SECRETCODE&state=s"))
+        .header("cookie", "idgate_session=SECRETCOOKIE")
+        .header("authorization", "Bearer SECRETTOKEN")
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = gw.logs();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["target"] == "idgate::access")
+        .collect();
+    assert_eq!(lines.len(), 1, "{logs}");
+    let line = &lines[0];
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["path"], "/callback");
+    assert_eq!(line["status"], 200);
+    assert!(line["upstream_ms"].is_number());
+    assert!(line["total_ms"].is_number());
+    for secret in ["SECRETCODE", "SECRETCOOKIE", "SECRETTOKEN"] {
+        assert!(!logs.contains(secret), "{secret} logged:\n{logs}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_in_flight_requests_then_exits_zero() {
+    let up = Upstream::start().await;
+    let mut gw = Gateway::start(&up.url(), "").await;
+    let url = gw.url("/slow?ms=1500");
+    let in_flight = tokio::spawn(async move { client().get(url).send().await });
+    // Let the request reach the upstream before the signal.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = client()
+            .get(gw.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if m.contains("idgate_active_requests 1") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "request never became active"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gw.signal(libc::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ready = client().get(gw.admin_url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "a draining gateway is not ready");
+    assert!(
+        std::net::TcpStream::connect(gw.public).is_err(),
+        "no new connections while draining"
+    );
+    let r = in_flight
+        .await
+        .unwrap()
+        .expect("in-flight request completes");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "finally");
+    assert_eq!(gw.wait_exit(Duration::from_secs(8)).await, Some(0));
+}

@@ -1,0 +1,404 @@
+//! The data path through the real binary: what the upstream receives, what
+//! the client gets back, and how the gateway behaves when the upstream fails.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::upstream::{hex, pattern_chunk, Upstream};
+use common::{client, Gateway};
+use futures_util::{SinkExt, StreamExt};
+use sha2::{Digest, Sha256};
+
+fn header<'a>(echo: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
+    echo["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name))
+        .map(|h| h[1].as_str().unwrap())
+        .collect()
+}
+
+/// Sends raw bytes and returns the raw response (header names exactly as
+/// the test writes them, duplicates and underscores included).
+fn raw_request(addr: std::net::SocketAddr, request: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn body_json(raw: &str) -> serde_json::Value {
+    let body = raw.split("\r\n\r\n").nth(1).expect("a body");
+    serde_json::from_str(body).unwrap_or_else(|_| panic!("JSON body expected:\n{raw}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwards_method_path_query_and_body() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&up.url(), "").await;
+    let r = client()
+        .put(gw.url("/console/applications?page=2&q=a%20b"))
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(echo["method"], "PUT");
+    assert_eq!(echo["uri"], "/console/applications?page=2&q=a%20b");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_identity_headers_never_reach_the_upstream() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&up.url(), "").await;
+    for method in ["GET", "POST", "DELETE", "OPTIONS"] {
+        let raw = raw_request(
+            gw.public,
+            &format!(
+                "{method} /any/path HTTP/1.1\r\nHost: gw\r\n\
+                 X-Forwarded-User: admin\r\n\
+                 x-forwarded-user: admin2\r\n\
+                 X-FORWARDED-USER: admin3\r\n\
+                 X_Forwarded_User: admin4\r\n\
+                 x_forwarded_email: a@evil.example\r\n\
+                 X-Forwarded-Preferred-Username: root\r\n\
+                 X-Idgate-Provider: evil\r\n\
+                 X-IDGATE-ASSERTION: forged.jwt.value\r\n\
+                 X_Idgate_Assertion: forged\r\n\
+                 X-Idgate-Future-Header: x\r\n\
+                 X-Forwarded-Userx: kept\r\n\
+                 Content-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
+        );
+        assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+        let echo = body_json(&raw);
+        for name in [
+            "x-forwarded-user",
+            "x_forwarded_user",
+            "x-forwarded-email",
+            "x_forwarded_email",
+            "x-forwarded-preferred-username",
+            "x-idgate-provider",
+            "x-idgate-assertion",
+            "x_idgate_assertion",
+            "x-idgate-future-header",
+        ] {
+            assert!(
+                header(&echo, name).is_empty(),
+                "{method}: {name} leaked: {echo}"
+            );
+        }
+        assert_eq!(header(&echo, "x-forwarded-userx"), vec!["kept"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarding_headers_from_untrusted_clients_are_replaced() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&up.url(), "").await;
+    let raw = raw_request(
+        gw.public,
+        "GET / HTTP/1.1\r\nHost: console.example:8080\r\n\
+         X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\n\
+         X-Forwarded-Host: evil.example\r\nForwarded: for=6.6.6.6\r\n\
+         Connection: close\r\n\r\n",
+    );
+    let echo = body_json(&raw);
+    assert_eq!(header(&echo, "x-forwarded-for"), vec!["127.0.0.1"]);
+    assert_eq!(header(&echo, "x-forwarded-proto"), vec!["http"]);
+    assert_eq!(
+        header(&echo, "x-forwarded-host"),
+        vec!["console.example:8080"]
+    );
+    assert!(header(&echo, "forwarded").is_empty());
+    assert_eq!(header(&echo, "host"), vec!["console.example:8080"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarding_headers_from_a_trusted_proxy_are_kept_and_extended() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&up.url(), "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]").await;
+    let raw = raw_request(
+        gw.public,
+        "GET / HTTP/1.1\r\nHost: gw.internal\r\n\
+         X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\n\
+         X-Forwarded-Host: console.example\r\nConnection: close\r\n\r\n",
+    );
+    let echo = body_json(&raw);
+    assert_eq!(
+        header(&echo, "x-forwarded-for"),
+        vec!["203.0.113.7, 127.0.0.1"]
+    );
+    assert_eq!(header(&echo, "x-forwarded-proto"), vec!["https"]);
+    assert_eq!(header(&echo, "x-forwarded-host"), vec!["console.example"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_header_can_name_the_upstream_instead() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&up.url(), "[upstream]\npass_host_header = false").await;
+    let r = client()
+        .get(gw.url("/"))
+        .header("host", "console.example")
+        .send()
+        .await
+        .unwrap();
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(header(&echo, "host"), vec![up.addr.to_string().as_str()]);
+    assert_eq!(header(&echo, "x-forwarded-host"), vec!["console.example"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hop_by_hop_headers_are_not_forwarded() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&up.url(), "").await;
+    let raw = raw_request(
+        gw.public,
+        "GET / HTTP/1.1\r\nHost: gw\r\nConnection: close, X-Secret-Hop\r\n\
+         X-Secret-Hop: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n\
+         Proxy-Authorization: Basic Zm9vOmJhcg==\r\n\r\n",
+    );
+    let echo = body_json(&raw);
+    assert!(header(&echo, "x-secret-hop").is_empty(), "{echo}");
+    assert!(header(&echo, "keep-alive").is_empty(), "{echo}");
+    assert!(header(&echo, "proxy-authorization").is_empty(), "{echo}");
+}
+
+const HUNDRED_MB: u64 = 100 * 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_bodies_stream_both_ways_in_constant_memory() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&up.url(), "").await;
+
+    let mut expected = Sha256::new();
+    let chunks: Vec<Vec<u8>> = (0..(HUNDRED_MB / (1 << 20)))
+        .map(|i| pattern_chunk(i * (1 << 20), 1 << 20))
+        .collect();
+    for c in &chunks {
+        expected.update(c);
+    }
+    let expected = hex(&expected.finalize());
+    let stream = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
+    let r = client()
+        .post(gw.url("/upload"))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let got: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(got["len"], HUNDRED_MB);
+    assert_eq!(got["sha256"], expected.as_str());
+
+    let r = client()
+        .get(gw.url(&format!("/download?bytes={HUNDRED_MB}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let mut hasher = Sha256::new();
+    let mut len = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.unwrap();
+        len += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    assert_eq!(len, HUNDRED_MB);
+    assert_eq!(hex(&hasher.finalize()), expected);
+
+    let peak = gw.peak_rss();
+    assert!(
+        peak < 64 * 1024 * 1024,
+        "gateway peak RSS {} MiB: bodies were buffered",
+        peak >> 20
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_sent_events_arrive_chunk_by_chunk() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&up.url(), "").await;
+    let r = client().get(gw.url("/sse")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    // The upstream holds the second event until released: the first must
+    // reach us on its own, or this read never completes.
+    let first = tokio::time::timeout(Duration::from_secs(20), body.next())
+        .await
+        .expect("first event was held back by the gateway")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first[..], b"data: one\n\n");
+    up.release();
+    let second = body.next().await.unwrap().unwrap();
+    assert_eq!(&second[..], b"data: two\n\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_upgrades_pass_through() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&up.url(), "").await;
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://{}/ws", gw.public),
+    )
+    .unwrap();
+    req.headers_mut()
+        .insert("x-forwarded-user", "mallory".parse().unwrap());
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    let hello = ws.next().await.unwrap().unwrap();
+    assert_eq!(hello.into_text().unwrap().as_str(), "hello anonymous");
+    for i in 0..3 {
+        ws.send(format!("ping {i}").into()).await.unwrap();
+        let echo = ws.next().await.unwrap().unwrap();
+        assert_eq!(
+            echo.into_text().unwrap().as_str(),
+            format!("echo: ping {i}")
+        );
+    }
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_down_gives_502_page_or_json() {
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
+    let gw = Gateway::start(&dead, "").await;
+    let r = client()
+        .get(gw.url("/x"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let page = r.text().await.unwrap();
+    assert!(page.contains("The application is not reachable"), "{page}");
+
+    let r = client().get(gw.url("/x")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    let json: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(json["error"], "upstream_unavailable");
+
+    let metrics = client()
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("idgate_upstream_errors_total{kind=\"unavailable\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_upstream_gives_504_and_the_gateway_keeps_serving() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&up.url(), "[upstream]\nread_timeout = \"1s\"").await;
+    let r = client().get(gw.url("/slow?ms=4000")).send().await.unwrap();
+    assert_eq!(r.status(), 504);
+    let json: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(json["error"], "upstream_timeout");
+    let r = client().get(gw.url("/slow?ms=10")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "finally");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_headers_and_uris_are_refused() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(
+        &up.url(),
+        "[server]\nmax_header_bytes = 4096\nmax_uri_bytes = 1024",
+    )
+    .await;
+    let long_path = format!("/{}", "a".repeat(2000));
+    let r = client().get(gw.url(&long_path)).send().await.unwrap();
+    assert_eq!(r.status(), 414);
+    let r = client()
+        .get(gw.url("/"))
+        .header("cookie", "x".repeat(5000))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 431);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("Request headers too large"));
+    let r = client().get(gw.url("/fine")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_upstream_is_reached_with_verification_configurable() {
+    let up = Upstream::start_tls().await;
+    let url = format!("https://localhost:{}", up.addr.port());
+    let gw = Gateway::start(&url, "[upstream]\ntls_verify = false").await;
+    let r = client().get(gw.url("/over-tls")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(echo["uri"], "/over-tls");
+
+    let strict = Gateway::start(&url, "").await;
+    let r = client().get(strict.url("/over-tls")).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        502,
+        "a self-signed upstream must fail verification"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_listener_serves_http1_and_http2() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let toml = format!(
+        "[server.tls]\ncert = \"{}\"\nkey = \"{}\"",
+        cert_path.display(),
+        key_path.display()
+    );
+    let gw = Gateway::start(&up.url(), &toml).await;
+    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
+    let url = format!("https://localhost:{}/tls-path", gw.public.port());
+    for http2 in [false, true] {
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .add_root_certificate(root.clone());
+        builder = if http2 {
+            builder.http2_prior_knowledge()
+        } else {
+            builder.http1_only()
+        };
+        let r = builder.build().unwrap().get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let expected = if http2 {
+            reqwest::Version::HTTP_2
+        } else {
+            reqwest::Version::HTTP_11
+        };
+        assert_eq!(r.version(), expected);
+        let echo: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(header(&echo, "x-forwarded-proto"), vec!["https"]);
+    }
+}
