@@ -3,10 +3,13 @@
 //! and forwards verified identity upstream.
 
 pub mod admin;
+pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod logging;
 pub mod metrics;
 pub mod pages;
+pub mod providers;
 pub mod proxy;
 pub mod server;
 pub mod shutdown;

@@ -11,9 +11,11 @@ use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 
+use crate::admin::api::ApiState;
 use crate::admin::{self, AdminState};
 use crate::config::Loaded;
 use crate::metrics::Metrics;
+use crate::providers::registry::Registry;
 use crate::proxy::headers::DEFAULT_IDENTITY_HEADERS;
 use crate::proxy::upstream::Upstream;
 use crate::proxy::{Gateway, ProxySettings};
@@ -36,6 +38,18 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
     let store = control.block_on(Store::open(&db.url, db.max_connections))?;
     tracing::info!(database = %crate::store::redact_url(&db.url), "database ready");
 
+    let registry = control.block_on(Registry::load(
+        store.clone(),
+        cfg.providers.clone(),
+        cfg.provider_rules(),
+    ))?;
+    control.spawn(registry.clone().keep_fresh());
+    tracing::info!(
+        providers = registry.list().len(),
+        declared = cfg.providers.len(),
+        "providers loaded"
+    );
+
     let upstream = Upstream::new(&cfg.upstream_url, cfg.config.upstream.clone());
     control.spawn(upstream.clone().keep_resolving());
 
@@ -46,6 +60,7 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
         store: store.clone(),
         draining: draining.clone(),
         public_probe: probe_address(cfg.listen),
+        api: ApiState::new(registry.clone(), &cfg.config.admin.token),
     };
     let admin_listener = control
         .block_on(tokio::net::TcpListener::bind(cfg.admin_listen))
@@ -82,7 +97,7 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
             .collect(),
         proto: if tls { "https" } else { "http" },
     };
-    let gateway = Gateway::new(settings, upstream, metrics.clone());
+    let gateway = Gateway::new(settings, upstream, metrics.clone(), registry);
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "idgate");
     let listen = cfg.listen.to_string();

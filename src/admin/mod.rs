@@ -1,5 +1,8 @@
 //! The admin listener: health, readiness and metrics for orchestrators and
-//! Prometheus. It listens on its own address, loopback by default.
+//! Prometheus, and the provider admin API. It listens on its own address,
+//! loopback by default.
+
+pub mod api;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,14 +27,17 @@ pub struct AdminState {
     pub draining: Arc<AtomicBool>,
     /// Where the public listener can be reached from this host.
     pub public_probe: SocketAddr,
+    pub api: api::ApiState,
 }
 
 pub fn router(state: AdminState) -> Router {
+    let api = api::router(state.api.clone());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
+        .merge(api)
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -131,7 +131,15 @@ pub const KEYS: &[Key] = &[
         Kind::Str,
         "a tracing filter such as info or idgate=debug",
     ),
+    key(
+        "oidc.allow_insecure_http",
+        Kind::Bool,
+        "accept http:// provider URLs beyond loopback",
+    ),
 ];
+
+/// The array of tables `[[providers]]`, checked field by field by serde.
+pub const PROVIDERS: &str = "providers";
 
 /// Environment variables that start with `IDGATE_` but are not config keys.
 const NON_CONFIG_ENV: &[&str] = &["IDGATE_CONFIG", "IDGATE_ADMIN_URL"];
@@ -179,6 +187,10 @@ fn walk(table: &toml::Table, prefix: &str, problems: &mut Vec<Problem>) {
         } else {
             format!("{prefix}.{name}")
         };
+        if path == PROVIDERS {
+            check_providers(value, problems);
+            continue;
+        }
         match (find(&path), value) {
             (Some(k), v) if type_matches(k.kind, v) => {}
             (Some(k), _) => problems.push(Problem::new(
@@ -190,6 +202,24 @@ fn walk(table: &toml::Table, prefix: &str, problems: &mut Vec<Problem>) {
                 problems.push(Problem::new(&path, "must be a section"))
             }
             (None, _) => problems.push(Problem::new(&path, unknown_key_message(&path))),
+        }
+    }
+}
+
+fn check_providers(value: &toml::Value, problems: &mut Vec<Problem>) {
+    let Some(items) = value.as_array() else {
+        problems.push(Problem::new(
+            PROVIDERS,
+            "must be an array of tables ([[providers]])",
+        ));
+        return;
+    };
+    for (i, item) in items.iter().enumerate() {
+        if let Err(e) = item.clone().try_into::<crate::providers::ProviderChange>() {
+            problems.push(Problem::new(
+                format!("providers[{i}]"),
+                e.message().trim().to_string(),
+            ));
         }
     }
 }
@@ -210,6 +240,9 @@ fn unknown_key_message(path: &str) -> String {
                 names.push(name);
             }
         }
+    }
+    if section.is_empty() {
+        names.push(PROVIDERS);
     }
     format!("unknown key (expected one of: {})", names.join(", "))
 }

@@ -68,6 +68,15 @@ pub struct Config {
     pub admin: AdminConfig,
     pub database: DatabaseConfig,
     pub log: LogConfig,
+    pub oidc: OidcConfig,
+    /// Providers declared here are read-only through the admin API.
+    pub providers: Vec<crate::providers::ProviderChange>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct OidcConfig {
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -211,9 +220,18 @@ pub struct Loaded {
     pub public_url: url::Url,
     pub upstream_url: url::Url,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The `[[providers]]` of the file, validated.
+    pub providers: Vec<crate::providers::Provider>,
 }
 
 impl Loaded {
+    /// The provider rules this gateway applies.
+    pub fn provider_rules(&self) -> crate::providers::validate::Rules {
+        crate::providers::validate::Rules {
+            allow_insecure_http: self.config.oidc.allow_insecure_http,
+        }
+    }
+
     /// Whether browsers reach the gateway over https (decides cookie flags).
     pub fn public_is_https(&self) -> bool {
         self.public_url.scheme() == "https"

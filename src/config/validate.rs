@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use super::{Config, Loaded, Problem, Problems, Source};
+use crate::providers::validate::{self, Rules};
+use crate::providers::{timestamp_now, Provider, SOURCE_CONFIG};
 
 /// The largest request head pingora's HTTP/1 parser accepts.
 const PARSER_MAX_HEADER_BYTES: usize = 1_048_575;
@@ -33,6 +35,7 @@ pub fn validate(config: Config, source: Source) -> Result<Loaded, Problems> {
     check_limits(&config, &mut p);
     check_database(&config.database.url, &mut p);
     check_log(&config, &mut p);
+    let providers = declared_providers(&config, &mut p);
     match (listen, admin_listen, public_url, upstream_url) {
         (Some(listen), Some(admin_listen), Some(public_url), Some(upstream_url))
             if p.is_empty() =>
@@ -45,10 +48,41 @@ pub fn validate(config: Config, source: Source) -> Result<Loaded, Problems> {
                 public_url,
                 upstream_url,
                 trusted_proxies,
+                providers,
             })
         }
         _ => Err(Problems(p)),
     }
+}
+
+/// The `[[providers]]` as providers, each checked by the same rules as the
+/// admin API applies.
+fn declared_providers(config: &Config, p: &mut Vec<Problem>) -> Vec<Provider> {
+    let rules = Rules {
+        allow_insecure_http: config.oidc.allow_insecure_http,
+    };
+    let now = timestamp_now();
+    let mut out: Vec<Provider> = Vec::new();
+    for (i, change) in config.providers.iter().enumerate() {
+        let key = format!("providers[{i}]");
+        let Some(id) = change.ids.as_ref().map(|ids| ids.provider_id.clone()) else {
+            p.push(Problem::new(key, "missing ids = { provider_id = \"…\" }"));
+            continue;
+        };
+        let mut provider = change.clone().into_new(&id, &now);
+        provider.source = Some(SOURCE_CONFIG.to_string());
+        if let Err(e) = validate::provider(&provider, rules) {
+            p.push(Problem::new(key, e));
+        } else if out.iter().any(|o| o.id() == id) {
+            p.push(Problem::new(
+                key,
+                format!("provider ID {id:?} is declared twice"),
+            ));
+        } else {
+            out.push(provider);
+        }
+    }
+    out
 }
 
 fn socket_addr(key: &str, value: &str, p: &mut Vec<Problem>) -> Option<SocketAddr> {

@@ -21,3 +21,24 @@ impl ErrorPage<'_> {
             .unwrap_or_else(|_| format!("HTTP {}: {}", self.status, self.title))
     }
 }
+
+/// One provider's button on the login page.
+pub struct LoginButton {
+    pub name: String,
+    pub href: String,
+}
+
+/// The login page: a **Login to &lt;name&gt;** link per provider; works
+/// without JavaScript.
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub buttons: Vec<LoginButton>,
+}
+
+impl LoginPage {
+    pub fn html(&self) -> String {
+        self.render()
+            .unwrap_or_else(|_| "Sign in: the page could not be rendered".to_string())
+    }
+}

@@ -5,6 +5,8 @@
 
 pub mod headers;
 pub mod respond;
+pub mod return_target;
+pub mod routes;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -17,8 +19,11 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::ErrorSource;
 
 use crate::metrics::{InFlight, Metrics};
+use crate::pages::{LoginButton, LoginPage};
+use crate::providers::registry::Registry;
 use headers::Peer;
 use respond::ErrorAnswer;
+use routes::Route;
 use upstream::Upstream;
 
 /// Settings of the data plane, fixed at startup.
@@ -36,15 +41,43 @@ pub struct Gateway {
     settings: ProxySettings,
     upstream: Arc<Upstream>,
     metrics: Metrics,
+    providers: Arc<Registry>,
 }
 
 impl Gateway {
-    pub fn new(settings: ProxySettings, upstream: Arc<Upstream>, metrics: Metrics) -> Self {
+    pub fn new(
+        settings: ProxySettings,
+        upstream: Arc<Upstream>,
+        metrics: Metrics,
+        providers: Arc<Registry>,
+    ) -> Self {
         Self {
             settings,
             upstream,
             metrics,
+            providers,
         }
+    }
+
+    /// The login page, with every provider's button carrying `rd`.
+    fn login_page(&self, rd: Option<&str>) -> String {
+        let rd = return_target::sanitize(rd);
+        let buttons = self
+            .providers
+            .list()
+            .iter()
+            .map(|p| LoginButton {
+                name: p.name.clone(),
+                href: format!(
+                    "/oauth/login/{}?{}",
+                    p.id(),
+                    form_urlencoded::Serializer::new(String::new())
+                        .append_pair("rd", &rd)
+                        .finish()
+                ),
+            })
+            .collect();
+        LoginPage { buttons }.html()
     }
 
     fn is_trusted(&self, ip: Option<std::net::IpAddr>) -> bool {
@@ -64,6 +97,8 @@ pub enum RouteClass {
     Proxy,
     /// Refused by the gateway before routing (size limits).
     Rejected,
+    /// The login page and the login flow.
+    Login,
 }
 
 impl RouteClass {
@@ -71,6 +106,7 @@ impl RouteClass {
         match self {
             RouteClass::Proxy => "proxy",
             RouteClass::Rejected => "rejected",
+            RouteClass::Login => "login",
         }
     }
 }
@@ -131,7 +167,17 @@ impl ProxyHttp for Gateway {
         }
         let reserved = &self.settings.identity_headers;
         headers::strip_identity_headers(session.req_header_mut(), reserved);
-        Ok(false)
+        let req = session.req_header();
+        match routes::classify(&req.method, req.uri.path()) {
+            Route::LoginPage => {
+                ctx.route = RouteClass::Login;
+                let rd = routes::query_param(req.uri.query(), "rd");
+                let page = self.login_page(rd.as_deref());
+                respond::html(session, 200, page).await?;
+                Ok(true)
+            }
+            Route::Proxy => Ok(false),
+        }
     }
 
     async fn upstream_peer(

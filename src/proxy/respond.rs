@@ -49,16 +49,35 @@ pub async fn error(session: &mut Session, answer: &ErrorAnswer<'_>) -> pingora::
         });
         ("application/json", json.to_string())
     };
-    let mut header = ResponseHeader::build(answer.status, Some(4))?;
+    session.set_keepalive(None);
+    write(session, answer.status, content_type, body).await
+}
+
+/// Writes an HTML page as a complete response.
+pub async fn html(session: &mut Session, status: u16, body: String) -> pingora::Result<()> {
+    write(session, status, "text/html; charset=utf-8", body).await
+}
+
+async fn write(
+    session: &mut Session,
+    status: u16,
+    content_type: &str,
+    body: String,
+) -> pingora::Result<()> {
+    let mut header = ResponseHeader::build(status, Some(6))?;
     header.insert_header("content-type", content_type)?;
     header.insert_header("content-length", body.len().to_string())?;
     header.insert_header("cache-control", "no-store")?;
-    session.set_keepalive(None);
+    header.insert_header("x-content-type-options", "nosniff")?;
+    header.insert_header("referrer-policy", "no-referrer")?;
+    let head_only = session.req_header().method == http::Method::HEAD;
     session
-        .write_response_header(Box::new(header), false)
+        .write_response_header(Box::new(header), head_only)
         .await?;
-    session
-        .write_response_body(Some(Bytes::from(body)), true)
-        .await?;
+    if !head_only {
+        session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await?;
+    }
     Ok(())
 }

@@ -2,6 +2,8 @@
 //! SQLite (the embedded default) and PostgreSQL (for several replicas), with
 //! embedded migrations run at startup.
 
+pub mod providers;
+
 use std::path::Path;
 use std::time::Duration;
 

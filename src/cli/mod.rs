@@ -1,0 +1,125 @@
+//! The `idgate` command line; `idgate --help` is its manual.
+
+pub mod ap;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config;
+
+/// idgate — an identity-aware gateway that puts Microsoft Entra ID (or any
+/// OpenID Connect provider) login in front of The Things Stack console or
+/// any web application.
+#[derive(Parser)]
+#[command(name = "idgate", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway: the public proxy listener and the admin listener.
+    ///
+    /// The config file is taken from --config, else IDGATE_CONFIG, else
+    /// config/idgate.toml; with no file at all the built-in defaults are used.
+    /// Any key can be overridden by an environment variable
+    /// IDGATE_<SECTION>_<KEY> (e.g. IDGATE_UPSTREAM_URL), which wins over the
+    /// file. A bad config is refused before anything listens.
+    Serve(ConfigArg),
+    /// Validate the configuration (file plus environment) and exit.
+    ///
+    /// Prints each problem as `key: what is wrong` and exits 1 if there is any,
+    /// or prints a summary and exits 0.
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// List every configuration key with its environment variable instead.
+        #[arg(long)]
+        keys: bool,
+    },
+    /// Manage authentication providers through the running gateway's admin API
+    /// (the same flags and JSON as The Things Stack's `tti-lw-cli ap`).
+    Ap {
+        #[command(flatten)]
+        conn: ap::AdminConn,
+        #[command(subcommand)]
+        command: Box<ap::ApCommand>,
+    },
+}
+
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// Path of the TOML configuration file.
+    #[arg(long, env = "IDGATE_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> ExitCode {
+    match Cli::parse().command {
+        Command::Serve(arg) => serve(arg),
+        Command::CheckConfig { keys: true, .. } => {
+            print_keys();
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig { config, .. } => check_config(config),
+        Command::Ap { conn, command } => ap::run(conn, *command),
+    }
+}
+
+fn load(arg: &ConfigArg) -> Result<config::Loaded, ExitCode> {
+    config::load(arg.config.as_deref()).map_err(|problems| {
+        eprintln!("{problems}");
+        ExitCode::from(1)
+    })
+}
+
+fn serve(arg: ConfigArg) -> ExitCode {
+    let cfg = match load(&arg) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    crate::logging::init(&cfg.config.log);
+    match crate::server::serve(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("idgate: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn check_config(arg: ConfigArg) -> ExitCode {
+    match load(&arg) {
+        Ok(cfg) => {
+            println!(
+                "config OK ({}): listening on {}, upstream {}, admin on {}, {} provider(s) declared",
+                cfg.source,
+                cfg.listen,
+                cfg.upstream_url,
+                cfg.admin_listen,
+                cfg.providers.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn print_keys() {
+    for key in config::KEYS {
+        println!(
+            "{:<28} {:<36} {}",
+            key.path,
+            config::env_name(key.path),
+            key.help
+        );
+    }
+    println!(
+        "{:<28} {:<36} providers declared in the file (read-only through the API)",
+        "[[providers]]", "-"
+    );
+}
