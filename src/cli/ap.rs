@@ -45,6 +45,7 @@ pub enum ApCommand {
     ///     --configuration.provider.oidc.provider-url https://login.microsoftonline.com/<tenant>/v2.0
     Create {
         /// 3 to 36 lower-case letters, digits and single dashes.
+        #[arg(allow_hyphen_values = true)]
         provider_id: String,
         #[command(flatten)]
         fields: ProviderFlags,
