@@ -14,13 +14,22 @@ use pingora::server::{RunArgs, Server};
 use crate::admin::api::ApiState;
 use crate::admin::{self, AdminState};
 use crate::config::Loaded;
+use crate::identity::assertion::{Signer, SigningKey};
 use crate::metrics::Metrics;
+use crate::oidc::jwks::{CacheConfig, OidcCache};
+use crate::oidc::login::LoginFlow;
 use crate::providers::registry::Registry;
 use crate::proxy::headers::DEFAULT_IDENTITY_HEADERS;
+use crate::proxy::identity_headers::IdentityHeaders;
 use crate::proxy::upstream::Upstream;
+use crate::proxy::Auth;
 use crate::proxy::{Gateway, ProxySettings};
+use crate::session::cookies::CookieCodec;
+use crate::session::{Lifetimes, Sessions};
 use crate::shutdown::DrainOnSignal;
 use crate::store::Store;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 
 /// Runs the gateway; returns only on a startup failure.
 pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
@@ -50,6 +59,9 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
         "providers loaded"
     );
 
+    let auth = control.block_on(build_auth(&cfg, &store, registry.clone()))?;
+    control.spawn(auth.sessions.clone().keep_clean());
+
     let upstream = Upstream::new(&cfg.upstream_url, cfg.config.upstream.clone());
     control.spawn(upstream.clone().keep_resolving());
 
@@ -60,7 +72,12 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
         store: store.clone(),
         draining: draining.clone(),
         public_probe: probe_address(cfg.listen),
-        api: ApiState::new(registry.clone(), &cfg.config.admin.token),
+        api: ApiState::new(
+            store.clone(),
+            registry.clone(),
+            auth.sessions.clone(),
+            &cfg.config.admin.token,
+        ),
     };
     let admin_listener = control
         .block_on(tokio::net::TcpListener::bind(cfg.admin_listen))
@@ -97,7 +114,7 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
             .collect(),
         proto: if tls { "https" } else { "http" },
     };
-    let gateway = Gateway::new(settings, upstream, metrics.clone(), registry);
+    let gateway = Gateway::new(settings, upstream, metrics.clone(), auth);
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "idgate");
     let listen = cfg.listen.to_string();
@@ -131,6 +148,78 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
     });
     control.block_on(store.close());
     std::process::exit(0)
+}
+
+/// The cookie key, the assertion signing key (both shared by every replica
+/// through the database), sessions and the login flow.
+async fn build_auth(cfg: &Loaded, store: &Store, providers: Arc<Registry>) -> anyhow::Result<Auth> {
+    let master = store
+        .secret_or_create("cookie_key", || {
+            let mut key = [0u8; 64];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+            STANDARD.encode(key)
+        })
+        .await?;
+    let master = STANDARD
+        .decode(master)
+        .ok()
+        .filter(|k| k.len() == 64)
+        .context("the stored cookie key is damaged; delete the secrets row named cookie_key")?;
+    let cookies = CookieCodec::new(&master, cfg.public_is_https());
+    let lifetimes = Lifetimes {
+        absolute: cfg.config.session.lifetime.as_secs() as i64,
+        idle: cfg.config.session.idle_timeout.as_secs() as i64,
+    };
+    let sessions = Arc::new(Sessions::new(store.clone(), cookies, lifetimes));
+    let oidc = OidcCache::new(CacheConfig {
+        timeout: cfg.config.oidc.timeout,
+        allow_insecure_http: cfg.config.oidc.allow_insecure_http,
+        ..CacheConfig::default()
+    })
+    .context("cannot build the HTTP client for identity providers")?;
+    let login = Arc::new(LoginFlow::new(
+        oidc,
+        providers.clone(),
+        store.clone(),
+        sessions.clone(),
+        &cfg.public_url,
+        cfg.config.oidc.login_timeout,
+    ));
+    let a = &cfg.config.assertion;
+    let key = if a.key_file.is_empty() {
+        let generated = SigningKey::generate().context("cannot generate the assertion key")?;
+        let stored = store
+            .secret_or_create("assertion_key", || STANDARD.encode(generated.pkcs8_der()))
+            .await?;
+        let der = STANDARD
+            .decode(stored)
+            .context("the stored assertion key is damaged")?;
+        SigningKey::from_pkcs8_der(&der).context("the stored assertion key is damaged")?
+    } else {
+        let pem = std::fs::read_to_string(&a.key_file)
+            .with_context(|| format!("assertion.key_file: cannot read {}", a.key_file))?;
+        SigningKey::from_pem(&pem).with_context(|| {
+            format!(
+                "assertion.key_file: {} holds no usable ES256 key",
+                a.key_file
+            )
+        })?
+    };
+    let audience = if a.audience.is_empty() {
+        cfg.upstream_url.as_str().trim_end_matches('/').to_string()
+    } else {
+        a.audience.clone()
+    };
+    let issuer = cfg.public_url.as_str().trim_end_matches('/').to_string();
+    let signer = Arc::new(Signer::new(key, issuer, audience, a.lifetime));
+    Ok(Auth {
+        providers,
+        sessions,
+        login,
+        signer,
+        headers: IdentityHeaders::new(&cfg.config.headers),
+        public_origin: cfg.public_url.origin().ascii_serialization(),
+    })
 }
 
 /// Fails early, with the key to fix, when an address cannot be listened on.

@@ -5,13 +5,15 @@ mod common;
 
 use std::time::Duration;
 
+use common::client;
+use common::login::signed_in;
 use common::upstream::Upstream;
-use common::{client, Gateway, Options};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_readiness_and_metrics() {
     let up = Upstream::start().await;
-    let gw = Gateway::start(&up.url(), "").await;
+    let s = signed_in(&up.url(), "", None).await;
+    let gw = &s.gw;
     let h = client().get(gw.admin_url("/healthz")).send().await.unwrap();
     assert_eq!(h.status(), 200);
     let r = client().get(gw.admin_url("/readyz")).send().await.unwrap();
@@ -21,9 +23,19 @@ async fn health_readiness_and_metrics() {
     assert_eq!(ready["listener"], true);
 
     for _ in 0..3 {
-        client().get(gw.url("/status/404")).send().await.unwrap();
+        client()
+            .get(gw.url("/status/404"))
+            .header("cookie", &s.cookie)
+            .send()
+            .await
+            .unwrap();
     }
-    client().get(gw.url("/")).send().await.unwrap();
+    client()
+        .get(gw.url("/"))
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .unwrap();
     let m = client().get(gw.admin_url("/metrics")).send().await.unwrap();
     assert!(m.headers()["content-type"]
         .to_str()
@@ -48,17 +60,12 @@ async fn health_readiness_and_metrics() {
 #[tokio::test(flavor = "multi_thread")]
 async fn access_log_has_one_line_per_request_and_no_secrets() {
     let up = Upstream::start().await;
-    let gw = Gateway::start_with(
-        &up.url(),
-        Options {
-            toml: "[log]\nformat = \"json\"",
-            ..Default::default()
-        },
-    )
-    .await;
+    let s = signed_in(&up.url(), "[log]\nformat = \"json\"", None).await;
+    let gw = &s.gw;
     client()
         .get(gw.url("/callback?code=SECRETCODE&state=s"))
-        .header("cookie", "idgate_session=SECRETCOOKIE")
+        .header("cookie", &s.cookie)
+        .header("x-secret", "SECRETCOOKIE")
         .header("authorization", "Bearer SECRETTOKEN")
         .send()
         .await
@@ -70,14 +77,30 @@ async fn access_log_has_one_line_per_request_and_no_secrets() {
         .filter_map(|l| serde_json::from_str(l).ok())
         .filter(|v: &serde_json::Value| v["target"] == "idgate::access")
         .collect();
-    assert_eq!(lines.len(), 1, "{logs}");
-    let line = &lines[0];
+    // The sign-in's two requests, then ours: one line each.
+    let paths: Vec<&str> = lines.iter().map(|l| l["path"].as_str().unwrap()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "/oauth/login/entra",
+            "/oauth/login/entra/callback",
+            "/callback"
+        ],
+        "{logs}"
+    );
+    let line = &lines[2];
     assert_eq!(line["method"], "GET");
-    assert_eq!(line["path"], "/callback");
     assert_eq!(line["status"], 200);
+    assert_eq!(line["user"], "ada");
     assert!(line["upstream_ms"].is_number());
     assert!(line["total_ms"].is_number());
-    for secret in ["SECRETCODE", "SECRETCOOKIE", "SECRETTOKEN"] {
+    let session_value = s.cookie.split_once('=').unwrap().1.to_string();
+    for secret in [
+        "SECRETCODE",
+        "SECRETCOOKIE",
+        "SECRETTOKEN",
+        session_value.as_str(),
+    ] {
         assert!(!logs.contains(secret), "{secret} logged:\n{logs}");
     }
 }
@@ -85,9 +108,12 @@ async fn access_log_has_one_line_per_request_and_no_secrets() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let up = Upstream::start().await;
-    let mut gw = Gateway::start(&up.url(), "").await;
+    let mut s = signed_in(&up.url(), "", None).await;
+    let cookie = s.cookie.clone();
+    let gw = &mut s.gw;
     let url = gw.url("/slow?ms=1500");
-    let in_flight = tokio::spawn(async move { client().get(url).send().await });
+    let in_flight =
+        tokio::spawn(async move { client().get(url).header("cookie", cookie).send().await });
     // Let the request reach the upstream before the signal.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {

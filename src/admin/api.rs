@@ -15,20 +15,32 @@ use subtle::ConstantTimeEq;
 
 use crate::providers::registry::{Registry, RegistryError};
 use crate::providers::{Provider, ProviderChange};
+use crate::session::Sessions;
+use crate::store::users::UserRecord;
+use crate::store::{Store, StoreError};
 
 /// What the API routes need.
 #[derive(Clone)]
 pub struct ApiState {
+    pub store: Store,
     pub registry: Arc<Registry>,
+    pub sessions: Arc<Sessions>,
     /// SHA-256 of the admin token; `None` disables the API.
     pub token_digest: Option<[u8; 32]>,
 }
 
 impl ApiState {
-    pub fn new(registry: Arc<Registry>, token: &str) -> Self {
+    pub fn new(
+        store: Store,
+        registry: Arc<Registry>,
+        sessions: Arc<Sessions>,
+        token: &str,
+    ) -> Self {
         let token_digest = (!token.is_empty()).then(|| Sha256::digest(token.as_bytes()).into());
         Self {
+            store,
             registry,
+            sessions,
             token_digest,
         }
     }
@@ -40,6 +52,11 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/api/v1/providers/{id}",
             get(fetch).put(update).delete(remove),
+        )
+        .route("/api/v1/users", get(list_users))
+        .route(
+            "/api/v1/users/{username}",
+            get(fetch_user).delete(remove_user),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
@@ -208,6 +225,60 @@ async fn update(
 
 async fn remove(State(s): State<ApiState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     s.registry.delete(&id).await?;
-    tracing::info!(provider = %id, "provider deleted");
+    s.sessions
+        .end_provider(&id)
+        .await
+        .map_err(RegistryError::from)?;
+    tracing::info!(provider = %id, "provider deleted; its sessions ended");
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn store_failure(e: StoreError) -> ApiError {
+    ApiError::from(RegistryError::Store(e))
+}
+
+fn user_not_found(username: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("user {username:?} not found"),
+    )
+}
+
+async fn list_users(State(s): State<ApiState>) -> Result<Json<Vec<UserRecord>>, ApiError> {
+    Ok(Json(s.store.list_users().await.map_err(store_failure)?))
+}
+
+async fn fetch_user(
+    State(s): State<ApiState>,
+    Path(username): Path<String>,
+) -> Result<Json<UserRecord>, ApiError> {
+    match s
+        .store
+        .user_by_username(&username)
+        .await
+        .map_err(store_failure)?
+    {
+        Some(u) => Ok(Json(u)),
+        None => Err(user_not_found(&username)),
+    }
+}
+
+async fn remove_user(
+    State(s): State<ApiState>,
+    Path(username): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    match s
+        .store
+        .delete_user(&username)
+        .await
+        .map_err(store_failure)?
+    {
+        Some(u) => {
+            s.sessions.forget_user(&u.provider_id, &u.sub);
+            tracing::info!(username = %username, "user deleted; their sessions ended");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        None => Err(user_not_found(&username)),
+    }
 }

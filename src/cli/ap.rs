@@ -8,29 +8,9 @@ use std::process::ExitCode;
 
 use clap::{ArgAction, Args, Subcommand};
 
+use super::admin_client::{self, pretty, AdminConn, Api, Failure};
 use crate::providers::validate::{self, Rules};
 use crate::providers::{ConfigurationChange, OidcChange, Provider, ProviderChange, ProviderIds};
-
-/// Where the admin API is and how to authenticate to it.
-#[derive(Args, Debug)]
-pub struct AdminConn {
-    /// Base URL of the gateway's admin listener.
-    #[arg(
-        long,
-        env = "IDGATE_ADMIN_URL",
-        default_value = "http://127.0.0.1:9090",
-        global = true
-    )]
-    admin_url: String,
-    /// Bearer token of the admin API (the gateway's admin.token).
-    #[arg(
-        long,
-        env = "IDGATE_ADMIN_TOKEN",
-        hide_env_values = true,
-        global = true
-    )]
-    admin_token: Option<String>,
-}
 
 #[derive(Subcommand, Debug)]
 pub enum ApCommand {
@@ -108,43 +88,12 @@ pub struct ProviderFlags {
     provider_url: Option<String>,
 }
 
-/// A failure, and the exit code it maps to.
-enum Failure {
-    Invalid(String),
-    Other(String),
-}
-
-impl Failure {
-    fn exit(self) -> ExitCode {
-        let (code, message) = match self {
-            Failure::Invalid(m) => (2, m),
-            Failure::Other(m) => (1, m),
-        };
-        eprintln!("error: {message}");
-        ExitCode::from(code)
-    }
-}
-
 pub fn run(conn: AdminConn, command: ApCommand) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => return Failure::Other(format!("cannot start: {e}")).exit(),
-    };
-    match runtime.block_on(execute(&conn, command)) {
-        Ok(Some(output)) => {
-            println!("{output}");
-            ExitCode::SUCCESS
-        }
-        Ok(None) => ExitCode::SUCCESS,
-        Err(f) => f.exit(),
-    }
+    admin_client::run(execute(&conn, command))
 }
 
 async fn execute(conn: &AdminConn, command: ApCommand) -> Result<Option<String>, Failure> {
-    let api = Api::new(conn)?;
+    let api = Api::new(conn, "/api/v1/providers")?;
     match command {
         ApCommand::Create {
             provider_id,
@@ -162,13 +111,11 @@ async fn execute(conn: &AdminConn, command: ApCommand) -> Result<Option<String>,
         } => {
             validate::provider_id(&provider_id).map_err(Failure::Invalid)?;
             let path = format!("/{provider_id}{}", secrets_query(include_secrets));
-            let p: Provider = api.send(reqwest::Method::GET, &path, None).await?;
+            let p: Provider = api.get(&path).await?;
             Ok(Some(pretty(&p)))
         }
         ApCommand::List { include_secrets } => {
-            let all: Vec<Provider> = api
-                .send(reqwest::Method::GET, secrets_query(include_secrets), None)
-                .await?;
+            let all: Vec<Provider> = api.get(secrets_query(include_secrets)).await?;
             Ok(Some(pretty(&all)))
         }
         ApCommand::Update {
@@ -206,10 +153,6 @@ fn secrets_query(include: bool) -> &'static str {
     } else {
         ""
     }
-}
-
-fn pretty<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string_pretty(value).expect("provider JSON serialises")
 }
 
 /// A create must name everything a provider needs; the https rule is left
@@ -306,85 +249,4 @@ fn read_secret(path: &PathBuf) -> Result<String, Failure> {
         ))
     })?;
     Ok(text.trim_end_matches(['\r', '\n']).to_string())
-}
-
-/// The admin API's provider collection.
-struct Api<'a> {
-    http: reqwest::Client,
-    base: String,
-    conn: &'a AdminConn,
-}
-
-impl<'a> Api<'a> {
-    fn new(conn: &'a AdminConn) -> Result<Self, Failure> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(|e| Failure::Other(format!("cannot start an HTTP client: {e}")))?;
-        let base = format!("{}/api/v1/providers", conn.admin_url.trim_end_matches('/'));
-        Ok(Self { http, base, conn })
-    }
-
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let req = self.http.request(method, format!("{}{path}", self.base));
-        match &self.conn.admin_token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
-        }
-    }
-
-    async fn send<T: serde::de::DeserializeOwned>(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&ProviderChange>,
-    ) -> Result<T, Failure> {
-        let mut req = self.request(method, path);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = self.checked(req).await?;
-        resp.json()
-            .await
-            .map_err(|e| Failure::Other(format!("unexpected answer from the admin API: {e}")))
-    }
-
-    async fn delete(&self, path: &str) -> Result<(), Failure> {
-        self.checked(self.request(reqwest::Method::DELETE, path))
-            .await
-            .map(drop)
-    }
-
-    async fn checked(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, Failure> {
-        let resp = req.send().await.map_err(|e| {
-            Failure::Other(format!(
-                "cannot reach the admin API at {}: {} (is `idgate serve` running? set --admin-url or IDGATE_ADMIN_URL)",
-                self.conn.admin_url,
-                root_cause(&e)
-            ))
-        })?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status();
-        let body: serde_json::Value = resp.json().await.unwrap_or_default();
-        let message = body["message"].as_str().unwrap_or("no message").to_string();
-        let code = body["error"].as_str().unwrap_or_default();
-        match (status.as_u16(), code) {
-            (400, _) | (409, "already_exists") => Err(Failure::Invalid(message)),
-            (401, _) => Err(Failure::Other(format!(
-                "{message} (set --admin-token or IDGATE_ADMIN_TOKEN to the gateway's admin.token)"
-            ))),
-            _ => Err(Failure::Other(message)),
-        }
-    }
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause: &dyn std::error::Error = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }

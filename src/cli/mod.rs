@@ -1,6 +1,8 @@
 //! The `idgate` command line; `idgate --help` is its manual.
 
+pub mod admin_client;
 pub mod ap;
+pub mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,11 +42,23 @@ enum Command {
         #[arg(long)]
         keys: bool,
     },
+    /// The whole stack on loopback in one process, for a first look: a local
+    /// Entra-shaped identity provider with a sign-in form for made-up users,
+    /// an echo upstream showing the headers it received, and the gateway.
+    /// NEVER for production.
+    Demo(crate::demo::DemoArgs),
+    /// List, show or delete registered users through the running gateway's admin API.
+    User {
+        #[command(flatten)]
+        conn: admin_client::AdminConn,
+        #[command(subcommand)]
+        command: user::UserCommand,
+    },
     /// Manage authentication providers through the running gateway's admin API
     /// (the same flags and JSON as The Things Stack's `tti-lw-cli ap`).
     Ap {
         #[command(flatten)]
-        conn: ap::AdminConn,
+        conn: admin_client::AdminConn,
         #[command(subcommand)]
         command: Box<ap::ApCommand>,
     },
@@ -67,6 +81,8 @@ pub fn run() -> ExitCode {
         }
         Command::CheckConfig { config, .. } => check_config(config),
         Command::Ap { conn, command } => ap::run(conn, *command),
+        Command::Demo(args) => crate::demo::run(args),
+        Command::User { conn, command } => user::run(conn, command),
     }
 }
 

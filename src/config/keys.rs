@@ -136,6 +136,78 @@ pub const KEYS: &[Key] = &[
         Kind::Bool,
         "accept http:// provider URLs beyond loopback",
     ),
+    key(
+        "oidc.timeout",
+        Kind::Duration,
+        "limit for each call to a provider (502 past it)",
+    ),
+    key(
+        "oidc.login_timeout",
+        Kind::Duration,
+        "how long a started login may take",
+    ),
+    key(
+        "session.lifetime",
+        Kind::Duration,
+        "absolute session lifetime",
+    ),
+    key(
+        "session.idle_timeout",
+        Kind::Duration,
+        "a session unused this long ends",
+    ),
+    key("headers.user", Kind::Str, "header carrying the username"),
+    key("headers.email", Kind::Str, "header carrying the email"),
+    key(
+        "headers.preferred_username",
+        Kind::Str,
+        "header carrying preferred_username",
+    ),
+    key(
+        "headers.provider",
+        Kind::Str,
+        "header carrying the provider ID",
+    ),
+    key(
+        "headers.assertion",
+        Kind::Str,
+        "header carrying the signed assertion",
+    ),
+    key(
+        "headers.groups",
+        Kind::Str,
+        "header for the token's groups (empty: not sent)",
+    ),
+    key(
+        "headers.roles",
+        Kind::Str,
+        "header for the token's roles (empty: not sent)",
+    ),
+    key(
+        "headers.oid",
+        Kind::Str,
+        "header for Entra's oid (empty: not sent)",
+    ),
+    key(
+        "headers.tid",
+        Kind::Str,
+        "header for Entra's tid (empty: not sent)",
+    ),
+    key(
+        "assertion.audience",
+        Kind::Str,
+        "aud of the assertion (empty: the upstream URL)",
+    ),
+    key(
+        "assertion.lifetime",
+        Kind::Duration,
+        "assertion lifetime, at most 10m",
+    ),
+    key(
+        "assertion.key_file",
+        Kind::Str,
+        "PEM ES256 key (empty: generated and stored)",
+    ),
 ];
 
 /// The array of tables `[[providers]]`, checked field by field by serde.

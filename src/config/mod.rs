@@ -69,14 +69,122 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub log: LogConfig,
     pub oidc: OidcConfig,
+    pub session: SessionConfig,
+    pub headers: HeadersConfig,
+    pub assertion: AssertionConfig,
     /// Providers declared here are read-only through the admin API.
     pub providers: Vec<crate::providers::ProviderChange>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct OidcConfig {
     pub allow_insecure_http: bool,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub login_timeout: Duration,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        Self {
+            allow_insecure_http: false,
+            timeout: Duration::from_secs(10),
+            login_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SessionConfig {
+    #[serde(with = "humantime_serde")]
+    pub lifetime: Duration,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            lifetime: Duration::from_secs(12 * 3600),
+            idle_timeout: Duration::from_secs(2 * 3600),
+        }
+    }
+}
+
+/// Names of the identity headers sent upstream; an empty name is not sent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HeadersConfig {
+    pub user: String,
+    pub email: String,
+    pub preferred_username: String,
+    pub provider: String,
+    pub assertion: String,
+    pub groups: String,
+    pub roles: String,
+    pub oid: String,
+    pub tid: String,
+}
+
+impl Default for HeadersConfig {
+    fn default() -> Self {
+        Self {
+            user: "X-Forwarded-User".into(),
+            email: "X-Forwarded-Email".into(),
+            preferred_username: "X-Forwarded-Preferred-Username".into(),
+            provider: "X-Idgate-Provider".into(),
+            assertion: "X-Idgate-Assertion".into(),
+            groups: String::new(),
+            roles: String::new(),
+            oid: String::new(),
+            tid: String::new(),
+        }
+    }
+}
+
+impl HeadersConfig {
+    /// Every configured name, lower-case: all are stripped from clients.
+    pub fn names(&self) -> Vec<String> {
+        [
+            &self.user,
+            &self.email,
+            &self.preferred_username,
+            &self.provider,
+            &self.assertion,
+            &self.groups,
+            &self.roles,
+            &self.oid,
+            &self.tid,
+        ]
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .map(|n| n.to_ascii_lowercase())
+        .collect()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AssertionConfig {
+    /// `aud` of the assertion; empty means the upstream URL.
+    pub audience: String,
+    #[serde(with = "humantime_serde")]
+    pub lifetime: Duration,
+    /// A PEM ES256 key to sign with instead of the generated one.
+    pub key_file: String,
+}
+
+impl Default for AssertionConfig {
+    fn default() -> Self {
+        Self {
+            audience: String::new(),
+            lifetime: Duration::from_secs(300),
+            key_file: String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -221,6 +221,57 @@ fn check_limits(config: &Config, p: &mut Vec<Problem>) {
             p.push(Problem::new(key, "must be longer than zero"));
         }
     }
+    let s = &config.session;
+    if s.lifetime.as_secs() < 60 {
+        p.push(Problem::new("session.lifetime", "must be at least 1m"));
+    }
+    if s.idle_timeout.as_secs() < 60 || s.idle_timeout > s.lifetime {
+        p.push(Problem::new(
+            "session.idle_timeout",
+            "must be at least 1m and at most session.lifetime",
+        ));
+    }
+    if config.assertion.lifetime.as_secs() < 10 || config.assertion.lifetime.as_secs() > 600 {
+        p.push(Problem::new(
+            "assertion.lifetime",
+            "must be between 10s and 10m",
+        ));
+    }
+    if config.oidc.timeout.is_zero() {
+        p.push(Problem::new("oidc.timeout", "must be longer than zero"));
+    }
+    if config.oidc.login_timeout.as_secs() < 30 {
+        p.push(Problem::new("oidc.login_timeout", "must be at least 30s"));
+    }
+    for (key, name) in [
+        ("headers.user", &config.headers.user),
+        ("headers.email", &config.headers.email),
+        (
+            "headers.preferred_username",
+            &config.headers.preferred_username,
+        ),
+        ("headers.provider", &config.headers.provider),
+        ("headers.assertion", &config.headers.assertion),
+        ("headers.groups", &config.headers.groups),
+        ("headers.roles", &config.headers.roles),
+        ("headers.oid", &config.headers.oid),
+        ("headers.tid", &config.headers.tid),
+    ] {
+        if !name.is_empty() && http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            p.push(Problem::new(
+                key,
+                format!("{name:?} is not a valid header name"),
+            ));
+        }
+    }
+    if !config.assertion.key_file.is_empty() {
+        if let Err(e) = std::fs::read_to_string(&config.assertion.key_file) {
+            p.push(Problem::new(
+                "assertion.key_file",
+                format!("cannot read {}: {e}", config.assertion.key_file),
+            ));
+        }
+    }
     if config.database.max_connections == 0 {
         p.push(Problem::new(
             "database.max_connections",

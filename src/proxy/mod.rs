@@ -3,7 +3,9 @@
 //! error answers, the access log — and the per-request context carries the
 //! timings and route class the log and metrics need.
 
+pub mod gateway_routes;
 pub mod headers;
+pub mod identity_headers;
 pub mod respond;
 pub mod return_target;
 pub mod routes;
@@ -19,8 +21,8 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::ErrorSource;
 
 use crate::metrics::{InFlight, Metrics};
-use crate::pages::{LoginButton, LoginPage};
-use crate::providers::registry::Registry;
+use crate::session::Live;
+pub use gateway_routes::Auth;
 use headers::Peer;
 use respond::ErrorAnswer;
 use routes::Route;
@@ -41,7 +43,7 @@ pub struct Gateway {
     settings: ProxySettings,
     upstream: Arc<Upstream>,
     metrics: Metrics,
-    providers: Arc<Registry>,
+    auth: Auth,
 }
 
 impl Gateway {
@@ -49,35 +51,14 @@ impl Gateway {
         settings: ProxySettings,
         upstream: Arc<Upstream>,
         metrics: Metrics,
-        providers: Arc<Registry>,
+        auth: Auth,
     ) -> Self {
         Self {
             settings,
             upstream,
             metrics,
-            providers,
+            auth,
         }
-    }
-
-    /// The login page, with every provider's button carrying `rd`.
-    fn login_page(&self, rd: Option<&str>) -> String {
-        let rd = return_target::sanitize(rd);
-        let buttons = self
-            .providers
-            .list()
-            .iter()
-            .map(|p| LoginButton {
-                name: p.name.clone(),
-                href: format!(
-                    "/oauth/login/{}?{}",
-                    p.id(),
-                    form_urlencoded::Serializer::new(String::new())
-                        .append_pair("rd", &rd)
-                        .finish()
-                ),
-            })
-            .collect();
-        LoginPage { buttons }.html()
     }
 
     fn is_trusted(&self, ip: Option<std::net::IpAddr>) -> bool {
@@ -99,6 +80,10 @@ pub enum RouteClass {
     Rejected,
     /// The login page and the login flow.
     Login,
+    /// The gateway's own `/.idgate/*` endpoints.
+    Internal,
+    /// Proxied routes refused for want of a session.
+    Unauthenticated,
 }
 
 impl RouteClass {
@@ -107,6 +92,8 @@ impl RouteClass {
             RouteClass::Proxy => "proxy",
             RouteClass::Rejected => "rejected",
             RouteClass::Login => "login",
+            RouteClass::Internal => "internal",
+            RouteClass::Unauthenticated => "unauthenticated",
         }
     }
 }
@@ -117,6 +104,8 @@ pub struct RequestCtx {
     route: RouteClass,
     upstream_started: Option<Instant>,
     upstream_time: Option<Duration>,
+    /// The session of a proxied request.
+    live: Option<Arc<Live>>,
     _in_flight: InFlight,
 }
 
@@ -137,6 +126,7 @@ impl ProxyHttp for Gateway {
             route: RouteClass::Proxy,
             upstream_started: None,
             upstream_time: None,
+            live: None,
             _in_flight: InFlight::start(&self.metrics.active_requests),
         }
     }
@@ -168,16 +158,17 @@ impl ProxyHttp for Gateway {
         let reserved = &self.settings.identity_headers;
         headers::strip_identity_headers(session.req_header_mut(), reserved);
         let req = session.req_header();
-        match routes::classify(&req.method, req.uri.path()) {
-            Route::LoginPage => {
-                ctx.route = RouteClass::Login;
-                let rd = routes::query_param(req.uri.query(), "rd");
-                let page = self.login_page(rd.as_deref());
-                respond::html(session, 200, page).await?;
-                Ok(true)
-            }
-            Route::Proxy => Ok(false),
+        let route = routes::classify(&req.method, req.uri.path());
+        ctx.route = match route {
+            Route::Proxy => RouteClass::Proxy,
+            Route::LoginPage | Route::LoginStart(_) | Route::Callback(_) => RouteClass::Login,
+            _ => RouteClass::Internal,
+        };
+        ctx.live = self.answer(route, session).await?;
+        if ctx.route == RouteClass::Proxy && ctx.live.is_none() {
+            ctx.route = RouteClass::Unauthenticated;
         }
+        Ok(ctx.live.is_none())
     }
 
     async fn upstream_peer(
@@ -196,7 +187,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         upstream_request: &mut RequestHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
         let client_ip = session
             .client_addr()
@@ -208,6 +199,13 @@ impl ProxyHttp for Gateway {
             proto: self.settings.proto,
         };
         headers::set_forwarded(upstream_request, peer);
+        if let Some(live) = &ctx.live {
+            self.auth
+                .headers
+                .for_each(live, &self.auth.signer, |name, value| {
+                    let _ = upstream_request.insert_header(name.clone(), value);
+                });
+        }
         if !self.upstream.pass_host_header() {
             upstream_request.insert_header(http::header::HOST, self.upstream.authority())?;
         }
@@ -296,6 +294,7 @@ impl ProxyHttp for Gateway {
             status,
             route,
             client = client.map(tracing::field::display),
+            user = ctx.live.as_ref().map(|l| l.identity.username.as_str()),
             upstream_ms,
             total_ms = total.as_secs_f64() * 1000.0,
             error = e.map(|e| e.etype().as_str()),

@@ -1,7 +1,8 @@
-//! Answers the gateway writes itself: a readable HTML page for browsers and
-//! a small JSON object for everything else.
+//! Answers the gateway writes itself: pages, JSON, redirects, and error
+//! answers (a readable page for browsers, a small JSON object otherwise).
 
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
@@ -30,54 +31,112 @@ pub fn wants_html(session: &Session) -> bool {
         })
 }
 
-/// Writes `answer` as a complete response.
-pub async fn error(session: &mut Session, answer: &ErrorAnswer<'_>) -> pingora::Result<()> {
-    let (content_type, body) = if wants_html(session) {
-        let page = ErrorPage {
-            status: answer.status,
-            title: answer.title,
-            message: answer.message,
-            back_href: None,
-            back_label: "",
-        };
-        ("text/html; charset=utf-8", page.html())
-    } else {
-        let json = serde_json::json!({
-            "error": answer.code,
-            "message": answer.message,
-            "status": answer.status,
-        });
-        ("application/json", json.to_string())
-    };
-    session.set_keepalive(None);
-    write(session, answer.status, content_type, body).await
-}
-
-/// Writes an HTML page as a complete response.
-pub async fn html(session: &mut Session, status: u16, body: String) -> pingora::Result<()> {
-    write(session, status, "text/html; charset=utf-8", body).await
-}
-
-async fn write(
-    session: &mut Session,
+/// A complete response the gateway sends itself.
+pub struct Answer {
     status: u16,
-    content_type: &str,
+    content_type: &'static str,
     body: String,
-) -> pingora::Result<()> {
-    let mut header = ResponseHeader::build(status, Some(6))?;
-    header.insert_header("content-type", content_type)?;
-    header.insert_header("content-length", body.len().to_string())?;
-    header.insert_header("cache-control", "no-store")?;
-    header.insert_header("x-content-type-options", "nosniff")?;
-    header.insert_header("referrer-policy", "no-referrer")?;
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(header), head_only)
-        .await?;
-    if !head_only {
-        session
-            .write_response_body(Some(Bytes::from(body)), true)
-            .await?;
+    headers: Vec<(HeaderName, HeaderValue)>,
+    close: bool,
+}
+
+impl Answer {
+    pub fn html(status: u16, body: String) -> Self {
+        Self::new(status, "text/html; charset=utf-8", body)
     }
-    Ok(())
+
+    pub fn json(status: u16, value: &serde_json::Value) -> Self {
+        Self::new(status, "application/json", value.to_string())
+    }
+
+    /// A redirect to a gateway-built, same-origin `location`.
+    pub fn redirect(status: u16, location: &str) -> Self {
+        Self::new(status, "text/plain; charset=utf-8", String::new()).header(
+            http::header::LOCATION,
+            HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/")),
+        )
+    }
+
+    /// An error page for browsers, JSON for everyone else, with a link back.
+    pub fn error(session: &Session, answer: &ErrorAnswer<'_>, back: Option<&str>) -> Self {
+        if wants_html(session) {
+            let page = ErrorPage {
+                status: answer.status,
+                title: answer.title,
+                message: answer.message,
+                back_href: back,
+                back_label: "Back to sign-in",
+            };
+            Self::html(answer.status, page.html())
+        } else {
+            let json = serde_json::json!({
+                "error": answer.code,
+                "message": answer.message,
+                "status": answer.status,
+            });
+            Self::json(answer.status, &json)
+        }
+    }
+
+    fn new(status: u16, content_type: &'static str, body: String) -> Self {
+        Self {
+            status,
+            content_type,
+            body,
+            headers: Vec::new(),
+            close: false,
+        }
+    }
+
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Adds a `Set-Cookie` built by the gateway's cookie codec.
+    pub fn cookie(self, set_cookie: &str) -> Self {
+        match HeaderValue::from_str(set_cookie) {
+            Ok(v) => self.header(http::header::SET_COOKIE, v),
+            Err(_) => self,
+        }
+    }
+
+    /// Closes the connection after this answer.
+    pub fn close(mut self) -> Self {
+        self.close = true;
+        self
+    }
+
+    pub async fn send(self, session: &mut Session) -> pingora::Result<()> {
+        let mut header = ResponseHeader::build(self.status, Some(6 + self.headers.len()))?;
+        header.insert_header("content-type", self.content_type)?;
+        header.insert_header("content-length", self.body.len().to_string())?;
+        header.insert_header("cache-control", "no-store")?;
+        header.insert_header("x-content-type-options", "nosniff")?;
+        header.insert_header("referrer-policy", "no-referrer")?;
+        for (name, value) in self.headers {
+            header.append_header(name, value)?;
+        }
+        if self.close {
+            session.set_keepalive(None);
+        }
+        let head_only = session.req_header().method == http::Method::HEAD || self.body.is_empty();
+        session
+            .write_response_header(Box::new(header), head_only)
+            .await?;
+        if !head_only {
+            session
+                .write_response_body(Some(Bytes::from(self.body)), true)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `answer` as a complete response and closes the connection.
+pub async fn error(session: &mut Session, answer: &ErrorAnswer<'_>) -> pingora::Result<()> {
+    Answer::error(session, answer, None)
+        .close()
+        .send(session)
+        .await
 }

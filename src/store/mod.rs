@@ -3,6 +3,9 @@
 //! embedded migrations run at startup.
 
 pub mod providers;
+pub mod secrets;
+pub mod sessions;
+pub mod users;
 
 use std::path::Path;
 use std::time::Duration;

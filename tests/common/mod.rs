@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod login;
 pub mod pg;
 pub mod upstream;
 
@@ -51,6 +52,9 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 pub struct Gateway {
     child: Option<Child>,
     pub public: SocketAddr,
+    /// `https://localhost:<port>` when the test configured `[server.tls]`,
+    /// else `http://127.0.0.1:<port>`.
+    pub origin: String,
     pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
@@ -84,11 +88,16 @@ impl Gateway {
         let dir = opts.dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
         let public: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let origin = if opts.toml.contains("[server.tls]") {
+            format!("https://localhost:{}", public.port())
+        } else {
+            format!("http://{public}")
+        };
         let mut table: toml::Table = format!(
             r#"
             [server]
             listen = "{public}"
-            public_url = "http://{public}"
+            public_url = "{origin}"
             threads = 2
             shutdown_grace = "10s"
             [upstream]
@@ -110,6 +119,7 @@ impl Gateway {
         let mut gw = Gateway {
             child: Some(child),
             public,
+            origin,
             admin,
             dir,
             config_path,
@@ -120,7 +130,7 @@ impl Gateway {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.public, path)
+        format!("{}{}", self.origin, path)
     }
 
     pub fn admin_url(&self, path: &str) -> String {

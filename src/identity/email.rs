@@ -1,0 +1,222 @@
+//! The email rules: Entra does not verify email, so an address is trusted
+//! only when the provider's domain list, or the provider itself, vouches for
+//! it. Identity is (provider, `sub`); the email is only ever an attribute.
+
+use crate::providers::Provider;
+
+/// What the ID token says about the email.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Evidence<'a> {
+    pub email: Option<&'a str>,
+    pub email_verified: Option<bool>,
+    pub xms_edov: Option<bool>,
+    pub tid: Option<&'a str>,
+}
+
+/// Why an email was not accepted; each is a 403 for the person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Missing,
+    Malformed,
+    DomainNotAllowed,
+    /// `xms_edov: false`: the tenant says the domain is not verified.
+    DomainUnverified,
+    /// No domain list, and neither `email_verified` nor `xms_edov` is true.
+    NotVerified,
+    /// Multi-tenant provider: the domain list alone vouches for nothing.
+    TenantNotAllowed,
+}
+
+impl Refusal {
+    /// A stable reason for logs.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::Missing => "email_missing",
+            Refusal::Malformed => "email_malformed",
+            Refusal::DomainNotAllowed => "email_domain_not_allowed",
+            Refusal::DomainUnverified => "email_domain_unverified",
+            Refusal::NotVerified => "email_not_verified",
+            Refusal::TenantNotAllowed => "tenant_not_allowed",
+        }
+    }
+
+    /// What the person is told.
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::Missing => "Your account did not share an email address, which this site requires. Ask your administrator to include the email claim.",
+            Refusal::Malformed => "The email address of your account is not one this site can use.",
+            Refusal::DomainNotAllowed => "Accounts with your email domain are not allowed to sign in here.",
+            Refusal::DomainUnverified => "Your organisation has not verified the domain of your email address, so this site cannot trust it.",
+            Refusal::NotVerified => "Your email address is not verified by your sign-in provider, so this site cannot trust it.",
+            Refusal::TenantNotAllowed => "Your organisation (tenant) is not allowed to sign in here.",
+        }
+    }
+}
+
+/// The email to use, or why there is none.
+pub fn check(
+    provider: &Provider,
+    multi_tenant: bool,
+    ev: &Evidence<'_>,
+) -> Result<String, Refusal> {
+    let email = ev.email.filter(|e| !e.is_empty()).ok_or(Refusal::Missing)?;
+    let (local, domain) = split(email).ok_or(Refusal::Malformed)?;
+    if local.is_empty() || domain.is_empty() {
+        return Err(Refusal::Malformed);
+    }
+    if ev.xms_edov == Some(false) {
+        return Err(Refusal::DomainUnverified);
+    }
+    if provider.allowed_email_domains.is_empty() {
+        if ev.email_verified == Some(true) || ev.xms_edov == Some(true) {
+            return Ok(email.to_string());
+        }
+        return Err(Refusal::NotVerified);
+    }
+    if !provider
+        .allowed_email_domains
+        .iter()
+        .any(|allowed| domain_matches(allowed, domain))
+    {
+        return Err(Refusal::DomainNotAllowed);
+    }
+    if multi_tenant {
+        let tenant_allowed = ev.tid.is_some_and(|tid| {
+            provider
+                .allowed_tenants
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(tid))
+        });
+        if ev.xms_edov != Some(true) && !tenant_allowed {
+            return Err(Refusal::TenantNotAllowed);
+        }
+    }
+    Ok(email.to_string())
+}
+
+/// Local part and domain of an address with exactly one `@`.
+fn split(email: &str) -> Option<(&str, &str)> {
+    let (local, domain) = email.split_once('@')?;
+    (!domain.contains('@')).then_some((local, domain))
+}
+
+/// `example.com` matches only itself; `*.example.com` only its subdomains.
+/// Case-insensitive, nothing trimmed, no partial match.
+fn domain_matches(allowed: &str, domain: &str) -> bool {
+    match allowed.strip_prefix("*.") {
+        Some(parent) => {
+            domain.len() > parent.len() + 1
+                && domain.as_bytes()[domain.len() - parent.len() - 1] == b'.'
+                && domain[domain.len() - parent.len()..].eq_ignore_ascii_case(parent)
+        }
+        None => domain.eq_ignore_ascii_case(allowed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::{ProviderChange, ProviderIds};
+
+    fn provider(domains: &[&str], tenants: &[&str]) -> Provider {
+        ProviderChange {
+            ids: Some(ProviderIds {
+                provider_id: "p".into(),
+            }),
+            allowed_email_domains: Some(domains.iter().map(|s| s.to_string()).collect()),
+            allowed_tenants: Some(tenants.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        }
+        .into_new("p", "")
+    }
+
+    fn ev(email: &str) -> Evidence<'_> {
+        Evidence {
+            email: Some(email),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn domain_list_matches_exactly_and_case_insensitively() {
+        let p = provider(&["example.com", "*.corp.example"], &[]);
+        assert!(check(&p, false, &ev("a@example.com")).is_ok());
+        assert!(check(&p, false, &ev("a@EXAMPLE.com")).is_ok());
+        assert!(check(&p, false, &ev("a@eu.corp.example")).is_ok());
+        for bad in [
+            "a@corp.example",
+            "a@sub.example.com",
+            "a@example.com.evil",
+            "a@evilexample.com",
+            "a@example.com ",
+            "a@xcorp.example",
+        ] {
+            assert_eq!(
+                check(&p, false, &ev(bad)),
+                Err(Refusal::DomainNotAllowed),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            check(&p, false, &ev("a@b@example.com")),
+            Err(Refusal::Malformed)
+        );
+        assert_eq!(
+            check(&p, false, &ev("@example.com")),
+            Err(Refusal::Malformed)
+        );
+        assert_eq!(check(&p, false, &ev("noat")), Err(Refusal::Malformed));
+        assert_eq!(
+            check(&p, false, &Evidence::default()),
+            Err(Refusal::Missing)
+        );
+    }
+
+    #[test]
+    fn xms_edov_false_is_refused() {
+        let p = provider(&["example.com"], &[]);
+        let e = Evidence {
+            xms_edov: Some(false),
+            ..ev("a@example.com")
+        };
+        assert_eq!(check(&p, false, &e), Err(Refusal::DomainUnverified));
+    }
+
+    #[test]
+    fn without_a_list_the_provider_must_vouch() {
+        let p = provider(&[], &[]);
+        assert_eq!(check(&p, false, &ev("a@x.org")), Err(Refusal::NotVerified));
+        let verified = Evidence {
+            email_verified: Some(true),
+            ..ev("a@x.org")
+        };
+        assert!(check(&p, false, &verified).is_ok());
+        let edov = Evidence {
+            xms_edov: Some(true),
+            ..ev("a@x.org")
+        };
+        assert!(check(&p, false, &edov).is_ok());
+    }
+
+    #[test]
+    fn multi_tenant_needs_edov_or_an_allowed_tenant() {
+        let p = provider(&["example.com"], &["11111111-1111-1111-1111-111111111111"]);
+        let plain = ev("a@example.com");
+        assert_eq!(check(&p, true, &plain), Err(Refusal::TenantNotAllowed));
+        let edov = Evidence {
+            xms_edov: Some(true),
+            ..plain
+        };
+        assert!(check(&p, true, &edov).is_ok());
+        let tenant = Evidence {
+            tid: Some("11111111-1111-1111-1111-111111111111"),
+            ..plain
+        };
+        assert!(check(&p, true, &tenant).is_ok());
+        let other = Evidence {
+            tid: Some("22222222-2222-2222-2222-222222222222"),
+            ..plain
+        };
+        assert_eq!(check(&p, true, &other), Err(Refusal::TenantNotAllowed));
+    }
+}

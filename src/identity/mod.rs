@@ -1,0 +1,32 @@
+//! Who a signed-in person is, as the upstream learns it: the identity kept
+//! in a session, the username rules, the email rules, the user registry and
+//! the signed assertion.
+
+pub mod assertion;
+pub mod email;
+pub mod header_value;
+pub mod registry;
+pub mod username;
+
+use serde::{Deserialize, Serialize};
+
+/// The verified identity of a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub provider_id: String,
+    pub sub: String,
+    pub username: String,
+    pub email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tid: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+}

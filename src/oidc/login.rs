@@ -1,0 +1,511 @@
+//! The authorization-code flow with PKCE: starting a login (302 to the
+//! provider, the in-flight state in an encrypted cookie) and finishing it at
+//! the callback (state, code exchange, ID token, email rules, user registry,
+//! new session). Every refusal carries its status, a page for the person
+//! and a stable reason for the operator's log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use http::HeaderValue;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::discovery::Metadata;
+use super::id_token::{self, Expectations, IdClaims};
+use super::jwks::{OidcCache, OidcError};
+use crate::identity::email::{self, Evidence};
+use crate::identity::registry::{self, Profile, SignInError};
+use crate::identity::Identity;
+use crate::providers::registry::Registry;
+use crate::providers::Provider;
+use crate::proxy::return_target;
+use crate::session::cookies::PendingLogin;
+use crate::session::Sessions;
+use crate::store::Store;
+
+/// A login that cannot go on: what the person sees and what the log says.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: u16,
+    pub code: &'static str,
+    pub title: &'static str,
+    pub message: String,
+    /// Stable, for logs and metrics.
+    pub reason: &'static str,
+    /// `Set-Cookie` values to send with the refusal (clearing a used login).
+    pub cookies: Vec<String>,
+}
+
+impl Refusal {
+    fn new(
+        status: u16,
+        code: &'static str,
+        title: &'static str,
+        message: impl Into<String>,
+        reason: &'static str,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            title,
+            message: message.into(),
+            reason,
+            cookies: Vec::new(),
+        }
+    }
+
+    fn broken(reason: &'static str, message: &str) -> Self {
+        Self::new(
+            400,
+            "login_failed",
+            "Sign-in could not be completed",
+            message,
+            reason,
+        )
+    }
+
+    pub fn unknown_provider() -> Self {
+        Self::new(
+            404,
+            "unknown_provider",
+            "Unknown sign-in provider",
+            "This sign-in provider does not exist (any more). Choose one on the sign-in page.",
+            "unknown_provider",
+        )
+    }
+
+    fn from_oidc(e: &OidcError) -> Self {
+        if e.is_provider_failure() {
+            Self::new(
+                502,
+                "provider_failed",
+                "The sign-in provider is not answering",
+                "The sign-in provider could not be reached or gave an unusable answer. Try again in a moment.",
+                e.reason(),
+            )
+        } else {
+            Self::broken(
+                e.reason(),
+                "The answer from the sign-in provider could not be verified. Start the sign-in again.",
+            )
+        }
+    }
+}
+
+/// Where the browser goes next, and the cookies it is given.
+#[derive(Debug)]
+pub struct Redirect {
+    pub location: String,
+    pub cookies: Vec<String>,
+}
+
+/// The parameters a callback carries (query or `form_post` body).
+#[derive(Debug, Default)]
+pub struct CallbackParams {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub error: Option<String>,
+}
+
+impl CallbackParams {
+    pub fn parse(form: &[u8]) -> Self {
+        let mut p = Self::default();
+        for (k, v) in form_urlencoded::parse(form) {
+            let slot = match k.as_ref() {
+                "code" => &mut p.code,
+                "state" => &mut p.state,
+                "error" => &mut p.error,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(v.into_owned());
+            }
+        }
+        p
+    }
+}
+
+pub struct LoginFlow {
+    cache: OidcCache,
+    providers: Arc<Registry>,
+    store: Store,
+    sessions: Arc<Sessions>,
+    public_url: String,
+    login_timeout: Duration,
+    consumed: moka::sync::Cache<String, ()>,
+}
+
+fn random_token() -> String {
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl LoginFlow {
+    pub fn new(
+        cache: OidcCache,
+        providers: Arc<Registry>,
+        store: Store,
+        sessions: Arc<Sessions>,
+        public_url: &url::Url,
+        login_timeout: Duration,
+    ) -> Self {
+        let consumed = moka::sync::Cache::builder()
+            .max_capacity(1_000_000)
+            .time_to_live(login_timeout)
+            .build();
+        Self {
+            cache,
+            providers,
+            store,
+            sessions,
+            public_url: public_url.as_str().trim_end_matches('/').to_string(),
+            login_timeout,
+            consumed,
+        }
+    }
+
+    /// The redirect URI registered at the provider.
+    pub fn redirect_uri(&self, provider_id: &str) -> String {
+        format!("{}/oauth/login/{provider_id}/callback", self.public_url)
+    }
+
+    async fn metadata(&self, provider: &Provider) -> Result<Arc<Metadata>, Refusal> {
+        self.cache
+            .metadata(&provider.configuration.oidc.provider_url)
+            .await
+            .map_err(|e| Refusal::from_oidc(&e))
+    }
+
+    /// `GET /oauth/login/<id>`: 302 to the provider's authorization endpoint.
+    pub async fn start(&self, provider_id: &str, rd: Option<&str>) -> Result<Redirect, Refusal> {
+        let provider = self
+            .providers
+            .get(provider_id)
+            .ok_or_else(Refusal::unknown_provider)?;
+        let metadata = self.metadata(&provider).await?;
+        let login = PendingLogin {
+            provider: provider_id.to_string(),
+            state: random_token(),
+            nonce: random_token(),
+            verifier: random_token(),
+            rd: return_target::sanitize(rd),
+            expires: now() + self.login_timeout.as_secs() as i64,
+        };
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(login.verifier.as_bytes()));
+        let mode = if metadata.supports_form_post() {
+            "form_post"
+        } else {
+            "query"
+        };
+        let mut url = url::Url::parse(&metadata.authorization_endpoint).map_err(|_| {
+            Refusal::from_oidc(&OidcError::BadResponse {
+                url: metadata.authorization_endpoint.clone(),
+                detail: "authorization_endpoint is not a URL".into(),
+            })
+        })?;
+        url.query_pairs_mut()
+            .append_pair("client_id", &provider.configuration.oidc.client_id)
+            .append_pair("response_type", "code")
+            .append_pair("redirect_uri", &self.redirect_uri(provider_id))
+            .append_pair("scope", "openid profile email")
+            .append_pair("response_mode", mode)
+            .append_pair("state", &login.state)
+            .append_pair("nonce", &login.nonce)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256");
+        let cookie = self
+            .sessions
+            .cookies()
+            .login_cookie(&login, self.login_timeout.as_secs() as i64);
+        Ok(Redirect {
+            location: url.to_string(),
+            cookies: vec![cookie],
+        })
+    }
+
+    /// `GET`/`POST /oauth/login/<id>/callback`: finishes the login.
+    pub async fn callback<'a>(
+        &self,
+        provider_id: &str,
+        params: &CallbackParams,
+        cookie_headers: impl Iterator<Item = &'a HeaderValue>,
+    ) -> Result<Redirect, Refusal> {
+        let state = params
+            .state
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                Refusal::broken(
+                    "state_missing",
+                    "The sign-in answer carried no state. Start the sign-in again.",
+                )
+            })?;
+        let clear = self.sessions.cookies().clear_login(state);
+        let with_clear = |mut r: Refusal| {
+            r.cookies.push(clear.clone());
+            r
+        };
+        let pending = self
+            .sessions
+            .cookies()
+            .pending_login(cookie_headers, state)
+            .ok_or_else(|| {
+                Refusal::broken(
+                    "state_unknown",
+                    "This sign-in was not started in this browser, or it took too long. Start the sign-in again.",
+                )
+            })?;
+        if !bool::from(pending.state.as_bytes().ct_eq(state.as_bytes()))
+            || pending.provider != provider_id
+        {
+            // Not this browser's login: leave its own pending login alone.
+            return Err(Refusal::broken(
+                "state_mismatch",
+                "The sign-in answer does not belong to the sign-in this browser started. Start the sign-in again.",
+            ));
+        }
+        let pending = self.check_fresh(pending, state).map_err(with_clear)?;
+        let mut done = self
+            .finish(provider_id, params, &pending)
+            .await
+            .map_err(with_clear)?;
+        done.cookies.push(clear.clone());
+        Ok(done)
+    }
+
+    /// A matching pending login must be unexpired and unused; it is used now.
+    fn check_fresh(&self, pending: PendingLogin, state: &str) -> Result<PendingLogin, Refusal> {
+        if pending.expires <= now() {
+            return Err(Refusal::broken(
+                "login_expired",
+                "This sign-in took too long and has expired. Start the sign-in again.",
+            ));
+        }
+        if self.consumed.contains_key(state) {
+            return Err(Refusal::broken(
+                "state_replayed",
+                "This sign-in answer was already used. Start the sign-in again.",
+            ));
+        }
+        self.consumed.insert(state.to_string(), ());
+        Ok(pending)
+    }
+
+    async fn finish(
+        &self,
+        provider_id: &str,
+        params: &CallbackParams,
+        pending: &PendingLogin,
+    ) -> Result<Redirect, Refusal> {
+        if let Some(error) = params.error.as_deref() {
+            return Err(provider_said(error));
+        }
+        let code = params
+            .code
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                Refusal::broken(
+                    "code_missing",
+                    "The sign-in answer carried no code. Start the sign-in again.",
+                )
+            })?;
+        let provider = self
+            .providers
+            .get(provider_id)
+            .ok_or_else(Refusal::unknown_provider)?;
+        let metadata = self.metadata(&provider).await?;
+        let id_token = self
+            .exchange(&provider, &metadata, code, &pending.verifier)
+            .await?;
+        let expectations = Expectations::new(
+            &metadata,
+            &provider.configuration.oidc.client_id,
+            &pending.nonce,
+        );
+        let claims = non_empty(
+            id_token::verify(&self.cache, &id_token, &expectations)
+                .await
+                .map_err(|e| Refusal::from_oidc(&e))?,
+        );
+        let email = email::check(&provider, metadata.is_multi_tenant(), &evidence(&claims))
+            .map_err(|r| {
+                Refusal::new(
+                    403,
+                    "email_refused",
+                    "You cannot sign in here",
+                    r.message(),
+                    r.reason(),
+                )
+            })?;
+        let profile = Profile {
+            sub: claims.sub.clone(),
+            email: email.clone(),
+            name: claims.name.clone(),
+            given_name: claims.given_name.clone(),
+            family_name: claims.family_name.clone(),
+            preferred_username: claims.preferred_username.clone(),
+            oid: claims.oid.clone(),
+            tid: claims.tid.clone(),
+        };
+        let user = registry::sign_in(&self.store, &provider, &profile)
+            .await
+            .map_err(sign_in_refusal)?;
+        let identity = Identity {
+            provider_id: provider_id.to_string(),
+            sub: claims.sub,
+            username: user.username,
+            email,
+            preferred_username: claims.preferred_username,
+            name: claims.name,
+            oid: claims.oid,
+            tid: claims.tid,
+            groups: claims.groups,
+            roles: claims.roles,
+        };
+        tracing::info!(target: "idgate::login", provider = provider_id, username = %identity.username, "signed in");
+        let session_cookie = self.sessions.create(identity).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot store the session");
+            internal()
+        })?;
+        Ok(Redirect {
+            location: return_target::sanitize(Some(&pending.rd)),
+            cookies: vec![session_cookie],
+        })
+    }
+
+    /// Trades the code for tokens; returns the ID token.
+    async fn exchange(
+        &self,
+        provider: &Provider,
+        metadata: &Metadata,
+        code: &str,
+        verifier: &str,
+    ) -> Result<String, Refusal> {
+        let oidc = &provider.configuration.oidc;
+        let secret = oidc.client_secret.as_deref().unwrap_or_default();
+        let redirect_uri = self.redirect_uri(provider.id());
+        let methods = &metadata.token_endpoint_auth_methods_supported;
+        let basic = methods.is_empty() || methods.iter().any(|m| m == "client_secret_basic");
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri.as_str()),
+            ("code_verifier", verifier),
+            ("client_id", oidc.client_id.as_str()),
+        ];
+        if !basic {
+            form.push(("client_secret", secret));
+        }
+        let auth = basic.then_some((oidc.client_id.as_str(), secret));
+        let answer = self
+            .cache
+            .post_form(&metadata.token_endpoint, &form, auth)
+            .await
+            .map_err(|e| Refusal::from_oidc(&e))?;
+        answer["id_token"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Refusal::from_oidc(&OidcError::BadResponse {
+                    url: metadata.token_endpoint.clone(),
+                    detail: "the token answer has no id_token".into(),
+                })
+            })
+    }
+}
+
+/// Claims with empty optional values treated as absent.
+fn non_empty(mut c: IdClaims) -> IdClaims {
+    for field in [
+        &mut c.email,
+        &mut c.name,
+        &mut c.given_name,
+        &mut c.family_name,
+        &mut c.preferred_username,
+        &mut c.oid,
+        &mut c.tid,
+    ] {
+        if field.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            *field = None;
+        }
+    }
+    c
+}
+
+fn evidence(c: &IdClaims) -> Evidence<'_> {
+    Evidence {
+        email: c.email.as_deref(),
+        email_verified: c.email_verified,
+        xms_edov: c.xms_edov,
+        tid: c.tid.as_deref(),
+    }
+}
+
+fn internal() -> Refusal {
+    Refusal::new(
+        500,
+        "internal",
+        "Something went wrong",
+        "The gateway could not complete the sign-in. Try again; if it keeps failing, tell the operator.",
+        "internal",
+    )
+}
+
+fn sign_in_refusal(e: SignInError) -> Refusal {
+    match e {
+        SignInError::RegistrationsClosed => Refusal::new(
+            403,
+            "registrations_closed",
+            "Registrations are closed",
+            "This site does not accept new accounts through this provider. Ask an administrator to register you.",
+            "registrations_closed",
+        ),
+        SignInError::NoUsername => Refusal::new(
+            403,
+            "no_username",
+            "No username could be made for you",
+            "None of the names your account shares can be turned into a username here. Ask an administrator.",
+            "no_username",
+        ),
+        SignInError::Store(err) => {
+            tracing::error!(error = %err, "user registry failed");
+            internal()
+        }
+    }
+}
+
+/// An `error` the provider sent back instead of a code.
+fn provider_said(error: &str) -> Refusal {
+    match error {
+        "access_denied" | "consent_required" | "interaction_required" | "login_required" => {
+            Refusal::new(
+                403,
+                "provider_refused",
+                "Sign-in was refused",
+                "The sign-in provider did not let you in, or the sign-in was cancelled.",
+                "provider_access_denied",
+            )
+        }
+        "server_error" | "temporarily_unavailable" => Refusal::new(
+            502,
+            "provider_failed",
+            "The sign-in provider failed",
+            "The sign-in provider reported a failure. Try again in a moment.",
+            "provider_error",
+        ),
+        _ => Refusal::broken(
+            "provider_rejected_request",
+            "The sign-in provider refused the sign-in request. Tell the operator.",
+        ),
+    }
+}

@@ -1,0 +1,13 @@
+//! The OpenID Connect verification core of the login: provider metadata from
+//! discovery, signing keys from the JWKS (both cached and shared), and ID
+//! token verification that fails closed with a distinct reason per failure.
+//! The login routes, cookies and sessions build on it.
+
+pub mod discovery;
+pub mod id_token;
+pub mod jwks;
+pub mod login;
+
+pub use discovery::Metadata;
+pub use id_token::{verify, Expectations, IdClaims};
+pub use jwks::{CacheConfig, Jwk, OidcCache, OidcError};

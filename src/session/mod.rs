@@ -1,0 +1,225 @@
+//! Sessions: a 256-bit random ID in a signed cookie, the session record in
+//! a moka cache in front of the database (so a restart logs no one out and
+//! any replica recognises the cookie), absolute lifetime and idle timeout.
+
+pub mod cookies;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use http::HeaderValue;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::identity::assertion::{AssertionError, Identity as AssertedIdentity, Signer};
+use crate::identity::Identity;
+use crate::store::sessions::SessionRow;
+use crate::store::{Store, StoreError};
+use cookies::CookieCodec;
+
+/// How long a cached session is trusted before the database is asked again
+/// (so a logout or user deletion on another replica takes effect).
+const CACHE_TTL: Duration = Duration::from_secs(30);
+/// `last_seen` is written to the database at most this often per session.
+const TOUCH_EVERY: i64 = 60;
+/// An assertion is signed again when it has less than this left.
+const ASSERTION_REFRESH: i64 = 60;
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A session in memory.
+pub struct Live {
+    pub identity: Identity,
+    id_hash: String,
+    pub expires_at: i64,
+    last_seen: AtomicI64,
+    persisted_seen: AtomicI64,
+    assertion: ArcSwapOption<(String, i64)>,
+}
+
+impl Live {
+    /// The signed identity assertion, re-signed only near its expiry.
+    pub fn assertion(&self, signer: &Signer) -> Result<String, AssertionError> {
+        let now = now();
+        if let Some(cached) = self.assertion.load_full() {
+            if cached.1 - now > ASSERTION_REFRESH {
+                return Ok(cached.0.clone());
+            }
+        }
+        let id = AssertedIdentity {
+            username: &self.identity.username,
+            email: &self.identity.email,
+            provider: &self.identity.provider_id,
+        };
+        let token = signer.sign(&id, now)?;
+        self.assertion
+            .store(Some(Arc::new((token.clone(), signer.expires_at(now)))));
+        Ok(token)
+    }
+}
+
+/// Lifetimes of sessions, in seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    pub absolute: i64,
+    pub idle: i64,
+}
+
+pub struct Sessions {
+    store: Store,
+    cache: moka::sync::Cache<String, Arc<Live>>,
+    cookies: CookieCodec,
+    lifetimes: Lifetimes,
+}
+
+impl Sessions {
+    pub fn new(store: Store, cookies: CookieCodec, lifetimes: Lifetimes) -> Self {
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(200_000)
+            .time_to_live(CACHE_TTL)
+            .support_invalidation_closures()
+            .build();
+        Self {
+            store,
+            cache,
+            cookies,
+            lifetimes,
+        }
+    }
+
+    pub fn cookies(&self) -> &CookieCodec {
+        &self.cookies
+    }
+
+    /// Starts a session (always a new ID: no fixation) and returns its
+    /// `Set-Cookie` value.
+    pub async fn create(&self, identity: Identity) -> Result<String, StoreError> {
+        let mut raw = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let id = URL_SAFE_NO_PAD.encode(raw);
+        let id_hash = hash(&id);
+        let now = now();
+        let row = SessionRow {
+            id_hash: id_hash.clone(),
+            provider_id: identity.provider_id.clone(),
+            sub: identity.sub.clone(),
+            identity: serde_json::to_string(&identity).expect("identity serialises"),
+            created_at: now,
+            expires_at: now + self.lifetimes.absolute,
+            last_seen: now,
+        };
+        self.store.insert_session(&row).await?;
+        self.cache.insert(
+            id_hash.clone(),
+            Arc::new(live(identity, id_hash, row.expires_at, now)),
+        );
+        Ok(self.cookies.session_cookie(&id, self.lifetimes.absolute))
+    }
+
+    /// The session of a request, or `None` for a missing, forged, truncated,
+    /// expired or idle cookie.
+    pub async fn find<'a>(
+        &self,
+        cookie_headers: impl Iterator<Item = &'a HeaderValue>,
+    ) -> Option<Arc<Live>> {
+        let id = self.cookies.session_id(cookie_headers)?;
+        let id_hash = hash(&id);
+        let now = now();
+        let live = match self.cache.get(&id_hash) {
+            Some(l) => l,
+            None => self.load(&id_hash).await?,
+        };
+        if live.expires_at <= now
+            || now - live.last_seen.load(Ordering::Relaxed) > self.lifetimes.idle
+        {
+            self.cache.invalidate(&id_hash);
+            let _ = self.store.delete_session(&id_hash).await;
+            return None;
+        }
+        live.last_seen.store(now, Ordering::Relaxed);
+        if now - live.persisted_seen.swap(now, Ordering::Relaxed) >= TOUCH_EVERY {
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_session(&id_hash, now).await {
+                    tracing::warn!(error = %e, "cannot record session activity");
+                }
+            });
+        }
+        Some(live)
+    }
+
+    async fn load(&self, id_hash: &str) -> Option<Arc<Live>> {
+        let row = match self.store.get_session(id_hash).await {
+            Ok(row) => row?,
+            Err(e) => {
+                tracing::error!(error = %e, "session lookup failed; treating as signed out");
+                return None;
+            }
+        };
+        let identity: Identity = serde_json::from_str(&row.identity).ok()?;
+        let l = Arc::new(live(identity, row.id_hash, row.expires_at, row.last_seen));
+        self.cache.insert(id_hash.to_string(), l.clone());
+        Some(l)
+    }
+
+    /// Ends one session on the server.
+    pub async fn end(&self, live: &Live) -> Result<(), StoreError> {
+        self.cache.invalidate(&live.id_hash);
+        self.store.delete_session(&live.id_hash).await
+    }
+
+    /// Ends every session that came through `provider_id`.
+    pub async fn end_provider(&self, provider_id: &str) -> Result<(), StoreError> {
+        let id = provider_id.to_string();
+        let _ = self
+            .cache
+            .invalidate_entries_if(move |_, l| l.identity.provider_id == id);
+        self.store.delete_sessions_of_provider(provider_id).await
+    }
+
+    /// Forgets every cached session of one person (their rows are gone).
+    pub fn forget_user(&self, provider_id: &str, sub: &str) {
+        let (p, s) = (provider_id.to_string(), sub.to_string());
+        let _ = self
+            .cache
+            .invalidate_entries_if(move |_, l| l.identity.provider_id == p && l.identity.sub == s);
+    }
+
+    /// Deletes expired and idle sessions every few minutes.
+    pub async fn keep_clean(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(300)).await;
+            if let Err(e) = self.store.purge_sessions(now(), self.lifetimes.idle).await {
+                tracing::warn!(error = %e, "cannot purge old sessions");
+            }
+        }
+    }
+}
+
+fn live(identity: Identity, id_hash: String, expires_at: i64, last_seen: i64) -> Live {
+    Live {
+        identity,
+        id_hash,
+        expires_at,
+        last_seen: AtomicI64::new(last_seen),
+        persisted_seen: AtomicI64::new(last_seen),
+        assertion: ArcSwapOption::empty(),
+    }
+}
+
+/// Hex SHA-256 of a session ID: what the database and the cache key on.
+fn hash(id: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in Sha256::digest(id.as_bytes()) {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out
+}

@@ -1,0 +1,91 @@
+//! Session rows: what lets a restart, or another replica, recognise a
+//! session cookie. Keyed by the SHA-256 of the session ID.
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// A stored session; `identity` is the JSON of what the upstream learns.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub id_hash: String,
+    pub provider_id: String,
+    pub sub: String,
+    pub identity: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub last_seen: i64,
+}
+
+impl Store {
+    pub async fn insert_session(&self, s: &SessionRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, provider_id, sub, identity, created_at, expires_at, last_seen) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&s.id_hash)
+        .bind(&s.provider_id)
+        .bind(&s.sub)
+        .bind(&s.identity)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .bind(s.last_seen)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id_hash, provider_id, sub, identity, created_at, expires_at, last_seen \
+             FROM sessions WHERE id_hash = $1",
+        )
+        .bind(id_hash)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| SessionRow {
+            id_hash: r.get("id_hash"),
+            provider_id: r.get("provider_id"),
+            sub: r.get("sub"),
+            identity: r.get("identity"),
+            created_at: r.get("created_at"),
+            expires_at: r.get("expires_at"),
+            last_seen: r.get("last_seen"),
+        }))
+    }
+
+    pub async fn touch_session(&self, id_hash: &str, last_seen: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET last_seen = $2 WHERE id_hash = $1")
+            .bind(id_hash)
+            .bind(last_seen)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_sessions_of_provider(&self, provider_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE provider_id = $1")
+            .bind(provider_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Drops sessions past their lifetime or idle for longer than `idle` seconds.
+    pub async fn purge_sessions(&self, now: i64, idle: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen <= $2")
+            .bind(now)
+            .bind(now - idle)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
