@@ -47,6 +47,10 @@ enum Command {
     /// an echo upstream showing the headers it received, and the gateway.
     /// NEVER for production.
     Demo(crate::demo::DemoArgs),
+    /// Only the local Entra-shaped identity provider of the demo, for
+    /// docker-compose stacks and benchmarks. Signs in made-up users without
+    /// a password: NEVER for production.
+    DevProvider(crate::demo::dev_provider::DevProviderArgs),
     /// List, show or delete registered users through the running gateway's admin API.
     User {
         #[command(flatten)]
@@ -82,6 +86,7 @@ pub fn run() -> ExitCode {
         Command::CheckConfig { config, .. } => check_config(config),
         Command::Ap { conn, command } => ap::run(conn, *command),
         Command::Demo(args) => crate::demo::run(args),
+        Command::DevProvider(args) => crate::demo::dev_provider::run(args),
         Command::User { conn, command } => user::run(conn, command),
     }
 }

@@ -306,6 +306,8 @@ impl Default for LogConfig {
 pub enum Source {
     File(PathBuf),
     Defaults,
+    /// Built by `idgate demo`.
+    Demo,
 }
 
 impl std::fmt::Display for Source {
@@ -313,6 +315,7 @@ impl std::fmt::Display for Source {
         match self {
             Source::File(p) => write!(f, "{}", p.display()),
             Source::Defaults => write!(f, "built-in defaults (no file at {DEFAULT_PATH})"),
+            Source::Demo => write!(f, "the demo's own configuration"),
         }
     }
 }

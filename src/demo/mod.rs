@@ -3,6 +3,7 @@
 //! echo upstream that shows the headers it received, and the gateway wired
 //! to both. Nothing here is for production.
 
+pub mod dev_provider;
 pub mod echo;
 pub mod provider;
 
@@ -110,7 +111,7 @@ provider_url = "{provider_url}"
 "#,
         data.display()
     );
-    let cfg = config::from_toml_str(&toml, config::Source::Defaults, &[])
+    let cfg = config::from_toml_str(&toml, config::Source::Demo, &[])
         .map_err(|p| anyhow::anyhow!("demo configuration: {p}"))?;
     // The runtime serving the provider and the echo upstream lives as long
     // as the process.

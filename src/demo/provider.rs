@@ -238,6 +238,13 @@ pub async fn spawn_local(port: u16) -> std::io::Result<(Provider, SocketAddr)> {
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await?;
     let addr = listener.local_addr()?;
     let base = Url::parse(&format!("http://{addr}")).map_err(std::io::Error::other)?;
+    Ok((serve(listener, base).await?, addr))
+}
+
+/// Serves a new provider on `listener` in the background of the current
+/// tokio runtime; `base` is the origin browsers and relying parties use.
+/// For demos and tests only, never production.
+pub async fn serve(listener: tokio::net::TcpListener, base: Url) -> std::io::Result<Provider> {
     let provider = tokio::task::spawn_blocking(move || Provider::new(base))
         .await
         .map_err(std::io::Error::other)?;
@@ -246,7 +253,7 @@ pub async fn spawn_local(port: u16) -> std::io::Result<(Provider, SocketAddr)> {
         // Serving ends only with the runtime; accept errors are retried inside.
         axum::serve(listener, app).await
     });
-    Ok((provider, addr))
+    Ok(provider)
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {

@@ -1,0 +1,143 @@
+//! A real headless Chromium, driven over WebDriver, clicks "Login to
+//! <name>", signs in at the local Entra-shaped provider's form, and lands
+//! on the upstream with its identity. Needs Debian's `chromium` and
+//! `chromium-driver` (`scripts/setup --test` installs them).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::login::{provider, provider_toml, register, TENANT};
+use common::upstream::Upstream;
+use common::Gateway;
+use fantoccini::{ClientBuilder, Locator};
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn find(binary: &str) -> String {
+    for dir in ["/usr/bin", "/usr/local/bin", "/usr/lib/chromium"] {
+        let path = format!("{dir}/{binary}");
+        if std::path::Path::new(&path).exists() {
+            return path;
+        }
+    }
+    panic!(
+        "{binary} is needed for the browser test and is not installed: \
+         run `scripts/setup --test` (Debian packages chromium and chromium-driver)"
+    );
+}
+
+async fn start_driver() -> (Driver, u16) {
+    let port = common::free_port();
+    let child = Command::new(find("chromedriver"))
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (Driver(child), port)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_person_signs_in_with_a_real_browser() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let chromium = find("chromium");
+    let (_driver, port) = start_driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let idp = provider().await;
+    let up = Upstream::start().await;
+    let gw = Gateway::start(
+        &up.url(),
+        &provider_toml(
+            &idp,
+            "entra",
+            TENANT,
+            r#"allowed_email_domains = ["example.com"]"#,
+        ),
+    )
+    .await;
+    register(&idp, &gw, "entra");
+
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": chromium,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                format!("--user-data-dir={}", profile.path().display()),
+            ],
+        }),
+    );
+    let c = ClientBuilder::rustls()
+        .expect("rustls client")
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("WebDriver session");
+
+    c.goto(&gw.url("/console/applications?page=2"))
+        .await
+        .unwrap();
+    let button = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::LinkText("Login to Contoso Entra"))
+        .await
+        .expect("the login page shows the button");
+    button.click().await.unwrap();
+
+    let email = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("input[name=email]"))
+        .await
+        .expect("the provider's sign-in form");
+    email.clear().await.unwrap();
+    email.send_keys("grace@example.com").await.unwrap();
+    let preferred = c
+        .find(Locator::Css("input[name=preferred_username]"))
+        .await
+        .unwrap();
+    preferred.clear().await.unwrap();
+    preferred.send_keys("Grace.Hopper").await.unwrap();
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let url = c.current_url().await.unwrap();
+        if url.path() == "/console/applications" {
+            assert_eq!(url.query(), Some("page=2"));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the browser did not land on the upstream: {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let page = c.source().await.unwrap();
+    assert!(page.contains("x-forwarded-user"), "{page}");
+    assert!(page.contains("grace-hopper"), "{page}");
+    c.close().await.unwrap();
+}
