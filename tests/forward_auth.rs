@@ -129,7 +129,10 @@ async fn nginx_auth_request_forwards_the_identity() {
         .unwrap();
     assert_eq!(r.status(), 302);
     let location = r.headers()["location"].to_str().unwrap();
-    assert!(location.ends_with("/oauth/login?rd=/console?x=1"), "{location}");
+    assert!(
+        location.ends_with("/oauth/login?rd=/console?x=1"),
+        "{location}"
+    );
     let page = client()
         .get(format!("{base}/oauth/login"))
         .send()

@@ -2,6 +2,7 @@
 
 pub mod admin_client;
 pub mod ap;
+pub mod probe;
 pub mod user;
 
 use std::path::PathBuf;
@@ -51,6 +52,14 @@ enum Command {
     /// docker-compose stacks and benchmarks. Signs in made-up users without
     /// a password: NEVER for production.
     DevProvider(crate::demo::dev_provider::DevProviderArgs),
+    /// Exit 0 when URL answers 2xx in time: a health check for containers
+    /// (the image has no curl).
+    Probe {
+        url: String,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// List, show or delete registered users through the running gateway's admin API.
     User {
         #[command(flatten)]
@@ -88,6 +97,7 @@ pub fn run() -> ExitCode {
         Command::Demo(args) => crate::demo::run(args),
         Command::DevProvider(args) => crate::demo::dev_provider::run(args),
         Command::User { conn, command } => user::run(conn, command),
+        Command::Probe { url, timeout } => probe::run(&url, timeout),
     }
 }
 
