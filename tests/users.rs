@@ -400,3 +400,60 @@ async fn deleting_a_provider_ends_its_sessions_and_its_routes() {
     );
     assert_eq!(b.get(&gw.url("/oauth/login/runtime")).await.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn optional_headers_carry_oid_and_tid_when_configured() {
+    let (_idp, _up, gw) = stack(
+        DOMAINS,
+        "[headers]\noid = \"X-Entra-Oid\"\ntid = \"X-Entra-Tid\"\nuser = \"X-Remote-User\"",
+    )
+    .await;
+    let b = Browser::new();
+    let claims = [
+        ("sub", "opt"),
+        ("email", "opt@example.com"),
+        ("oid", "0b1c2d3e-0000-0000-0000-000000000042"),
+    ];
+    assert_eq!(
+        b.login(&gw, "my-oidc-provider", "/", &claims)
+            .await
+            .status(),
+        302
+    );
+    let echo: serde_json::Value = b
+        .http
+        .get(gw.url("/h"))
+        .header("accept", "application/json")
+        .header("x-entra-oid", "spoofed")
+        .header("x-remote-user", "spoofed")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let values = |name: &str| -> Vec<String> {
+        echo["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h[0] == name)
+            .map(|h| h[1].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        values("x-entra-oid"),
+        vec!["0b1c2d3e-0000-0000-0000-000000000042"]
+    );
+    assert_eq!(values("x-entra-tid"), vec![TENANT]);
+    assert_eq!(
+        values("x-remote-user").len(),
+        1,
+        "a renamed header is still stripped from the client"
+    );
+    assert_ne!(values("x-remote-user")[0], "spoofed");
+    assert!(
+        values("x-forwarded-user").is_empty(),
+        "the default name is not sent once renamed"
+    );
+}
