@@ -14,7 +14,8 @@ use pingora::server::{RunArgs, Server};
 use crate::admin::api::ApiState;
 use crate::admin::{self, AdminState};
 use crate::config::Loaded;
-use crate::identity::assertion::{Signer, SigningKey};
+use crate::identity::assertion::SigningKey;
+use crate::identity::keys::{AssertionKeys, SignerSettings};
 use crate::metrics::Metrics;
 use crate::oidc::jwks::{CacheConfig, OidcCache};
 use crate::oidc::login::LoginFlow;
@@ -61,6 +62,7 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
 
     let auth = control.block_on(build_auth(&cfg, &store, registry.clone()))?;
     control.spawn(auth.sessions.clone().keep_clean());
+    control.spawn(auth.keys.clone().keep_fresh());
 
     let upstream = Upstream::new(&cfg.upstream_url, cfg.config.upstream.clone());
     control.spawn(upstream.clone().keep_resolving());
@@ -76,6 +78,7 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
             store.clone(),
             registry.clone(),
             auth.sessions.clone(),
+            auth.keys.clone(),
             &cfg.config.admin.token,
         ),
     };
@@ -186,37 +189,34 @@ async fn build_auth(cfg: &Loaded, store: &Store, providers: Arc<Registry>) -> an
         cfg.config.oidc.login_timeout,
     ));
     let a = &cfg.config.assertion;
-    let key = if a.key_file.is_empty() {
-        let generated = SigningKey::generate().context("cannot generate the assertion key")?;
-        let stored = store
-            .secret_or_create("assertion_key", || STANDARD.encode(generated.pkcs8_der()))
-            .await?;
-        let der = STANDARD
-            .decode(stored)
-            .context("the stored assertion key is damaged")?;
-        SigningKey::from_pkcs8_der(&der).context("the stored assertion key is damaged")?
+    let settings = SignerSettings {
+        issuer: cfg.public_url.as_str().trim_end_matches('/').to_string(),
+        audience: if a.audience.is_empty() {
+            cfg.upstream_url.as_str().trim_end_matches('/').to_string()
+        } else {
+            a.audience.clone()
+        },
+        lifetime: a.lifetime,
+    };
+    let keys = if a.key_file.is_empty() {
+        AssertionKeys::load(store.clone(), settings).await?
     } else {
         let pem = std::fs::read_to_string(&a.key_file)
             .with_context(|| format!("assertion.key_file: cannot read {}", a.key_file))?;
-        SigningKey::from_pem(&pem).with_context(|| {
+        let key = SigningKey::from_pem(&pem).with_context(|| {
             format!(
                 "assertion.key_file: {} holds no usable ES256 key",
                 a.key_file
             )
-        })?
+        })?;
+        AssertionKeys::fixed(store.clone(), settings, key)
     };
-    let audience = if a.audience.is_empty() {
-        cfg.upstream_url.as_str().trim_end_matches('/').to_string()
-    } else {
-        a.audience.clone()
-    };
-    let issuer = cfg.public_url.as_str().trim_end_matches('/').to_string();
-    let signer = Arc::new(Signer::new(key, issuer, audience, a.lifetime));
+    let keys = Arc::new(keys);
     Ok(Auth {
         providers,
         sessions,
         login,
-        signer,
+        keys,
         headers: IdentityHeaders::new(&cfg.config.headers),
         public_origin: cfg.public_url.origin().ascii_serialization(),
     })

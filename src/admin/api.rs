@@ -8,11 +8,12 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::identity::keys::{AssertionKeys, KeyError};
 use crate::providers::registry::{Registry, RegistryError};
 use crate::providers::{Provider, ProviderChange};
 use crate::session::Sessions;
@@ -25,6 +26,7 @@ pub struct ApiState {
     pub store: Store,
     pub registry: Arc<Registry>,
     pub sessions: Arc<Sessions>,
+    pub keys: Arc<AssertionKeys>,
     /// SHA-256 of the admin token; `None` disables the API.
     pub token_digest: Option<[u8; 32]>,
 }
@@ -34,6 +36,7 @@ impl ApiState {
         store: Store,
         registry: Arc<Registry>,
         sessions: Arc<Sessions>,
+        keys: Arc<AssertionKeys>,
         token: &str,
     ) -> Self {
         let token_digest = (!token.is_empty()).then(|| Sha256::digest(token.as_bytes()).into());
@@ -41,6 +44,7 @@ impl ApiState {
             store,
             registry,
             sessions,
+            keys,
             token_digest,
         }
     }
@@ -54,6 +58,7 @@ pub fn router(state: ApiState) -> Router {
             get(fetch).put(update).delete(remove),
         )
         .route("/api/v1/users", get(list_users))
+        .route("/api/v1/assertion-keys/rotate", post(rotate_key))
         .route(
             "/api/v1/users/{username}",
             get(fetch_user).delete(remove_user),
@@ -280,5 +285,25 @@ async fn remove_user(
             Ok(StatusCode::NO_CONTENT)
         }
         None => Err(user_not_found(&username)),
+    }
+}
+
+async fn rotate_key(State(s): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
+    match s.keys.rotate().await {
+        Ok(kid) => Ok(Json(serde_json::json!({ "kid": kid }))),
+        Err(KeyError::FromFile) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "read_only",
+            KeyError::FromFile.to_string(),
+        )),
+        Err(KeyError::Store(e)) => Err(store_failure(e)),
+        Err(e) => {
+            tracing::error!(error = %e, "assertion key rotation failed");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the key rotation failed; see the gateway's log",
+            ))
+        }
     }
 }

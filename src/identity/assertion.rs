@@ -235,6 +235,13 @@ impl Signer {
         }
     }
 
+    /// Keeps publishing `key` (a former current key) through `until`.
+    pub fn keep_published(&mut self, key: SigningKey, until: i64) {
+        if key.kid != self.current.kid && self.previous.iter().all(|(k, _)| k.kid != key.kid) {
+            self.previous.push((key, until));
+        }
+    }
+
     /// The JWKS to serve at `/.idgate/jwks.json` at `now_unix`: the current
     /// key first, then the previous keys that are still published.
     pub fn jwks(&self, now_unix: i64) -> Value {

@@ -5,6 +5,7 @@
 pub mod assertion;
 pub mod email;
 pub mod header_value;
+pub mod keys;
 pub mod registry;
 pub mod username;
 

@@ -11,7 +11,7 @@ use super::respond::{self, Answer, ErrorAnswer};
 use super::return_target;
 use super::routes::{self, Route};
 use super::Gateway;
-use crate::identity::assertion::Signer;
+use crate::identity::keys::AssertionKeys;
 use crate::oidc::login::{CallbackParams, LoginFlow, Redirect, Refusal};
 use crate::pages::{LoginButton, LoginPage};
 use crate::providers::registry::Registry;
@@ -27,7 +27,7 @@ pub struct Auth {
     pub providers: Arc<Registry>,
     pub sessions: Arc<Sessions>,
     pub login: Arc<LoginFlow>,
-    pub signer: Arc<Signer>,
+    pub keys: Arc<AssertionKeys>,
     pub headers: IdentityHeaders,
     /// `scheme://host[:port]` of `public_url`, for the logout origin check.
     pub public_origin: String,
@@ -90,8 +90,9 @@ impl Gateway {
                         &serde_json::json!({ "username": live.identity.username }),
                     );
                     let mut headers = Vec::new();
-                    auth.headers
-                        .for_each(&live, &auth.signer, |n, v| headers.push((n.clone(), v)));
+                    auth.headers.for_each(&live, &auth.keys.signer(), |n, v| {
+                        headers.push((n.clone(), v))
+                    });
                     for (n, v) in headers {
                         a = a.header(n, v);
                     }
@@ -100,7 +101,7 @@ impl Gateway {
                 None => not_signed_in_json(),
             },
             Route::Jwks => {
-                let jwks = auth.signer.jwks(chrono::Utc::now().timestamp());
+                let jwks = auth.keys.signer().jwks(chrono::Utc::now().timestamp());
                 Answer::json(200, &jwks).header(
                     http::header::CACHE_CONTROL,
                     HeaderValue::from_static("public, max-age=300"),

@@ -202,7 +202,7 @@ impl ProxyHttp for Gateway {
         if let Some(live) = &ctx.live {
             self.auth
                 .headers
-                .for_each(live, &self.auth.signer, |name, value| {
+                .for_each(live, &self.auth.keys.signer(), |name, value| {
                     let _ = upstream_request.insert_header(name.clone(), value);
                 });
         }

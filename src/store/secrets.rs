@@ -25,6 +25,20 @@ impl Store {
         Ok(self.secret(name).await?.expect("a secret was just stored"))
     }
 
+    /// Stores `value` under `name`, replacing what was there.
+    pub async fn put_secret(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO secrets (name, value, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at",
+        )
+        .bind(name)
+        .bind(value)
+        .bind(chrono::Utc::now().timestamp())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     pub async fn secret(&self, name: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT value FROM secrets WHERE name = $1")
             .bind(name)
