@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::client;
 use common::login::signed_in;
-use common::upstream::Upstream;
+use common::upstream::{echoed, Upstream};
 
 struct Nginx(Child);
 
@@ -154,15 +154,7 @@ async fn nginx_auth_request_forwards_the_identity() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let echo: serde_json::Value = r.json().await.unwrap();
-    let values = |name: &str| -> Vec<String> {
-        echo["headers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|h| h[0] == name)
-            .map(|h| h[1].as_str().unwrap().to_string())
-            .collect()
-    };
+    let values = |name: &str| echoed(&echo, name);
     assert_eq!(values("x-forwarded-user"), vec!["ada"]);
     assert_eq!(values("x-forwarded-email"), vec!["ada@example.com"]);
     assert_eq!(values("x-idgate-assertion").len(), 1);

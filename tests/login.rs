@@ -5,7 +5,7 @@
 mod common;
 
 use common::login::{provider, provider_toml, register, Browser, Callback, TENANT};
-use common::upstream::Upstream;
+use common::upstream::{echoed, Upstream};
 use common::{client, Gateway, Options};
 use idgate::demo::provider::Provider;
 
@@ -59,16 +59,6 @@ const ADA: &[(&str, &str)] = &[
     ("preferred_username", "ada@example.com"),
 ];
 
-fn header<'a>(echo: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
-    echo["headers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name))
-        .map(|h| h[1].as_str().unwrap())
-        .collect()
-}
-
 async fn echo_as(b: &Browser, gw: &Gateway, path: &str) -> serde_json::Value {
     let r = b
         .http
@@ -116,14 +106,14 @@ async fn form_post_login_reaches_the_upstream_with_verified_identity() {
     );
 
     let echo = echo_as(&b, &s.gw, "/console/applications?page=2").await;
-    assert_eq!(header(&echo, "x-forwarded-user"), vec!["ada-example-com"]);
-    assert_eq!(header(&echo, "x-forwarded-email"), vec!["ada@example.com"]);
+    assert_eq!(echoed(&echo, "x-forwarded-user"), vec!["ada-example-com"]);
+    assert_eq!(echoed(&echo, "x-forwarded-email"), vec!["ada@example.com"]);
     assert_eq!(
-        header(&echo, "x-forwarded-preferred-username"),
+        echoed(&echo, "x-forwarded-preferred-username"),
         vec!["ada@example.com"]
     );
-    assert_eq!(header(&echo, "x-idgate-provider"), vec!["entra"]);
-    let assertion = header(&echo, "x-idgate-assertion")[0].to_string();
+    assert_eq!(echoed(&echo, "x-idgate-provider"), vec!["entra"]);
+    let assertion = echoed(&echo, "x-idgate-assertion")[0].to_string();
 
     // The assertion verifies against the gateway's published keys.
     let jwks: jsonwebtoken::jwk::JwkSet = client()
@@ -552,7 +542,7 @@ async fn a_provider_that_is_down_keeps_sessions_working_and_fails_new_logins() {
         .replace(s.idp.base_url().trim_end_matches('/'), &dead);
     let s = restart(s, toml).await;
     let echo = echo_as(&b, &s.gw, "/still-works").await;
-    assert_eq!(header(&echo, "x-forwarded-user"), vec!["ada-example-com"]);
+    assert_eq!(echoed(&echo, "x-forwarded-user"), vec!["ada-example-com"]);
     let r = Browser::new().get(&s.gw.url("/oauth/login/entra")).await;
     assert_eq!(r.status(), 502);
     let page = r.text().await.unwrap();
@@ -600,10 +590,10 @@ async fn spoofed_identity_headers_never_pass_even_with_a_session() {
         .await
         .unwrap();
     let echo: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(header(&echo, "x-forwarded-user"), vec!["ada-example-com"]);
-    assert_eq!(header(&echo, "x-forwarded-email"), vec!["ada@example.com"]);
-    assert!(header(&echo, "x_forwarded_email").is_empty());
-    assert_ne!(header(&echo, "x-idgate-assertion"), vec!["forged"]);
+    assert_eq!(echoed(&echo, "x-forwarded-user"), vec!["ada-example-com"]);
+    assert_eq!(echoed(&echo, "x-forwarded-email"), vec!["ada@example.com"]);
+    assert!(echoed(&echo, "x_forwarded_email").is_empty());
+    assert_ne!(echoed(&echo, "x-idgate-assertion"), vec!["forged"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,19 +8,9 @@ use std::time::Duration;
 
 use common::client;
 use common::login::signed_in;
-use common::upstream::{hex, pattern_chunk, Upstream};
+use common::upstream::{echoed, hex, pattern_chunk, Upstream};
 use futures_util::{SinkExt, StreamExt};
 use sha2::{Digest, Sha256};
-
-fn header<'a>(echo: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
-    echo["headers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name))
-        .map(|h| h[1].as_str().unwrap())
-        .collect()
-}
 
 /// Sends raw bytes and returns the raw response (header names exactly as
 /// the test writes them, duplicates and underscores included).
@@ -92,19 +82,19 @@ async fn client_identity_headers_never_reach_the_upstream() {
             "x-idgate-future-header",
         ] {
             assert!(
-                header(&echo, name).is_empty(),
+                echoed(&echo, name).is_empty(),
                 "{method}: {name} leaked: {echo}"
             );
         }
         // Only the gateway's own, verified values arrive, once each.
-        assert_eq!(header(&echo, "x-forwarded-user"), vec!["ada"], "{method}");
-        assert_eq!(header(&echo, "x-forwarded-email"), vec!["ada@example.com"]);
-        assert_eq!(header(&echo, "x-forwarded-preferred-username"), vec!["ada"]);
-        assert_eq!(header(&echo, "x-idgate-provider"), vec!["entra"]);
-        let assertion = header(&echo, "x-idgate-assertion");
+        assert_eq!(echoed(&echo, "x-forwarded-user"), vec!["ada"], "{method}");
+        assert_eq!(echoed(&echo, "x-forwarded-email"), vec!["ada@example.com"]);
+        assert_eq!(echoed(&echo, "x-forwarded-preferred-username"), vec!["ada"]);
+        assert_eq!(echoed(&echo, "x-idgate-provider"), vec!["entra"]);
+        let assertion = echoed(&echo, "x-idgate-assertion");
         assert_eq!(assertion.len(), 1);
         assert_ne!(assertion[0], "forged.jwt.value");
-        assert_eq!(header(&echo, "x-forwarded-userx"), vec!["kept"]);
+        assert_eq!(echoed(&echo, "x-forwarded-userx"), vec!["kept"]);
     }
 }
 
@@ -122,14 +112,14 @@ async fn forwarding_headers_from_untrusted_clients_are_replaced() {
          Connection: close\r\n\r\n",
     );
     let echo = body_json(&raw);
-    assert_eq!(header(&echo, "x-forwarded-for"), vec!["127.0.0.1"]);
-    assert_eq!(header(&echo, "x-forwarded-proto"), vec!["http"]);
+    assert_eq!(echoed(&echo, "x-forwarded-for"), vec!["127.0.0.1"]);
+    assert_eq!(echoed(&echo, "x-forwarded-proto"), vec!["http"]);
     assert_eq!(
-        header(&echo, "x-forwarded-host"),
+        echoed(&echo, "x-forwarded-host"),
         vec!["console.example:8080"]
     );
-    assert!(header(&echo, "forwarded").is_empty());
-    assert_eq!(header(&echo, "host"), vec!["console.example:8080"]);
+    assert!(echoed(&echo, "forwarded").is_empty());
+    assert_eq!(echoed(&echo, "host"), vec!["console.example:8080"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -151,11 +141,11 @@ async fn forwarding_headers_from_a_trusted_proxy_are_kept_and_extended() {
     );
     let echo = body_json(&raw);
     assert_eq!(
-        header(&echo, "x-forwarded-for"),
+        echoed(&echo, "x-forwarded-for"),
         vec!["203.0.113.7, 127.0.0.1"]
     );
-    assert_eq!(header(&echo, "x-forwarded-proto"), vec!["https"]);
-    assert_eq!(header(&echo, "x-forwarded-host"), vec!["console.example"]);
+    assert_eq!(echoed(&echo, "x-forwarded-proto"), vec!["https"]);
+    assert_eq!(echoed(&echo, "x-forwarded-host"), vec!["console.example"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -171,8 +161,8 @@ async fn host_header_can_name_the_upstream_instead() {
         .await
         .unwrap();
     let echo: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(header(&echo, "host"), vec![up.addr.to_string().as_str()]);
-    assert_eq!(header(&echo, "x-forwarded-host"), vec!["console.example"]);
+    assert_eq!(echoed(&echo, "host"), vec![up.addr.to_string().as_str()]);
+    assert_eq!(echoed(&echo, "x-forwarded-host"), vec!["console.example"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -188,9 +178,9 @@ async fn hop_by_hop_headers_are_not_forwarded() {
          Proxy-Authorization: Basic Zm9vOmJhcg==\r\n\r\n",
     );
     let echo = body_json(&raw);
-    assert!(header(&echo, "x-secret-hop").is_empty(), "{echo}");
-    assert!(header(&echo, "keep-alive").is_empty(), "{echo}");
-    assert!(header(&echo, "proxy-authorization").is_empty(), "{echo}");
+    assert!(echoed(&echo, "x-secret-hop").is_empty(), "{echo}");
+    assert!(echoed(&echo, "keep-alive").is_empty(), "{echo}");
+    assert!(echoed(&echo, "proxy-authorization").is_empty(), "{echo}");
 }
 
 const HUNDRED_MB: u64 = 100 * 1024 * 1024;
@@ -489,6 +479,6 @@ async fn tls_listener_serves_http1_and_http2() {
         };
         assert_eq!(r.version(), expected);
         let echo: serde_json::Value = r.json().await.unwrap();
-        assert_eq!(header(&echo, "x-forwarded-proto"), vec!["https"]);
+        assert_eq!(echoed(&echo, "x-forwarded-proto"), vec!["https"]);
     }
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::login::{provider, provider_toml, register, Browser, TENANT};
-use common::upstream::Upstream;
+use common::upstream::{echoed, Upstream};
 use common::Gateway;
 
 const TOKEN: &str = "users-admin-token-0123456789";
@@ -322,14 +322,7 @@ async fn header_values_are_percent_encoded_outside_printable_ascii() {
         .json()
         .await
         .unwrap();
-    let headers = echo["headers"].as_array().unwrap();
-    let values = |name: &str| -> Vec<String> {
-        headers
-            .iter()
-            .filter(|h| h[0] == name)
-            .map(|h| h[1].as_str().unwrap().to_string())
-            .collect()
-    };
+    let values = |name: &str| echoed(&echo, name);
     assert_eq!(
         values("x-forwarded-preferred-username"),
         vec!["Zo%C3%AB%0D%0AX-Forwarded-User: admin"]
@@ -432,15 +425,7 @@ async fn optional_headers_carry_oid_and_tid_when_configured() {
         .json()
         .await
         .unwrap();
-    let values = |name: &str| -> Vec<String> {
-        echo["headers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|h| h[0] == name)
-            .map(|h| h[1].as_str().unwrap().to_string())
-            .collect()
-    };
+    let values = |name: &str| echoed(&echo, name);
     assert_eq!(
         values("x-entra-oid"),
         vec!["0b1c2d3e-0000-0000-0000-000000000042"]

@@ -48,29 +48,32 @@ fn from_row(row: &AnyRow) -> Result<Provider, sqlx::Error> {
     })
 }
 
-impl Store {
-    pub async fn insert_provider(&self, p: &Provider) -> Result<(), InsertError> {
-        let result = sqlx::query(&format!(
-            "INSERT INTO providers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ))
-        .bind(p.id())
+/// Binds $1..$9: the ID, every field, and `updated_at`.
+fn bind_fields<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    p: &'q Provider,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let oidc = &p.configuration.oidc;
+    q.bind(p.id())
         .bind(&p.name)
         .bind(i64::from(p.allow_registrations))
-        .bind(&p.configuration.oidc.client_id)
-        .bind(
-            p.configuration
-                .oidc
-                .client_secret
-                .as_deref()
-                .unwrap_or_default(),
-        )
-        .bind(&p.configuration.oidc.provider_url)
+        .bind(&oidc.client_id)
+        .bind(oidc.client_secret.as_deref().unwrap_or_default())
+        .bind(&oidc.provider_url)
         .bind(to_json(&p.allowed_email_domains))
         .bind(to_json(&p.allowed_tenants))
-        .bind(&p.created_at)
         .bind(&p.updated_at)
-        .execute(self.pool())
-        .await;
+}
+
+impl Store {
+    pub async fn insert_provider(&self, p: &Provider) -> Result<(), InsertError> {
+        let sql = "INSERT INTO providers (provider_id, name, allow_registrations, client_id, \
+             client_secret, provider_url, allowed_email_domains, allowed_tenants, updated_at, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+        let result = bind_fields(sqlx::query(sql), p)
+            .bind(&p.created_at)
+            .execute(self.pool())
+            .await;
         match result {
             Ok(_) => Ok(()),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(InsertError::Duplicate),
@@ -99,28 +102,12 @@ impl Store {
 
     /// Writes every field but the ID and `created_at`; false when absent.
     pub async fn update_provider(&self, p: &Provider) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE providers SET name = $2, allow_registrations = $3, client_id = $4, \
+        let sql = "UPDATE providers SET name = $2, allow_registrations = $3, client_id = $4, \
              client_secret = $5, provider_url = $6, allowed_email_domains = $7, \
-             allowed_tenants = $8, updated_at = $9 WHERE provider_id = $1",
-        )
-        .bind(p.id())
-        .bind(&p.name)
-        .bind(i64::from(p.allow_registrations))
-        .bind(&p.configuration.oidc.client_id)
-        .bind(
-            p.configuration
-                .oidc
-                .client_secret
-                .as_deref()
-                .unwrap_or_default(),
-        )
-        .bind(&p.configuration.oidc.provider_url)
-        .bind(to_json(&p.allowed_email_domains))
-        .bind(to_json(&p.allowed_tenants))
-        .bind(&p.updated_at)
-        .execute(self.pool())
-        .await?;
+             allowed_tenants = $8, updated_at = $9 WHERE provider_id = $1";
+        let done = bind_fields(sqlx::query(sql), p)
+            .execute(self.pool())
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -132,6 +132,17 @@ async fn upload(body: Body) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "len": len, "sha256": hex(&hasher.finalize()) }))
 }
 
+/// Every value of header `name` (any letter case) in an echo answer.
+pub fn echoed<'a>(echo: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
+    echo["headers"]
+        .as_array()
+        .expect("an echo answer")
+        .iter()
+        .filter(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+        .filter_map(|h| h[1].as_str())
+        .collect()
+}
+
 /// The deterministic body `/download?bytes=N` serves, chunk by chunk.
 pub fn pattern_chunk(offset: u64, len: usize) -> Vec<u8> {
     (0..len as u64)
