@@ -7,19 +7,31 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Kills the demo if the test fails half-way.
+struct Demo(std::process::Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_demo_runs_the_whole_login_on_loopback() {
     let port = common::free_port();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(common::idgate_bin())
-        .args(["demo", "--port", &port.to_string()])
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut demo = Demo(
+        Command::new(common::idgate_bin())
+            .args(["demo", "--port", &port.to_string()])
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut banner = String::new();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut out = BufReader::new(demo.0.stdout.take().unwrap());
     while !banner.contains("Stop with Ctrl-C") {
         let mut line = String::new();
         assert!(
@@ -65,7 +77,7 @@ async fn the_demo_runs_the_whole_login_on_loopback() {
     assert!(echo.contains("You reached the upstream"), "{echo}");
     assert!(echo.contains("newcomer"), "{echo}");
     assert!(echo.contains("x-idgate-assertion"), "{echo}");
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
+    unsafe { libc::kill(demo.0.id() as i32, libc::SIGTERM) };
+    let status = demo.0.wait().unwrap();
     assert!(status.success(), "{status}");
 }
