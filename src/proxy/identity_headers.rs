@@ -6,6 +6,7 @@ use http::{HeaderName, HeaderValue};
 use crate::config::HeadersConfig;
 use crate::identity::assertion::Signer;
 use crate::identity::header_value::encode;
+use crate::identity::Identity;
 use crate::session::Live;
 
 /// Parsed header names; `None` for a header that is not sent.
@@ -40,17 +41,30 @@ impl IdentityHeaders {
         }
     }
 
-    /// Calls `set` with every header for `live`.
+    /// Calls `set` with every header for `live`. The values are built once
+    /// per session; the assertion is re-signed only near its expiry.
     pub fn for_each(
         &self,
         live: &Live,
         signer: &Signer,
         mut set: impl FnMut(&HeaderName, HeaderValue),
     ) {
-        let id = &live.identity;
+        for (name, value) in live.headers(|id| self.values(id)) {
+            set(name, value.clone());
+        }
+        if let Some(n) = &self.assertion {
+            match live.assertion(signer) {
+                Ok(token) => set(n, token),
+                Err(e) => tracing::error!(error = %e, "cannot sign the identity assertion"),
+            }
+        }
+    }
+
+    fn values(&self, id: &Identity) -> Vec<(HeaderName, HeaderValue)> {
+        let mut out = Vec::new();
         let mut put = |n: &Option<HeaderName>, v: Option<&str>| {
             if let (Some(n), Some(v)) = (n, v) {
-                set(n, encode(v));
+                out.push((n.clone(), encode(v)));
             }
         };
         put(&self.user, Some(&id.username));
@@ -65,11 +79,6 @@ impl IdentityHeaders {
         if !id.roles.is_empty() {
             put(&self.roles, Some(&id.roles.join(",")));
         }
-        if let Some(n) = &self.assertion {
-            match live.assertion(signer) {
-                Ok(token) => set(n, encode(&token)),
-                Err(e) => tracing::error!(error = %e, "cannot sign the identity assertion"),
-            }
-        }
+        out
     }
 }

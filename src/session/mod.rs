@@ -5,13 +5,13 @@
 pub mod cookies;
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -40,12 +40,22 @@ pub struct Live {
     pub expires_at: i64,
     last_seen: AtomicI64,
     persisted_seen: AtomicI64,
-    assertion: ArcSwapOption<(String, i64)>,
+    assertion: ArcSwapOption<(HeaderValue, i64)>,
+    headers: OnceLock<Vec<(HeaderName, HeaderValue)>>,
 }
 
 impl Live {
-    /// The signed identity assertion, re-signed only near its expiry.
-    pub fn assertion(&self, signer: &Signer) -> Result<String, AssertionError> {
+    /// The identity's header values, built once per session by `build`.
+    pub fn headers(
+        &self,
+        build: impl FnOnce(&Identity) -> Vec<(HeaderName, HeaderValue)>,
+    ) -> &[(HeaderName, HeaderValue)] {
+        self.headers.get_or_init(|| build(&self.identity))
+    }
+
+    /// The signed identity assertion as a header value, signed again only
+    /// near its expiry (or after a key rotation made it stale).
+    pub fn assertion(&self, signer: &Signer) -> Result<HeaderValue, AssertionError> {
         let now = now();
         if let Some(cached) = self.assertion.load_full() {
             if cached.1 - now > ASSERTION_REFRESH {
@@ -57,7 +67,8 @@ impl Live {
             email: &self.identity.email,
             provider: &self.identity.provider_id,
         };
-        let token = signer.sign(&id, now)?;
+        let token = HeaderValue::from_str(&signer.sign(&id, now)?)
+            .expect("a compact JWT is a valid header value");
         self.assertion
             .store(Some(Arc::new((token.clone(), signer.expires_at(now)))));
         Ok(token)
@@ -210,6 +221,7 @@ fn live(identity: Identity, id_hash: String, expires_at: i64, last_seen: i64) ->
         last_seen: AtomicI64::new(last_seen),
         persisted_seen: AtomicI64::new(last_seen),
         assertion: ArcSwapOption::empty(),
+        headers: OnceLock::new(),
     }
 }
 
