@@ -16,13 +16,15 @@ use crate::providers::{ConfigurationChange, OidcChange, Provider, ProviderChange
 pub enum ApCommand {
     /// Register an authentication provider; prints it as JSON.
     ///
-    /// Example (Microsoft Entra ID, single tenant):
+    /// Example (Microsoft Entra ID, single tenant; the redirect URI to register
+    /// at Entra is <public_url>/oauth/login/<provider-id>/callback):
     ///
     ///   idgate ap create microsoft-entra --name "My OIDC Provider" \
     ///     --allow-registrations true --allowed-email-domains example.com \
     ///     --configuration.provider.oidc.client-id client123 \
     ///     --configuration.provider.oidc.client-secret-file /run/secrets/entra \
     ///     --configuration.provider.oidc.provider-url https://login.microsoftonline.com/<tenant>/v2.0
+    #[command(verbatim_doc_comment)]
     Create {
         /// 3 to 36 lower-case letters, digits and single dashes.
         #[arg(allow_hyphen_values = true)]
