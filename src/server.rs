@@ -150,6 +150,7 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
         shutdown_signal: Box::new(shutdown),
     });
     control.block_on(store.close());
+    crate::logging::flush();
     std::process::exit(0)
 }
 

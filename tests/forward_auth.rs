@@ -33,7 +33,7 @@ fn config(dir: &std::path::Path, listen: u16, idgate: &str, app: &str) -> String
     format!(
         r#"
 daemon off;
-worker_processes 1;
+master_process off;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
 events {{ worker_connections 64; }}

@@ -70,8 +70,7 @@ async fn access_log_has_one_line_per_request_and_no_secrets() {
         .send()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let logs = gw.logs();
+    let logs = gw.logs_with(&["\"path\":\"/callback\""]).await;
     let lines: Vec<serde_json::Value> = logs
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())

@@ -496,7 +496,7 @@ async fn wrong_token_unreachable_admin_and_disabled_api_exit_1() {
 
     let up = Upstream::start().await;
     let no_token = Gateway::start(&up.url(), "").await;
-    assert!(no_token.logs().contains("admin API is disabled"));
+    no_token.logs_with(&["admin API is disabled"]).await;
     let admin = no_token.admin_url("");
     let (code, _, err) = common::run_idgate(
         &["ap", "list"],

@@ -117,6 +117,7 @@ fn serve(arg: ConfigArg) -> ExitCode {
     match crate::server::serve(cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            crate::logging::flush();
             eprintln!("idgate: {e:#}");
             ExitCode::from(1)
         }

@@ -38,6 +38,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
             match crate::server::serve(cfg) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
+                    crate::logging::flush();
                     eprintln!("idgate demo: {e:#}");
                     ExitCode::from(1)
                 }

@@ -95,14 +95,15 @@ pub fn set_forwarded(req: &mut RequestHeader, peer: Peer) {
 }
 
 fn set_forwarded_host(req: &mut RequestHeader) {
-    let host = req
-        .headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri.authority().map(|a| a.as_str().to_string()));
+    let host = req.headers.get(http::header::HOST).cloned().or_else(|| {
+        req.uri
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+    });
     match host {
-        Some(h) => insert(req, "x-forwarded-host", &h),
+        Some(h) => {
+            let _ = req.insert_header("x-forwarded-host", h);
+        }
         None => {
             req.remove_header("x-forwarded-host");
         }

@@ -200,10 +200,11 @@ impl ProxyHttp for Gateway {
         };
         headers::set_forwarded(upstream_request, peer);
         if let Some(live) = &ctx.live {
+            // Client copies were stripped in request_filter: append, no search.
             self.auth
                 .headers
                 .for_each(live, &self.auth.keys.signer(), |name, value| {
-                    let _ = upstream_request.insert_header(name.clone(), value);
+                    let _ = upstream_request.append_header(name.clone(), value);
                 });
         }
         if !self.upstream.pass_host_header() {
