@@ -114,6 +114,7 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
         identity_headers: DEFAULT_IDENTITY_HEADERS
             .iter()
             .map(|s| s.to_string())
+            .chain(cfg.config.headers.names())
             .collect(),
         proto: if tls { "https" } else { "http" },
     };

@@ -629,3 +629,53 @@ async fn forged_and_truncated_session_cookies_count_as_none() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+fn set_cookies(r: &reqwest::Response) -> Vec<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn abandoned_logins_do_not_pile_up_until_a_browser_is_locked_out() {
+    let s = stack(DOMAINS, "").await;
+    let b = Browser::new();
+    for _ in 0..3 {
+        b.start(&s.gw, "entra", "/").await;
+    }
+    let pending = |b: &Browser| b.cookies(&s.gw).matches("idgate_login_").count();
+    assert_eq!(pending(&b), 3);
+    // The fourth start clears the three abandoned ones.
+    let r = b.get(&s.gw.url("/oauth/login/entra")).await;
+    let cleared = set_cookies(&r)
+        .iter()
+        .filter(|c| c.starts_with("idgate_login_") && c.contains("Max-Age=0"))
+        .count();
+    assert_eq!(cleared, 3);
+    assert_eq!(pending(&b), 1);
+    // The newest login still completes.
+    let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let cb = b.authorize(authorize, ADA).await;
+    assert_eq!(b.deliver(&cb).await.status(), 302);
+
+    // A request already too large is refused, and told to drop them.
+    let huge: String = (0..40)
+        .map(|i| format!("idgate_login_{i:016}={}", "x".repeat(900)))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let r = client()
+        .get(s.gw.url("/"))
+        .header("cookie", huge)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 431);
+    let cleared = set_cookies(&r)
+        .iter()
+        .filter(|c| c.starts_with("idgate_login_") && c.contains("Max-Age=0"))
+        .count();
+    assert_eq!(cleared, 40);
+}

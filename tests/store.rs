@@ -84,3 +84,30 @@ async fn an_unreachable_database_is_named_without_its_password() {
     );
     assert!(!err.contains("s3cret"));
 }
+
+#[tokio::test]
+async fn a_damaged_domain_list_is_an_error_not_an_open_door() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/idgate.db", dir.path().display());
+    let store = Store::open(&url, 2).await.unwrap();
+    let change: idgate::providers::ProviderChange = serde_json::from_value(serde_json::json!({
+        "ids": {"provider_id": "entra"},
+        "configuration": {"oidc": {"client_id": "c", "client_secret": "s", "provider_url": "https://x.example/v2.0"}},
+        "allowed_email_domains": ["example.com"],
+    }))
+    .unwrap();
+    store
+        .insert_provider(&change.into_new("entra", "now"))
+        .await
+        .unwrap();
+    assert!(store.get_provider("entra").await.unwrap().is_some());
+    sqlx::query("UPDATE providers SET allowed_email_domains = 'not json'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert!(
+        store.get_provider("entra").await.is_err(),
+        "must not read as an empty list"
+    );
+    assert!(store.list_providers().await.is_err());
+}

@@ -398,7 +398,7 @@ async fn deleting_a_provider_ends_its_sessions_and_its_routes() {
 async fn optional_headers_carry_oid_and_tid_when_configured() {
     let (_idp, _up, gw) = stack(
         DOMAINS,
-        "[headers]\noid = \"X-Entra-Oid\"\ntid = \"X-Entra-Tid\"\nuser = \"X-Remote-User\"",
+        "[headers]\noid = \"X-Entra-Oid\"\ntid = \"X-Entra-Tid\"\nuser = \"X-Remote-User\"\ngroups = \"X-Groups\"",
     )
     .await;
     let b = Browser::new();
@@ -419,6 +419,8 @@ async fn optional_headers_carry_oid_and_tid_when_configured() {
         .header("accept", "application/json")
         .header("x-entra-oid", "spoofed")
         .header("x-remote-user", "spoofed")
+        .header("x-groups", "admins")
+        .header("x_groups", "admins")
         .send()
         .await
         .unwrap()
@@ -437,6 +439,10 @@ async fn optional_headers_carry_oid_and_tid_when_configured() {
         "a renamed header is still stripped from the client"
     );
     assert_ne!(values("x-remote-user")[0], "spoofed");
+    assert!(
+        values("x-groups").is_empty() && values("x_groups").is_empty(),
+        "a person without groups gets no groups header, and no client's"
+    );
     assert!(
         values("x-forwarded-user").is_empty(),
         "the default name is not sent once renamed"

@@ -146,7 +146,8 @@ impl Default for HeadersConfig {
 }
 
 impl HeadersConfig {
-    /// Every configured name, lower-case: all are stripped from clients.
+    /// Every configured name, lower-case with `-` for `_` (the form header
+    /// stripping compares against): all are removed from client requests.
     pub fn names(&self) -> Vec<String> {
         [
             &self.user,
@@ -161,7 +162,7 @@ impl HeadersConfig {
         ]
         .into_iter()
         .filter(|n| !n.is_empty())
-        .map(|n| n.to_ascii_lowercase())
+        .map(|n| n.to_ascii_lowercase().replace('_', "-"))
         .collect()
     }
 }

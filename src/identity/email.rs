@@ -67,6 +67,20 @@ pub fn check(
     if ev.xms_edov == Some(false) {
         return Err(Refusal::DomainUnverified);
     }
+    if multi_tenant {
+        // Anyone can create a tenant and put any address in it: on a
+        // multi-tenant endpoint only the tenant's verification (xms_edov) or
+        // an allowed tenant vouches for anything.
+        let tenant_allowed = ev.tid.is_some_and(|tid| {
+            provider
+                .allowed_tenants
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(tid))
+        });
+        if ev.xms_edov != Some(true) && !tenant_allowed {
+            return Err(Refusal::TenantNotAllowed);
+        }
+    }
     if provider.allowed_email_domains.is_empty() {
         if ev.email_verified == Some(true) || ev.xms_edov == Some(true) {
             return Ok(email.to_string());
@@ -79,17 +93,6 @@ pub fn check(
         .any(|allowed| domain_matches(allowed, domain))
     {
         return Err(Refusal::DomainNotAllowed);
-    }
-    if multi_tenant {
-        let tenant_allowed = ev.tid.is_some_and(|tid| {
-            provider
-                .allowed_tenants
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(tid))
-        });
-        if ev.xms_edov != Some(true) && !tenant_allowed {
-            return Err(Refusal::TenantNotAllowed);
-        }
     }
     Ok(email.to_string())
 }
@@ -213,6 +216,16 @@ mod tests {
             ..plain
         };
         assert!(check(&p, true, &tenant).is_ok());
+        let no_list = provider(&[], &[]);
+        let verified_elsewhere = Evidence {
+            email_verified: Some(true),
+            ..plain
+        };
+        assert_eq!(
+            check(&no_list, true, &verified_elsewhere),
+            Err(Refusal::TenantNotAllowed),
+            "email_verified from any tenant vouches for nothing"
+        );
         let other = Evidence {
             tid: Some("22222222-2222-2222-2222-222222222222"),
             ..plain

@@ -139,6 +139,9 @@ pub struct LoginFlow {
     consumed: moka::sync::Cache<String, ()>,
 }
 
+/// Unfinished logins a browser may hold (tabs) before they are cleared.
+pub const MAX_PENDING: usize = 3;
+
 fn random_token() -> String {
     let mut raw = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut raw);
@@ -186,7 +189,14 @@ impl LoginFlow {
     }
 
     /// `GET /oauth/login/<id>`: 302 to the provider's authorization endpoint.
-    pub async fn start(&self, provider_id: &str, rd: Option<&str>) -> Result<Redirect, Refusal> {
+    /// When the browser already holds [`MAX_PENDING`] unfinished logins,
+    /// they are cleared: only the newest sign-in is kept going.
+    pub async fn start<'a>(
+        &self,
+        provider_id: &str,
+        rd: Option<&str>,
+        cookie_headers: impl Iterator<Item = &'a HeaderValue>,
+    ) -> Result<Redirect, Refusal> {
         let provider = self
             .providers
             .get(provider_id)
@@ -222,13 +232,15 @@ impl LoginFlow {
             .append_pair("nonce", &login.nonce)
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
-        let cookie = self
-            .sessions
-            .cookies()
-            .login_cookie(&login, self.login_timeout.as_secs() as i64);
+        let codec = self.sessions.cookies();
+        let mut cookies = codec.clear_all_logins(cookie_headers);
+        if cookies.len() < MAX_PENDING {
+            cookies.clear();
+        }
+        cookies.push(codec.login_cookie(&login, self.login_timeout.as_secs() as i64));
         Ok(Redirect {
             location: url.to_string(),
-            cookies: vec![cookie],
+            cookies,
         })
     }
 
@@ -290,13 +302,18 @@ impl LoginFlow {
                 "This sign-in took too long and has expired. Start the sign-in again.",
             ));
         }
-        if self.consumed.contains_key(state) {
+        // One atomic step, so two racing callbacks cannot both pass.
+        if !self
+            .consumed
+            .entry(state.to_string())
+            .or_insert(())
+            .is_fresh()
+        {
             return Err(Refusal::broken(
                 "state_replayed",
                 "This sign-in answer was already used. Start the sign-in again.",
             ));
         }
-        self.consumed.insert(state.to_string(), ());
         Ok(pending)
     }
 

@@ -53,7 +53,10 @@ impl Gateway {
             }
             Route::LoginStart(id) => {
                 let rd = routes::query_param(session.req_header().uri.query(), "rd");
-                let result = auth.login.start(&id, rd.as_deref()).await;
+                let result = auth
+                    .login
+                    .start(&id, rd.as_deref(), cookie_headers(session).iter())
+                    .await;
                 self.login_answer(session, &id, result)
             }
             Route::Callback(id) => {
@@ -205,7 +208,16 @@ impl Gateway {
             .await
         {
             if let Err(e) = self.auth.sessions.end(&live).await {
+                // Fail closed: do not tell the person they are signed out
+                // while the session still works.
                 tracing::error!(error = %e, "cannot end the session in the database");
+                let e = ErrorAnswer {
+                    status: 500,
+                    code: "logout_failed",
+                    title: "Sign-out failed",
+                    message: "The gateway could not end your session. Try again in a moment.",
+                };
+                return Answer::error(session, &e, None);
             }
             tracing::info!(target: "idgate::login", username = %live.identity.username, "signed out");
         }

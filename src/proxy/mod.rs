@@ -152,7 +152,20 @@ impl ProxyHttp for Gateway {
                 title: "Request headers too large",
                 message: "This request carries more header data than this gateway accepts. Clearing this site's cookies usually helps.",
             };
-            respond::error(session, &answer).await?;
+            // Abandoned logins are the gateway's own cookies that can pile
+            // up: clear them so the next request gets through.
+            let clear = self.auth.sessions.cookies().clear_all_logins(
+                session
+                    .req_header()
+                    .headers
+                    .get_all(http::header::COOKIE)
+                    .iter(),
+            );
+            let mut reply = respond::Answer::error(session, &answer, None).close();
+            for c in &clear {
+                reply = reply.cookie(c);
+            }
+            reply.send(session).await?;
             return Ok(true);
         }
         let reserved = &self.settings.identity_headers;

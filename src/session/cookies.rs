@@ -131,12 +131,36 @@ impl CookieCodec {
 
     /// `Set-Cookie` that removes the login cookie for `state`.
     pub fn clear_login(&self, state: &str) -> String {
+        self.clear_login_named(&self.login_name(state))
+    }
+
+    fn clear_login_named(&self, name: &str) -> String {
         let same_site = if self.https {
             SameSite::None
         } else {
             SameSite::Lax
         };
-        removal(&self.login_name(state), self.https, same_site)
+        removal(name, self.https, same_site)
+    }
+
+    /// `Set-Cookie` values removing every pending-login cookie a request
+    /// carries (abandoned logins must not pile up until requests get 431).
+    pub fn clear_all_logins<'a>(
+        &self,
+        cookie_headers: impl Iterator<Item = &'a HeaderValue>,
+    ) -> Vec<String> {
+        let prefix = if self.https {
+            LOGIN_PREFIX_HTTPS
+        } else {
+            LOGIN_PREFIX
+        };
+        cookie_headers
+            .filter_map(|h| h.to_str().ok())
+            .flat_map(|h| h.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(name, _)| self.clear_login_named(name))
+            .collect()
     }
 }
 

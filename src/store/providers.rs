@@ -22,8 +22,10 @@ fn to_json(list: &[String]) -> String {
     serde_json::to_string(list).expect("a list of strings serialises")
 }
 
-fn from_json(text: &str) -> Vec<String> {
-    serde_json::from_str(text).unwrap_or_default()
+/// A stored list; an unreadable one is an error, never an empty list (an
+/// empty domain list would loosen the email rules).
+fn from_json(text: &str) -> Result<Vec<String>, sqlx::Error> {
+    serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
 fn from_row(row: &AnyRow) -> Result<Provider, sqlx::Error> {
@@ -42,8 +44,8 @@ fn from_row(row: &AnyRow) -> Result<Provider, sqlx::Error> {
                 provider_url: row.try_get("provider_url")?,
             },
         },
-        allowed_email_domains: from_json(&row.try_get::<String, _>("allowed_email_domains")?),
-        allowed_tenants: from_json(&row.try_get::<String, _>("allowed_tenants")?),
+        allowed_email_domains: from_json(&row.try_get::<String, _>("allowed_email_domains")?)?,
+        allowed_tenants: from_json(&row.try_get::<String, _>("allowed_tenants")?)?,
         source: None,
     })
 }
