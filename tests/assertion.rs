@@ -5,29 +5,17 @@
 mod common;
 
 use common::login::{provider, provider_toml, register, Browser, TENANT};
-use common::upstream::Upstream;
+use common::upstream::{echoed, Upstream};
 use common::{client, Gateway, Options};
 
 const TOKEN: &str = "assertion-admin-token-0123456789";
 
 async fn assertion(b: &Browser, gw: &Gateway) -> String {
-    let echo: serde_json::Value = b
-        .http
-        .get(gw.url("/x"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    echo["headers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h[0] == "x-idgate-assertion")
-        .map(|h| h[1].as_str().unwrap().to_string())
+    let echo = b.echo(gw, "/x").await;
+    echoed(&echo, "x-idgate-assertion")
+        .first()
         .expect("an assertion")
+        .to_string()
 }
 
 fn kid(token: &str) -> String {

@@ -59,18 +59,6 @@ const ADA: &[(&str, &str)] = &[
     ("preferred_username", "ada@example.com"),
 ];
 
-async fn echo_as(b: &Browser, gw: &Gateway, path: &str) -> serde_json::Value {
-    let r = b
-        .http
-        .get(gw.url(path))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    r.json().await.unwrap()
-}
-
 async fn me(b: &Browser, gw: &Gateway) -> reqwest::StatusCode {
     b.http
         .get(gw.url("/.idgate/me"))
@@ -105,7 +93,7 @@ async fn form_post_login_reaches_the_upstream_with_verified_identity() {
             && session.contains("Path=/")
     );
 
-    let echo = echo_as(&b, &s.gw, "/console/applications?page=2").await;
+    let echo = b.echo(&s.gw, "/console/applications?page=2").await;
     assert_eq!(echoed(&echo, "x-forwarded-user"), vec!["ada-example-com"]);
     assert_eq!(echoed(&echo, "x-forwarded-email"), vec!["ada@example.com"]);
     assert_eq!(
@@ -537,7 +525,7 @@ async fn a_provider_that_is_down_keeps_sessions_working_and_fails_new_logins() {
         .toml
         .replace(s.idp.base_url().trim_end_matches('/'), &dead);
     let s = restart(s, toml).await;
-    let echo = echo_as(&b, &s.gw, "/still-works").await;
+    let echo = b.echo(&s.gw, "/still-works").await;
     assert_eq!(echoed(&echo, "x-forwarded-user"), vec!["ada-example-com"]);
     let r = Browser::new().get(&s.gw.url("/oauth/login/entra")).await;
     assert_eq!(r.status(), 502);

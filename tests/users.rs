@@ -312,16 +312,7 @@ async fn header_values_are_percent_encoded_outside_printable_ascii() {
         )
         .await;
     assert_eq!(r.status(), 302);
-    let echo: serde_json::Value = b
-        .http
-        .get(gw.url("/h"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echo = b.echo(&gw, "/h").await;
     let values = |name: &str| echoed(&echo, name);
     assert_eq!(
         values("x-forwarded-preferred-username"),

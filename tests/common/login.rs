@@ -69,6 +69,19 @@ impl Browser {
         }
     }
 
+    /// What the echo upstream received for `path`, fetched as this browser.
+    pub async fn echo(&self, gw: &Gateway, path: &str) -> serde_json::Value {
+        let r = self
+            .http
+            .get(gw.url(path))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        r.json().await.unwrap()
+    }
+
     /// The `Cookie` header this browser sends to `gw`.
     pub fn cookies(&self, gw: &Gateway) -> String {
         use reqwest::cookie::CookieStore;
