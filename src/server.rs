@@ -117,6 +117,7 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
             .chain(cfg.config.headers.names())
             .collect(),
         proto: if tls { "https" } else { "http" },
+        login_attempts_per_minute: cfg.config.oidc.login_attempts_per_minute,
     };
     let gateway = Gateway::new(settings, upstream, metrics.clone(), auth);
     let mut service =

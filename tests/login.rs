@@ -667,3 +667,25 @@ async fn abandoned_logins_do_not_pile_up_until_a_browser_is_locked_out() {
         .count();
     assert_eq!(cleared, 40);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_attempts_are_limited_per_client_address() {
+    let s = stack(DOMAINS, "[oidc]\nlogin_attempts_per_minute = 3").await;
+    let b = Browser::new();
+    for _ in 0..3 {
+        assert_eq!(b.get(&s.gw.url("/oauth/login/entra")).await.status(), 302);
+    }
+    let r = b.get(&s.gw.url("/oauth/login/entra")).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "60");
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Too many sign-in attempts"), "{page}");
+    let r = client()
+        .get(s.gw.url("/oauth/login/entra/callback?state=x&code=y"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429, "callbacks count too");
+    // Signed-in traffic and the login page are not limited.
+    assert_eq!(b.get(&s.gw.url("/oauth/login")).await.status(), 200);
+}

@@ -147,6 +147,11 @@ pub const KEYS: &[Key] = &[
         "how long a started login may take",
     ),
     key(
+        "oidc.login_attempts_per_minute",
+        Kind::Int,
+        "login starts and callbacks per client address and minute (0: no limit)",
+    ),
+    key(
         "session.lifetime",
         Kind::Duration,
         "absolute session lifetime",

@@ -84,6 +84,7 @@ pub struct OidcConfig {
     pub timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub login_timeout: Duration,
+    pub login_attempts_per_minute: u32,
 }
 
 impl Default for OidcConfig {
@@ -92,6 +93,7 @@ impl Default for OidcConfig {
             allow_insecure_http: false,
             timeout: Duration::from_secs(10),
             login_timeout: Duration::from_secs(600),
+            login_attempts_per_minute: 30,
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod gateway_routes;
 pub mod headers;
 pub mod identity_headers;
+pub mod rate_limit;
 pub mod respond;
 pub mod return_target;
 pub mod routes;
@@ -36,11 +37,14 @@ pub struct ProxySettings {
     pub identity_headers: Vec<String>,
     /// `https` when the public listener terminates TLS.
     pub proto: &'static str,
+    /// Login starts and callbacks a client may make per minute (0: no limit).
+    pub login_attempts_per_minute: u32,
 }
 
 /// The gateway's proxy logic.
 pub struct Gateway {
     settings: ProxySettings,
+    login_limit: rate_limit::LoginLimiter,
     upstream: Arc<Upstream>,
     metrics: Metrics,
     auth: Auth,
@@ -54,11 +58,38 @@ impl Gateway {
         auth: Auth,
     ) -> Self {
         Self {
+            login_limit: rate_limit::LoginLimiter::new(settings.login_attempts_per_minute),
             settings,
             upstream,
             metrics,
             auth,
         }
+    }
+
+    /// The address of the person: the connection's peer, or, behind trusted
+    /// proxies, the right-most address in X-Forwarded-For they did not add.
+    fn client_ip(&self, session: &Session) -> Option<std::net::IpAddr> {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        if !self.is_trusted(peer) {
+            return peer;
+        }
+        let forwarded: Vec<std::net::IpAddr> = session
+            .req_header()
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|ip| ip.trim().parse().ok())
+            .collect();
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !self.is_trusted(Some(*ip)))
+            .or(peer)
     }
 
     fn is_trusted(&self, ip: Option<std::net::IpAddr>) -> bool {
@@ -177,6 +208,27 @@ impl ProxyHttp for Gateway {
             Route::LoginPage | Route::LoginStart(_) | Route::Callback(_) => RouteClass::Login,
             _ => RouteClass::Internal,
         };
+        if matches!(route, Route::LoginStart(_) | Route::Callback(_)) {
+            let allowed = self
+                .client_ip(session)
+                .is_none_or(|ip| self.login_limit.allow(ip));
+            if !allowed {
+                let answer = ErrorAnswer {
+                    status: 429,
+                    code: "too_many_logins",
+                    title: "Too many sign-in attempts",
+                    message: "This address started too many sign-ins in the last minute. Wait a minute, then try again.",
+                };
+                respond::Answer::error(session, &answer, Some("/oauth/login"))
+                    .header(
+                        http::header::RETRY_AFTER,
+                        http::HeaderValue::from_static("60"),
+                    )
+                    .send(session)
+                    .await?;
+                return Ok(true);
+            }
+        }
         ctx.live = self.answer(route, session).await?;
         if ctx.route == RouteClass::Proxy && ctx.live.is_none() {
             ctx.route = RouteClass::Unauthenticated;
