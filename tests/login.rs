@@ -689,3 +689,32 @@ async fn login_attempts_are_limited_per_client_address() {
     // Signed-in traffic and the login page are not limited.
     assert_eq!(b.get(&s.gw.url("/oauth/login")).await.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_a_trusted_proxy_the_limit_counts_the_forwarded_client() {
+    let s = stack(
+        DOMAINS,
+        "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n[oidc]\nlogin_attempts_per_minute = 2",
+    )
+    .await;
+    let start = |ip: &'static str| {
+        let url = s.gw.url("/oauth/login/entra");
+        async move {
+            client()
+                .get(url)
+                .header("x-forwarded-for", format!("{ip}, 127.0.0.5"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(start("203.0.113.1").await, 302);
+    assert_eq!(start("203.0.113.1").await, 302);
+    assert_eq!(start("203.0.113.1").await, 429);
+    assert_eq!(
+        start("203.0.113.2").await,
+        302,
+        "another person behind the same proxy"
+    );
+}
