@@ -75,6 +75,17 @@ async fn rotation_keeps_the_previous_key_published_and_survives_restarts() {
     );
     let gw = Gateway::start(&up.url(), &toml).await;
     register(&idp, &gw, "entra");
+    let r = client()
+        .get(gw.url("/.idgate/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    let cache: Vec<_> = r.headers().get_all("cache-control").iter().collect();
+    assert_eq!(
+        cache,
+        vec!["public, max-age=300"],
+        "one cache policy for the keys"
+    );
     let ada = sign_in(&gw, "ada@example.com").await;
     let first = assertion(&ada, &gw).await;
     assert!(verifies(&gw, &up, &first).await);

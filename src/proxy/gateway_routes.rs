@@ -37,8 +37,16 @@ fn cookie_headers(session: &Session) -> http::header::GetAll<'_, HeaderValue> {
     session.req_header().headers.get_all(http::header::COOKIE)
 }
 
+impl Auth {
+    /// The session the request's cookie names, if it is valid.
+    async fn session_of(&self, session: &Session) -> Option<Arc<Live>> {
+        self.sessions.find(cookie_headers(session).iter()).await
+    }
+}
+
 impl Gateway {
-    /// Answers a gateway route; `Ok(false)` means the request is proxied.
+    /// Answers a gateway route. `Ok(Some(session))` means the request is
+    /// proxied for that session; `Ok(None)` that it was answered here.
     pub(super) async fn answer(
         &self,
         route: Route,
@@ -79,14 +87,14 @@ impl Gateway {
                 self.login_answer(session, &id, result)
             }
             Route::Logout => self.logout(session).await,
-            Route::Me => match auth.sessions.find(cookie_headers(session).iter()).await {
+            Route::Me => match auth.session_of(session).await {
                 Some(live) => Answer::json(
                     200,
                     &serde_json::to_value(&live.identity).unwrap_or_default(),
                 ),
                 None => not_signed_in_json(),
             },
-            Route::ForwardAuth => match auth.sessions.find(cookie_headers(session).iter()).await {
+            Route::ForwardAuth => match auth.session_of(session).await {
                 Some(live) => {
                     let mut a = Answer::json(
                         200,
@@ -131,13 +139,7 @@ impl Gateway {
         result: Result<Redirect, Refusal>,
     ) -> Answer {
         match result {
-            Ok(r) => {
-                let mut a = Answer::redirect(302, &r.location);
-                for c in &r.cookies {
-                    a = a.cookie(c);
-                }
-                a
-            }
+            Ok(r) => Answer::redirect(302, &r.location).cookies(&r.cookies),
             Err(refusal) => {
                 tracing::warn!(
                     target: "idgate::login",
@@ -152,11 +154,7 @@ impl Gateway {
                     title: refusal.title,
                     message: &refusal.message,
                 };
-                let mut a = Answer::error(session, &e, Some("/oauth/login"));
-                for c in &refusal.cookies {
-                    a = a.cookie(c);
-                }
-                a
+                Answer::error(session, &e, Some("/oauth/login")).cookies(&refusal.cookies)
             }
         }
     }
@@ -164,12 +162,7 @@ impl Gateway {
     /// The session of a proxied request; without one, the request is
     /// answered here (302 to the login page for browsers, 401 otherwise).
     async fn require_session(&self, session: &mut Session) -> pingora::Result<Option<Arc<Live>>> {
-        if let Some(live) = self
-            .auth
-            .sessions
-            .find(cookie_headers(session).iter())
-            .await
-        {
+        if let Some(live) = self.auth.session_of(session).await {
             return Ok(Some(live));
         }
         let answer = if respond::wants_html(session) {
@@ -180,10 +173,7 @@ impl Gateway {
                 .map(|pq| pq.as_str())
                 .unwrap_or("/");
             let rd = return_target::sanitize(Some(target));
-            let query = form_urlencoded::Serializer::new(String::new())
-                .append_pair("rd", &rd)
-                .finish();
-            Answer::redirect(302, &format!("/oauth/login?{query}"))
+            Answer::redirect(302, &format!("/oauth/login?{}", return_target::query(&rd)))
         } else {
             not_signed_in_json()
         };
@@ -201,12 +191,7 @@ impl Gateway {
             };
             return Answer::error(session, &e, Some("/oauth/login"));
         }
-        if let Some(live) = self
-            .auth
-            .sessions
-            .find(cookie_headers(session).iter())
-            .await
-        {
+        if let Some(live) = self.auth.session_of(session).await {
             if let Err(e) = self.auth.sessions.end(&live).await {
                 // Fail closed: do not tell the person they are signed out
                 // while the session still works.
@@ -271,10 +256,7 @@ async fn read_callback_params(session: &mut Session) -> Option<CallbackParams> {
 impl Gateway {
     /// The login page, with every provider's button carrying `rd`.
     pub(super) fn login_page(&self, rd: Option<&str>) -> String {
-        let rd = return_target::sanitize(rd);
-        let query = form_urlencoded::Serializer::new(String::new())
-            .append_pair("rd", &rd)
-            .finish();
+        let query = return_target::query(&return_target::sanitize(rd));
         let buttons = self
             .auth
             .providers

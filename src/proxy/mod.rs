@@ -69,10 +69,7 @@ impl Gateway {
     /// The address of the person: the connection's peer, or, behind trusted
     /// proxies, the right-most address in X-Forwarded-For they did not add.
     fn client_ip(&self, session: &Session) -> Option<std::net::IpAddr> {
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let peer = peer_ip(session);
         if !self.is_trusted(peer) {
             return peer;
         }
@@ -140,6 +137,14 @@ pub struct RequestCtx {
     _in_flight: InFlight,
 }
 
+/// The address of the connection's other end.
+fn peer_ip(session: &Session) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
 fn request_head_bytes(req: &RequestHeader) -> usize {
     let line = req.method.as_str().len() + req.raw_path().len() + 12;
     req.headers
@@ -192,11 +197,11 @@ impl ProxyHttp for Gateway {
                     .get_all(http::header::COOKIE)
                     .iter(),
             );
-            let mut reply = respond::Answer::error(session, &answer, None).close();
-            for c in &clear {
-                reply = reply.cookie(c);
-            }
-            reply.send(session).await?;
+            respond::Answer::error(session, &answer, None)
+                .close()
+                .cookies(&clear)
+                .send(session)
+                .await?;
             return Ok(true);
         }
         let reserved = &self.settings.identity_headers;
@@ -254,10 +259,7 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let client_ip = peer_ip(session);
         let peer = Peer {
             client_ip,
             trusted: self.is_trusted(client_ip),
@@ -349,10 +351,7 @@ impl ProxyHttp for Gateway {
             .observe(total.as_secs_f64());
         let req = session.req_header();
         let upstream_ms = ctx.upstream_time.map(|d| d.as_secs_f64() * 1000.0);
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let client = peer_ip(session);
         tracing::info!(
             target: "idgate::access",
             method = %req.method,

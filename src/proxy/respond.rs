@@ -88,6 +88,7 @@ impl Answer {
         }
     }
 
+    /// Sets a header, replacing a default of the same name (`cache-control`).
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));
         self
@@ -99,6 +100,11 @@ impl Answer {
             Ok(v) => self.header(http::header::SET_COOKIE, v),
             Err(_) => self,
         }
+    }
+
+    /// Adds every `Set-Cookie` in `set_cookies`.
+    pub fn cookies<'a>(self, set_cookies: impl IntoIterator<Item = &'a String>) -> Self {
+        set_cookies.into_iter().fold(self, |a, c| a.cookie(c))
     }
 
     /// Closes the connection after this answer.
@@ -115,7 +121,12 @@ impl Answer {
         header.insert_header("x-content-type-options", "nosniff")?;
         header.insert_header("referrer-policy", "no-referrer")?;
         for (name, value) in self.headers {
-            header.append_header(name, value)?;
+            // Set-Cookie may repeat; any other header replaces a default.
+            if name == http::header::SET_COOKIE {
+                header.append_header(name, value)?;
+            } else {
+                header.insert_header(name, value)?;
+            }
         }
         if self.close {
             session.set_keepalive(None);

@@ -12,6 +12,13 @@ pub fn sanitize(raw: Option<&str>) -> String {
     }
 }
 
+/// `rd=<target>` as a URL query, for links to the login routes.
+pub fn query(target: &str) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("rd", target)
+        .finish()
+}
+
 fn is_safe(rd: &str) -> bool {
     if rd.len() > MAX_LEN || !looks_local(rd) {
         return false;
