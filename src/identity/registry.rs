@@ -4,22 +4,10 @@
 //! once gets one record.
 
 use super::username::{self, NameClaims};
+use crate::oidc::id_token::IdClaims;
 use crate::providers::Provider;
 use crate::store::users::{NewUserError, UserRecord};
 use crate::store::{Store, StoreError};
-
-/// What the provider said about the person, already verified.
-#[derive(Debug, Clone, Default)]
-pub struct Profile {
-    pub sub: String,
-    pub email: String,
-    pub name: Option<String>,
-    pub given_name: Option<String>,
-    pub family_name: Option<String>,
-    pub preferred_username: Option<String>,
-    pub oid: Option<String>,
-    pub tid: Option<String>,
-}
 
 /// Why a person was not let in.
 #[derive(Debug, thiserror::Error)]
@@ -32,13 +20,15 @@ pub enum SignInError {
     Store(#[from] StoreError),
 }
 
-fn record(provider_id: &str, p: &Profile, username: String, now: &str) -> UserRecord {
+/// The record for a person whose verified claims are `p` and whose email
+/// passed the email rules.
+fn record(provider_id: &str, p: &IdClaims, email: &str, username: String, now: &str) -> UserRecord {
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     UserRecord {
         provider_id: provider_id.to_string(),
         sub: p.sub.clone(),
         username,
-        email: p.email.clone(),
+        email: email.to_string(),
         name: text(&p.name),
         given_name: text(&p.given_name),
         family_name: text(&p.family_name),
@@ -54,33 +44,35 @@ fn record(provider_id: &str, p: &Profile, username: String, now: &str) -> UserRe
 pub async fn sign_in(
     store: &Store,
     provider: &Provider,
-    profile: &Profile,
+    claims: &IdClaims,
+    email: &str,
 ) -> Result<UserRecord, SignInError> {
     let now = crate::providers::timestamp_now();
-    if let Some(known) = store.find_user(provider.id(), &profile.sub).await? {
-        return refresh(store, known, profile, &now).await;
+    let build = |username: String| record(provider.id(), claims, email, username, &now);
+    if let Some(known) = store.find_user(provider.id(), &claims.sub).await? {
+        return refresh(store, known, build).await;
     }
     if !provider.allow_registrations {
         return Err(SignInError::RegistrationsClosed);
     }
-    let claims = NameClaims {
-        preferred_username: profile.preferred_username.as_deref(),
-        email: Some(profile.email.as_str()),
-        given_name: profile.given_name.as_deref(),
-        family_name: profile.family_name.as_deref(),
+    let names = NameClaims {
+        preferred_username: claims.preferred_username.as_deref(),
+        email: Some(email),
+        given_name: claims.given_name.as_deref(),
+        family_name: claims.family_name.as_deref(),
     };
-    let attempts = username::attempts(&claims, provider.id(), &mut rand::thread_rng());
+    let attempts = username::attempts(&names, provider.id(), &mut rand::thread_rng());
     for name in attempts {
-        let new = record(provider.id(), profile, name, &now);
+        let new = build(name);
         match store.insert_user(&new).await {
             Ok(()) => return Ok(new),
             Err(NewUserError::UsernameTaken) => continue,
             Err(NewUserError::AlreadyRegistered) => {
                 let known = store
-                    .find_user(provider.id(), &profile.sub)
+                    .find_user(provider.id(), &claims.sub)
                     .await?
                     .ok_or(SignInError::NoUsername)?;
-                return refresh(store, known, profile, &now).await;
+                return refresh(store, known, build).await;
             }
             Err(NewUserError::Store(e)) => return Err(e.into()),
         }
@@ -88,15 +80,14 @@ pub async fn sign_in(
     Err(SignInError::NoUsername)
 }
 
-/// A known person's record with the provider's latest claims; the username
-/// and creation time stay.
+/// A known person's record with the provider's latest claims (made by
+/// `build`); the username and creation time stay.
 async fn refresh(
     store: &Store,
     known: UserRecord,
-    profile: &Profile,
-    now: &str,
+    build: impl FnOnce(String) -> UserRecord,
 ) -> Result<UserRecord, SignInError> {
-    let mut updated = record(&known.provider_id, profile, known.username, now);
+    let mut updated = build(known.username);
     updated.created_at = known.created_at;
     store.update_user_claims(&updated).await?;
     Ok(updated)

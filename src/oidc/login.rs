@@ -18,7 +18,7 @@ use super::discovery::Metadata;
 use super::id_token::{self, Expectations, IdClaims};
 use super::jwks::{OidcCache, OidcError};
 use crate::identity::email::{self, Evidence};
-use crate::identity::registry::{self, Profile, SignInError};
+use crate::identity::registry::{self, SignInError};
 use crate::identity::Identity;
 use crate::providers::registry::Registry;
 use crate::providers::Provider;
@@ -364,17 +364,7 @@ impl LoginFlow {
                     r.reason(),
                 )
             })?;
-        let profile = Profile {
-            sub: claims.sub.clone(),
-            email: email.clone(),
-            name: claims.name.clone(),
-            given_name: claims.given_name.clone(),
-            family_name: claims.family_name.clone(),
-            preferred_username: claims.preferred_username.clone(),
-            oid: claims.oid.clone(),
-            tid: claims.tid.clone(),
-        };
-        let user = registry::sign_in(&self.store, &provider, &profile)
+        let user = registry::sign_in(&self.store, &provider, &claims, &email)
             .await
             .map_err(sign_in_refusal)?;
         let identity = Identity {
