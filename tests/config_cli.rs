@@ -270,3 +270,15 @@ fn keys_are_listed_with_their_environment_variables() {
     assert!(out.contains("upstream.url"));
     assert!(out.contains("IDGATE_SERVER_TLS_CERT"));
 }
+
+#[test]
+fn probe_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run_idgate(&["probe", "notaurl"], dir.path(), &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("\"notaurl\" is not a URL"), "{err}");
+    let url = format!("http://127.0.0.1:{}/readyz", common::free_port());
+    let (code, _, err) = run_idgate(&["probe", &url], dir.path(), &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("Connection refused"), "{err}");
+}

@@ -34,6 +34,7 @@ pub enum ApCommand {
     },
     /// Print one provider as JSON.
     Get {
+        /// The provider ID, as `ap list` shows it.
         provider_id: String,
         /// Include the client secret.
         #[arg(long)]
@@ -47,12 +48,16 @@ pub enum ApCommand {
     },
     /// Change the fields given, leave the rest; prints the provider as JSON.
     Update {
+        /// The provider ID, as `ap list` shows it.
         provider_id: String,
         #[command(flatten)]
         fields: ProviderFlags,
     },
     /// Remove a provider; its login routes answer 404 at once.
-    Delete { provider_id: String },
+    Delete {
+        /// The provider ID, as `ap list` shows it.
+        provider_id: String,
+    },
 }
 
 #[derive(Args, Debug, Default)]

@@ -55,6 +55,7 @@ enum Command {
     /// Exit 0 when URL answers 2xx in time: a health check for containers
     /// (the image has no curl).
     Probe {
+        /// The URL to ask, e.g. http://127.0.0.1:9090/readyz.
         url: String,
         /// How long to wait for the answer.
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]

@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 pub fn run(url: &str, timeout: Duration) -> ExitCode {
+    if url::Url::parse(url).is_err() {
+        eprintln!("probe: {url:?} is not a URL; write one like http://127.0.0.1:9090/readyz");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -29,7 +33,7 @@ pub fn run(url: &str, timeout: Duration) -> ExitCode {
             ExitCode::from(1)
         }
         Err(e) => {
-            eprintln!("probe: {url}: {e}");
+            eprintln!("probe: {url}: {}", super::admin_client::root_cause(&e));
             ExitCode::from(1)
         }
     }

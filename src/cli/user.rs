@@ -12,9 +12,15 @@ pub enum UserCommand {
     /// Print every registered user as a JSON array.
     List,
     /// Print one user as JSON.
-    Get { username: String },
+    Get {
+        /// The username, as `user list` shows it.
+        username: String,
+    },
     /// Remove a user: their sessions end at once and the username is free again.
-    Delete { username: String },
+    Delete {
+        /// The username, as `user list` shows it.
+        username: String,
+    },
 }
 
 pub fn run(conn: AdminConn, command: UserCommand) -> ExitCode {
