@@ -71,7 +71,6 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
     let draining = Arc::new(AtomicBool::new(false));
     let admin_state = AdminState {
         metrics: metrics.clone(),
-        store: store.clone(),
         draining: draining.clone(),
         public_probe: probe_address(cfg.listen),
         api: ApiState::new(

@@ -16,13 +16,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::metrics::Metrics;
-use crate::store::Store;
 
 /// What the admin routes look at.
 #[derive(Clone)]
 pub struct AdminState {
     pub metrics: Metrics,
-    pub store: Store,
     /// Set once a shutdown signal arrived: the gateway is draining.
     pub draining: Arc<AtomicBool>,
     /// Where the public listener can be reached from this host.
@@ -54,7 +52,7 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
     )
     .await
     .is_ok_and(|r| r.is_ok());
-    let database = match tokio::time::timeout(CHECK_TIMEOUT, state.store.ping()).await {
+    let database = match tokio::time::timeout(CHECK_TIMEOUT, state.api.store.ping()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("no answer within 2s".to_string()),
