@@ -54,7 +54,27 @@ async fn health_readiness_and_metrics() {
         m.contains("idgate_request_duration_seconds_count{route=\"proxy\"} 4"),
         "{m}"
     );
-    assert!(m.contains("idgate_active_requests 0"), "{m}");
+    // A request leaves the in-flight count just after its last byte is
+    // sent: wait for the gauge to settle, then it must be zero.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = client()
+            .get(gw.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if m.contains("idgate_active_requests 0") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "requests stay in flight:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

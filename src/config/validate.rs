@@ -6,7 +6,8 @@ use std::path::Path;
 
 use super::{Config, Loaded, Problem, Problems, Source};
 use crate::providers::validate::{self, Rules};
-use crate::providers::{timestamp_now, Provider, SOURCE_CONFIG};
+use crate::providers::{Provider, SOURCE_CONFIG};
+use crate::time::timestamp_now;
 
 /// The largest request head pingora's HTTP/1 parser accepts.
 const PARSER_MAX_HEADER_BYTES: usize = 1_048_575;

@@ -2,6 +2,7 @@
 //! replaced, stored in the database so every replica signs with and
 //! publishes the same keys, rotated on request through the admin API.
 
+use crate::time::unix_now;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,10 +43,6 @@ pub struct AssertionKeys {
     settings: SignerSettings,
     from_file: bool,
     signer: ArcSwap<Signer>,
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
 }
 
 fn decode(b64: &str) -> Result<SigningKey, KeyError> {
@@ -105,7 +102,7 @@ impl AssertionKeys {
             let until: i64 = until
                 .parse()
                 .map_err(|_| KeyError::Damaged("bad retirement time".into()))?;
-            if until >= now() {
+            if until >= unix_now() {
                 signer.keep_published(decode(key)?, until);
             }
         }
@@ -125,7 +122,7 @@ impl AssertionKeys {
         }
         let old = self.signer.load().current().clone();
         let next = SigningKey::generate()?;
-        let now = now();
+        let now = unix_now();
         let mut signer = Signer::new(
             old.clone(),
             self.settings.issuer.clone(),

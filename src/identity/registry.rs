@@ -47,7 +47,7 @@ pub async fn sign_in(
     claims: &IdClaims,
     email: &str,
 ) -> Result<UserRecord, SignInError> {
-    let now = crate::providers::timestamp_now();
+    let now = crate::time::timestamp_now();
     let build = |username: String| record(provider.id(), claims, email, username, &now);
     if let Some(known) = store.find_user(provider.id(), &claims.sub).await? {
         return refresh(store, known, build).await;

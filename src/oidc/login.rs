@@ -4,6 +4,7 @@
 //! new session). Every refusal carries its status, a page for the person
 //! and a stable reason for the operator's log.
 
+use crate::time::unix_now;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -148,10 +149,6 @@ fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(raw)
 }
 
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
 impl LoginFlow {
     pub fn new(
         cache: OidcCache,
@@ -208,7 +205,7 @@ impl LoginFlow {
             nonce: random_token(),
             verifier: random_token(),
             rd: return_target::sanitize(rd),
-            expires: now() + self.login_timeout.as_secs() as i64,
+            expires: unix_now() + self.login_timeout.as_secs() as i64,
         };
         let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(login.verifier.as_bytes()));
         let mode = if metadata.supports_form_post() {
@@ -296,7 +293,7 @@ impl LoginFlow {
 
     /// A matching pending login must be unexpired and unused; it is used now.
     fn check_fresh(&self, pending: PendingLogin, state: &str) -> Result<PendingLogin, Refusal> {
-        if pending.expires <= now() {
+        if pending.expires <= unix_now() {
             return Err(Refusal::broken(
                 "login_expired",
                 "This sign-in took too long and has expired. Start the sign-in again.",

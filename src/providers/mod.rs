@@ -163,8 +163,3 @@ impl ProviderChange {
         current
     }
 }
-
-/// Now, as the contract prints timestamps: RFC 3339 UTC with microseconds.
-pub fn timestamp_now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}

@@ -10,9 +10,10 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::validate::{self, Rules};
-use super::{timestamp_now, Provider, ProviderChange};
+use super::{Provider, ProviderChange};
 use crate::store::providers::InsertError;
 use crate::store::{Store, StoreError};
+use crate::time::timestamp_now;
 
 /// How often the database is read again for changes made elsewhere.
 const REFRESH_EVERY: Duration = Duration::from_secs(5);

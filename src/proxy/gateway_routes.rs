@@ -112,7 +112,7 @@ impl Gateway {
                 None => not_signed_in_json(),
             },
             Route::Jwks => {
-                let jwks = auth.keys.signer().jwks(chrono::Utc::now().timestamp());
+                let jwks = auth.keys.signer().jwks(crate::time::unix_now());
                 Answer::json(200, &jwks).header(
                     http::header::CACHE_CONTROL,
                     HeaderValue::from_static("public, max-age=300"),

@@ -4,6 +4,7 @@
 
 pub mod cookies;
 
+use crate::time::unix_now;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -29,10 +30,6 @@ const TOUCH_EVERY: i64 = 60;
 /// An assertion is signed again when it has less than this left.
 const ASSERTION_REFRESH: i64 = 60;
 
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
 /// A session in memory.
 pub struct Live {
     pub identity: Identity,
@@ -56,7 +53,7 @@ impl Live {
     /// The signed identity assertion as a header value, signed again only
     /// near its expiry (or after a key rotation made it stale).
     pub fn assertion(&self, signer: &Signer) -> Result<HeaderValue, AssertionError> {
-        let now = now();
+        let now = unix_now();
         if let Some(cached) = self.assertion.load_full() {
             if cached.1 - now > ASSERTION_REFRESH {
                 return Ok(cached.0.clone());
@@ -115,7 +112,7 @@ impl Sessions {
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let id = URL_SAFE_NO_PAD.encode(raw);
         let id_hash = hash(&id);
-        let now = now();
+        let now = unix_now();
         let row = SessionRow {
             id_hash: id_hash.clone(),
             provider_id: identity.provider_id.clone(),
@@ -141,7 +138,7 @@ impl Sessions {
     ) -> Option<Arc<Live>> {
         let id = self.cookies.session_id(cookie_headers)?;
         let id_hash = hash(&id);
-        let now = now();
+        let now = unix_now();
         let live = match self.cache.get(&id_hash) {
             Some(l) => l,
             None => self.load(&id_hash).await?,
@@ -206,7 +203,11 @@ impl Sessions {
     pub async fn keep_clean(self: Arc<Self>) {
         loop {
             tokio::time::sleep(Duration::from_secs(300)).await;
-            if let Err(e) = self.store.purge_sessions(now(), self.lifetimes.idle).await {
+            if let Err(e) = self
+                .store
+                .purge_sessions(unix_now(), self.lifetimes.idle)
+                .await
+            {
                 tracing::warn!(error = %e, "cannot purge old sessions");
             }
         }

@@ -19,7 +19,7 @@ impl Store {
         sqlx::query("INSERT INTO secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
             .bind(name)
             .bind(make())
-            .bind(chrono::Utc::now().timestamp())
+            .bind(crate::time::unix_now())
             .execute(self.pool())
             .await?;
         Ok(self.secret(name).await?.expect("a secret was just stored"))
@@ -33,7 +33,7 @@ impl Store {
         )
         .bind(name)
         .bind(value)
-        .bind(chrono::Utc::now().timestamp())
+        .bind(crate::time::unix_now())
         .execute(self.pool())
         .await?;
         Ok(())
