@@ -56,25 +56,7 @@ async fn health_readiness_and_metrics() {
     );
     // A request leaves the in-flight count just after its last byte is
     // sent: wait for the gauge to settle, then it must be zero.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let m = client()
-            .get(gw.admin_url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if m.contains("idgate_active_requests 0") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "requests stay in flight:\n{m}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    gw.metrics_with("idgate_active_requests 0").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -134,25 +116,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let in_flight =
         tokio::spawn(async move { client().get(url).header("cookie", cookie).send().await });
     // Let the request reach the upstream before the signal.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let m = client()
-            .get(gw.admin_url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if m.contains("idgate_active_requests 1") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "request never became active"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    gw.metrics_with("idgate_active_requests 1").await;
     gw.signal(libc::SIGTERM);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let ready = client().get(gw.admin_url("/readyz")).send().await.unwrap();

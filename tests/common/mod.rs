@@ -163,6 +163,27 @@ impl Gateway {
         }
     }
 
+    /// `/metrics` once it holds `needle` (counters settle just after a
+    /// response ends), or panics after ten seconds.
+    pub async fn metrics_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = client()
+                .get(self.admin_url("/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if m.contains(needle) {
+                return m;
+            }
+            assert!(Instant::now() < deadline, "metrics lack {needle:?}:\n{m}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = client();
