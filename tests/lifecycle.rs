@@ -23,19 +23,9 @@ async fn health_readiness_and_metrics() {
     assert_eq!(ready["listener"], true);
 
     for _ in 0..3 {
-        client()
-            .get(gw.url("/status/404"))
-            .header("cookie", &s.cookie)
-            .send()
-            .await
-            .unwrap();
+        s.get("/status/404").send().await.unwrap();
     }
-    client()
-        .get(gw.url("/"))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap();
+    s.get("/").send().await.unwrap();
     let m = client().get(gw.admin_url("/metrics")).send().await.unwrap();
     assert!(m.headers()["content-type"]
         .to_str()
@@ -64,9 +54,7 @@ async fn access_log_has_one_line_per_request_and_no_secrets() {
     let up = Upstream::start().await;
     let s = signed_in(&up.url(), "[log]\nformat = \"json\"", None).await;
     let gw = &s.gw;
-    client()
-        .get(gw.url("/callback?code=SECRETCODE&state=s"))
-        .header("cookie", &s.cookie)
+    s.get("/callback?code=SECRETCODE&state=s")
         .header("x-secret", "SECRETCOOKIE")
         .header("authorization", "Bearer SECRETTOKEN")
         .send()

@@ -34,10 +34,8 @@ fn body_json(raw: &str) -> serde_json::Value {
 async fn forwards_method_path_query_and_body() {
     let up = Upstream::start().await;
     let s = signed_in(&up.url(), "", None).await;
-    let gw = &s.gw;
-    let r = client()
-        .put(gw.url("/console/applications?page=2&q=a%20b"))
-        .header("cookie", &s.cookie)
+    let r = s
+        .request(reqwest::Method::PUT, "/console/applications?page=2&q=a%20b")
         .body("hello")
         .send()
         .await
@@ -152,10 +150,8 @@ async fn forwarding_headers_from_a_trusted_proxy_are_kept_and_extended() {
 async fn host_header_can_name_the_upstream_instead() {
     let up = Upstream::start().await;
     let s = signed_in(&up.url(), "[upstream]\npass_host_header = false", None).await;
-    let gw = &s.gw;
-    let r = client()
-        .get(gw.url("/"))
-        .header("cookie", &s.cookie)
+    let r = s
+        .get("/")
         .header("host", "console.example")
         .send()
         .await
@@ -200,9 +196,8 @@ async fn large_bodies_stream_both_ways_in_constant_memory() {
     }
     let expected = hex(&expected.finalize());
     let stream = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
-    let r = client()
-        .post(gw.url("/upload"))
-        .header("cookie", &s.cookie)
+    let r = s
+        .request(reqwest::Method::POST, "/upload")
         .body(reqwest::Body::wrap_stream(stream))
         .send()
         .await
@@ -212,9 +207,8 @@ async fn large_bodies_stream_both_ways_in_constant_memory() {
     assert_eq!(got["len"], HUNDRED_MB);
     assert_eq!(got["sha256"], expected.as_str());
 
-    let r = client()
-        .get(gw.url(&format!("/download?bytes={HUNDRED_MB}")))
-        .header("cookie", &s.cookie)
+    let r = s
+        .get(&format!("/download?bytes={HUNDRED_MB}"))
         .send()
         .await
         .unwrap();
@@ -242,13 +236,7 @@ async fn large_bodies_stream_both_ways_in_constant_memory() {
 async fn server_sent_events_arrive_chunk_by_chunk() {
     let up = Upstream::start().await;
     let s = signed_in(&up.url(), "", None).await;
-    let gw = &s.gw;
-    let r = client()
-        .get(gw.url("/sse"))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = s.get("/sse").send().await.unwrap();
     assert_eq!(r.status(), 200);
     let mut body = r.bytes_stream();
     // The upstream holds the second event until released: the first must
@@ -297,9 +285,8 @@ async fn upstream_down_gives_502_page_or_json() {
     let dead = format!("http://127.0.0.1:{}", common::free_port());
     let s = signed_in(&dead, "", None).await;
     let gw = &s.gw;
-    let r = client()
-        .get(gw.url("/x"))
-        .header("cookie", &s.cookie)
+    let r = s
+        .get("/x")
         .header("accept", "text/html")
         .send()
         .await
@@ -312,12 +299,7 @@ async fn upstream_down_gives_502_page_or_json() {
     let page = r.text().await.unwrap();
     assert!(page.contains("The application is not reachable"), "{page}");
 
-    let r = client()
-        .get(gw.url("/x"))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = s.get("/x").send().await.unwrap();
     assert_eq!(r.status(), 502);
     let json: serde_json::Value = r.json().await.unwrap();
     assert_eq!(json["error"], "upstream_unavailable");
@@ -341,22 +323,11 @@ async fn upstream_down_gives_502_page_or_json() {
 async fn slow_upstream_gives_504_and_the_gateway_keeps_serving() {
     let up = Upstream::start().await;
     let s = signed_in(&up.url(), "[upstream]\nread_timeout = \"1s\"", None).await;
-    let gw = &s.gw;
-    let r = client()
-        .get(gw.url("/slow?ms=4000"))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = s.get("/slow?ms=4000").send().await.unwrap();
     assert_eq!(r.status(), 504);
     let json: serde_json::Value = r.json().await.unwrap();
     assert_eq!(json["error"], "upstream_timeout");
-    let r = client()
-        .get(gw.url("/slow?ms=10"))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = s.get("/slow?ms=10").send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "finally");
 }
@@ -370,18 +341,11 @@ async fn oversized_headers_and_uris_are_refused() {
         None,
     )
     .await;
-    let gw = &s.gw;
     let long_path = format!("/{}", "a".repeat(2000));
-    let r = client()
-        .get(gw.url(&long_path))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = s.get(&long_path).send().await.unwrap();
     assert_eq!(r.status(), 414);
-    let r = client()
-        .get(gw.url("/"))
-        .header("cookie", &s.cookie)
+    let r = s
+        .get("/")
         .header("cookie", "x".repeat(5000))
         .header("accept", "text/html")
         .send()
@@ -393,12 +357,7 @@ async fn oversized_headers_and_uris_are_refused() {
         .await
         .unwrap()
         .contains("Request headers too large"));
-    let r = client()
-        .get(gw.url("/fine"))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = s.get("/fine").send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -407,13 +366,7 @@ async fn https_upstream_is_reached_with_verification_configurable() {
     let up = Upstream::start_tls().await;
     let url = format!("https://localhost:{}", up.addr.port());
     let s = signed_in(&url, "[upstream]\ntls_verify = false", None).await;
-    let gw = &s.gw;
-    let r = client()
-        .get(gw.url("/over-tls"))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = s.get("/over-tls").send().await.unwrap();
     assert_eq!(r.status(), 200);
     let echo: serde_json::Value = r.json().await.unwrap();
     assert_eq!(echo["uri"], "/over-tls");

@@ -213,6 +213,19 @@ pub struct SignedIn {
     pub cookie: String,
 }
 
+impl SignedIn {
+    /// A request to the gateway carrying the session cookie.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        super::client()
+            .request(method, self.gw.url(path))
+            .header("cookie", &self.cookie)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, path)
+    }
+}
+
 /// Starts a gateway in front of `upstream` with `toml` and signs Ada in.
 pub async fn signed_in(upstream: &str, toml: &str, root: Option<reqwest::Certificate>) -> SignedIn {
     let idp = provider().await;
