@@ -1,15 +1,12 @@
 //! `idgate serve`: opens the store, starts the admin listener on a small
-//! control runtime, and runs the pingora proxy service until a shutdown
-//! signal drains it.
+//! control runtime, and runs the proxy threads until a shutdown signal
+//! drains them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use pingora::listeners::tls::TlsSettings;
-use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server};
 
 use crate::admin::api::ApiState;
 use crate::admin::{self, AdminState};
@@ -22,19 +19,21 @@ use crate::oidc::login::LoginFlow;
 use crate::providers::registry::Registry;
 use crate::proxy::headers::DEFAULT_IDENTITY_HEADERS;
 use crate::proxy::identity_headers::IdentityHeaders;
+use crate::proxy::listener::{self, ListenerSettings};
 use crate::proxy::upstream::Upstream;
 use crate::proxy::Auth;
-use crate::proxy::{Gateway, ProxySettings};
+use crate::proxy::{tls, Gateway, ProxySettings};
 use crate::session::cookies::CookieCodec;
 use crate::session::{Lifetimes, Sessions};
-use crate::shutdown::DrainOnSignal;
+use crate::shutdown::{self, Signals};
 use crate::store::Store;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
 /// Runs the gateway; returns only on a startup failure.
 pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
-    preflight_bind("server.listen", cfg.listen)?;
+    let public = std::net::TcpListener::bind(cfg.listen)
+        .with_context(|| format!("server.listen: cannot listen on {}", cfg.listen))?;
     preflight_bind("admin.listen", cfg.admin_listen)?;
 
     let control = tokio::runtime::Builder::new_multi_thread()
@@ -64,7 +63,7 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
     control.spawn(auth.sessions.clone().keep_clean());
     control.spawn(auth.keys.clone().keep_fresh());
 
-    let upstream = Upstream::new(&cfg.upstream_url, cfg.config.upstream.clone());
+    let upstream = Upstream::new(&cfg.upstream_url, cfg.config.upstream.clone())?;
     control.spawn(upstream.clone().keep_resolving());
 
     let metrics = Metrics::new();
@@ -93,22 +92,11 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
         tracing::warn!("admin.token is empty: the provider admin API is disabled");
     }
 
-    let server_conf = ServerConf {
-        threads: match cfg.config.server.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        },
-        grace_period_seconds: Some(cfg.config.server.shutdown_grace.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(1),
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, server_conf);
-    server.bootstrap();
-
     let tls = !cfg.config.server.tls.cert.is_empty();
+    let s = &cfg.config.server;
     let settings = ProxySettings {
-        max_header_bytes: cfg.config.server.max_header_bytes,
-        max_uri_bytes: cfg.config.server.max_uri_bytes,
+        max_header_bytes: s.max_header_bytes,
+        max_uri_bytes: s.max_uri_bytes,
         trusted_proxies: cfg.trusted_proxies.clone(),
         identity_headers: DEFAULT_IDENTITY_HEADERS
             .iter()
@@ -118,20 +106,26 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
         proto: if tls { "https" } else { "http" },
         login_attempts_per_minute: cfg.config.oidc.login_attempts_per_minute,
     };
-    let gateway = Gateway::new(settings, upstream, metrics.clone(), auth);
-    let mut service =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "idgate");
-    let listen = cfg.listen.to_string();
-    if tls {
-        let t = &cfg.config.server.tls;
-        let mut settings = TlsSettings::intermediate(&t.cert, &t.key)
-            .map_err(|e| anyhow::anyhow!("server.tls: cannot use {} / {}: {e}", t.cert, t.key))?;
-        settings.enable_h2();
-        service.add_tls_with_settings(&listen, None, settings);
-    } else {
-        service.add_tcp(&listen);
-    }
-    server.add_service(service);
+    let listener_settings = ListenerSettings {
+        threads: match s.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        },
+        tls: if tls {
+            Some(tls::acceptor(&s.tls.cert, &s.tls.key)?)
+        } else {
+            None
+        },
+        max_head_bytes: head_buffer(s.max_header_bytes, s.max_uri_bytes),
+    };
+    let mut signals = {
+        let _runtime = control.enter();
+        Signals::listen().context("cannot listen for SIGTERM")?
+    };
+    let gateway = Arc::new(Gateway::new(settings, upstream, metrics.clone(), auth));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    listener::start(public, listener_settings, gateway, stopped)
+        .context("cannot start the proxy threads")?;
 
     tracing::info!(
         listen = %cfg.listen,
@@ -142,17 +136,27 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
         config = %cfg.source,
         "idgate is serving"
     );
-    let shutdown = DrainOnSignal {
-        draining,
-        active: metrics.active_requests.clone(),
-        grace: cfg.config.server.shutdown_grace,
-    };
-    server.run(RunArgs {
-        shutdown_signal: Box::new(shutdown),
-    });
+    let signal = control.block_on(signals.recv());
+    draining.store(true, Ordering::SeqCst);
+    let _ = stop.send(true);
+    let grace = cfg.config.server.shutdown_grace;
+    tracing::info!(
+        signal,
+        in_flight = metrics.active_requests.get(),
+        grace_secs = grace.as_secs(),
+        "shutting down: no new connections, draining in-flight requests"
+    );
+    shutdown::wait_drained(&metrics.active_requests, grace);
     control.block_on(store.close());
     crate::logging::flush();
     std::process::exit(0)
+}
+
+/// The request head hyper may buffer: room for the largest head the
+/// configured limits allow, so that the gateway's own 414 and 431 pages
+/// answer a request over them rather than a bare refusal from the parser.
+fn head_buffer(max_header_bytes: usize, max_uri_bytes: usize) -> usize {
+    (max_header_bytes + max_uri_bytes + 4096).max(8192)
 }
 
 /// The cookie key, the assertion signing key (both shared by every replica

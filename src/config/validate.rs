@@ -9,8 +9,10 @@ use crate::providers::validate::{self, Rules};
 use crate::providers::{Provider, SOURCE_CONFIG};
 use crate::time::timestamp_now;
 
-/// The largest request head pingora's HTTP/1 parser accepts.
+/// The largest request head the gateway buffers.
 const PARSER_MAX_HEADER_BYTES: usize = 1_048_575;
+/// The longest request target hyper's HTTP/1 parser accepts.
+const PARSER_MAX_URI_BYTES: usize = 65_534;
 
 pub fn validate(config: Config, source: Source) -> Result<Loaded, Problems> {
     let mut p = Vec::new();
@@ -206,10 +208,13 @@ fn check_limits(config: &Config, p: &mut Vec<Problem>) {
             format!("must be between 1024 and {PARSER_MAX_HEADER_BYTES}"),
         ));
     }
-    if s.max_uri_bytes < 256 || s.max_uri_bytes > s.max_header_bytes {
+    if s.max_uri_bytes < 256
+        || s.max_uri_bytes > s.max_header_bytes
+        || s.max_uri_bytes > PARSER_MAX_URI_BYTES
+    {
         p.push(Problem::new(
             "server.max_uri_bytes",
-            "must be at least 256 and at most server.max_header_bytes",
+            format!("must be at least 256 and at most server.max_header_bytes and {PARSER_MAX_URI_BYTES}"),
         ));
     }
     let u = &config.upstream;

@@ -4,8 +4,10 @@
 
 use std::sync::Arc;
 
-use http::HeaderValue;
-use pingora::proxy::Session;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 
 use super::respond::{self, Answer, ErrorAnswer};
 use super::return_target;
@@ -33,78 +35,55 @@ pub struct Auth {
     pub public_origin: String,
 }
 
-fn cookie_headers(session: &Session) -> http::header::GetAll<'_, HeaderValue> {
-    session.req_header().headers.get_all(http::header::COOKIE)
+fn cookie_headers(headers: &HeaderMap) -> http::header::GetAll<'_, HeaderValue> {
+    headers.get_all(http::header::COOKIE)
 }
 
 impl Auth {
     /// The session the request's cookie names, if it is valid.
-    async fn session_of(&self, session: &Session) -> Option<Arc<Live>> {
-        self.sessions.find(cookie_headers(session).iter()).await
+    pub(super) async fn session_of(&self, headers: &HeaderMap) -> Option<Arc<Live>> {
+        self.sessions.find(cookie_headers(headers).iter()).await
     }
 }
 
 impl Gateway {
-    /// Answers a gateway route. `Ok(Some(session))` means the request is
-    /// proxied for that session; `Ok(None)` that it was answered here.
-    pub(super) async fn answer(
-        &self,
-        route: Route,
-        session: &mut Session,
-    ) -> pingora::Result<Option<Arc<Live>>> {
+    /// Answers one of the gateway's own routes (not the callback, which
+    /// reads a body, nor a proxied one).
+    pub(super) async fn answer(&self, route: Route, parts: &Parts) -> Answer {
         let auth = &self.auth;
-        let answer = match route {
-            Route::Proxy => return self.require_session(session).await,
+        let headers = &parts.headers;
+        match route {
             Route::LoginPage => {
-                let rd = routes::query_param(session.req_header().uri.query(), "rd");
+                let rd = routes::query_param(parts.uri.query(), "rd");
                 Answer::html(200, self.login_page(rd.as_deref()))
             }
             Route::LoginStart(id) => {
-                let rd = routes::query_param(session.req_header().uri.query(), "rd");
+                let rd = routes::query_param(parts.uri.query(), "rd");
                 let result = auth
                     .login
-                    .start(&id, rd.as_deref(), cookie_headers(session).iter())
+                    .start(&id, rd.as_deref(), cookie_headers(headers).iter())
                     .await;
-                self.login_answer(session, &id, result)
+                self.login_answer(headers, &id, result)
             }
-            Route::Callback(id) => {
-                let Some(params) = read_callback_params(session).await else {
-                    let e = ErrorAnswer {
-                        status: 413,
-                        code: "callback_too_large",
-                        title: "Sign-in answer too large",
-                        message: "The sign-in answer was larger than this gateway accepts.",
-                    };
-                    Answer::error(session, &e, Some("/oauth/login"))
-                        .send(session)
-                        .await?;
-                    return Ok(None);
-                };
-                let result = auth
-                    .login
-                    .callback(&id, &params, cookie_headers(session).iter())
-                    .await;
-                self.login_answer(session, &id, result)
-            }
-            Route::Logout => self.logout(session).await,
-            Route::Me => match auth.session_of(session).await {
+            Route::Logout => self.logout(headers).await,
+            Route::Me => match auth.session_of(headers).await {
                 Some(live) => Answer::json(
                     200,
                     &serde_json::to_value(&live.identity).unwrap_or_default(),
                 ),
                 None => not_signed_in_json(),
             },
-            Route::ForwardAuth => match auth.session_of(session).await {
+            Route::ForwardAuth => match auth.session_of(headers).await {
                 Some(live) => {
                     let mut a = Answer::json(
                         200,
                         &serde_json::json!({ "username": live.identity.username }),
                     );
-                    let mut headers = Vec::new();
+                    let mut identity = Vec::new();
                     auth.headers.for_each(&live, &auth.keys.signer(), |n, v| {
-                        headers.push((n.clone(), v))
+                        identity.push((n.clone(), v))
                     });
-                    for (n, v) in headers {
+                    for (n, v) in identity {
                         a = a.header(n, v);
                     }
                     a
@@ -118,23 +97,40 @@ impl Gateway {
                     HeaderValue::from_static("public, max-age=300"),
                 )
             }
-            Route::NotFound => {
+            Route::NotFound | Route::Proxy | Route::Callback(_) => {
                 let e = ErrorAnswer {
                     status: 404,
                     code: "not_found",
                     title: "Not found",
                     message: "There is nothing at this address of the gateway.",
                 };
-                Answer::error(session, &e, Some("/oauth/login"))
+                Answer::error(headers, &e, Some("/oauth/login"))
             }
+        }
+    }
+
+    /// `GET`/`POST /oauth/login/<id>/callback`: finishes a login.
+    pub(super) async fn callback(&self, id: &str, parts: &Parts, body: Incoming) -> Answer {
+        let Some(params) = read_callback_params(parts, body).await else {
+            let e = ErrorAnswer {
+                status: 413,
+                code: "callback_too_large",
+                title: "Sign-in answer too large",
+                message: "The sign-in answer was larger than this gateway accepts.",
+            };
+            return Answer::error(&parts.headers, &e, Some("/oauth/login"));
         };
-        answer.send(session).await?;
-        Ok(None)
+        let result = self
+            .auth
+            .login
+            .callback(id, &params, cookie_headers(&parts.headers).iter())
+            .await;
+        self.login_answer(&parts.headers, id, result)
     }
 
     fn login_answer(
         &self,
-        session: &Session,
+        headers: &HeaderMap,
         provider_id: &str,
         result: Result<Redirect, Refusal>,
     ) -> Answer {
@@ -154,44 +150,34 @@ impl Gateway {
                     title: refusal.title,
                     message: &refusal.message,
                 };
-                Answer::error(session, &e, Some("/oauth/login")).cookies(&refusal.cookies)
+                Answer::error(headers, &e, Some("/oauth/login")).cookies(&refusal.cookies)
             }
         }
     }
 
-    /// The session of a proxied request; without one, the request is
-    /// answered here (302 to the login page for browsers, 401 otherwise).
-    async fn require_session(&self, session: &mut Session) -> pingora::Result<Option<Arc<Live>>> {
-        if let Some(live) = self.auth.session_of(session).await {
-            return Ok(Some(live));
-        }
-        let answer = if respond::wants_html(session) {
-            let target = session
-                .req_header()
-                .uri
-                .path_and_query()
-                .map(|pq| pq.as_str())
-                .unwrap_or("/");
+    /// What a request for a proxied route without a session is told: 302
+    /// to the login page for browsers, 401 otherwise.
+    pub(super) fn unauthenticated(&self, parts: &Parts) -> Answer {
+        if respond::wants_html(&parts.headers) {
+            let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
             let rd = return_target::sanitize(Some(target));
             Answer::redirect(302, &format!("/oauth/login?{}", return_target::query(&rd)))
         } else {
             not_signed_in_json()
-        };
-        answer.send(session).await?;
-        Ok(None)
+        }
     }
 
-    async fn logout(&self, session: &Session) -> Answer {
-        if !self.same_origin(session) {
+    async fn logout(&self, headers: &HeaderMap) -> Answer {
+        if !self.same_origin(headers) {
             let e = ErrorAnswer {
                 status: 403,
                 code: "cross_origin",
                 title: "Sign-out refused",
                 message: "This sign-out request came from another site.",
             };
-            return Answer::error(session, &e, Some("/oauth/login"));
+            return Answer::error(headers, &e, Some("/oauth/login"));
         }
-        if let Some(live) = self.auth.session_of(session).await {
+        if let Some(live) = self.auth.session_of(headers).await {
             if let Err(e) = self.auth.sessions.end(&live).await {
                 // Fail closed: do not tell the person they are signed out
                 // while the session still works.
@@ -202,7 +188,7 @@ impl Gateway {
                     title: "Sign-out failed",
                     message: "The gateway could not end your session. Try again in a moment.",
                 };
-                return Answer::error(session, &e, None);
+                return Answer::error(headers, &e, None);
             }
             tracing::info!(target: "idgate::login", username = %live.identity.username, "signed out");
         }
@@ -210,8 +196,7 @@ impl Gateway {
     }
 
     /// A request's `Origin` (or else `Referer`) is the gateway's own, or absent.
-    fn same_origin(&self, session: &Session) -> bool {
-        let headers = &session.req_header().headers;
+    fn same_origin(&self, headers: &HeaderMap) -> bool {
         let claimed = headers
             .get(http::header::ORIGIN)
             .or_else(|| headers.get(http::header::REFERER))
@@ -238,19 +223,20 @@ fn not_signed_in_json() -> Answer {
 
 /// The callback's parameters from the query or a `form_post` body; `None`
 /// when the body is larger than a callback ever is.
-async fn read_callback_params(session: &mut Session) -> Option<CallbackParams> {
-    if session.req_header().method != http::Method::POST {
-        let query = session.req_header().uri.query().unwrap_or("");
+async fn read_callback_params(parts: &Parts, body: Incoming) -> Option<CallbackParams> {
+    if parts.method != http::Method::POST {
+        let query = parts.uri.query().unwrap_or("");
         return Some(CallbackParams::parse(query.as_bytes()));
     }
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = session.read_request_body().await {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_CALLBACK_BODY {
-            return None;
-        }
+    let body = http_body_util::Limited::new(body, MAX_CALLBACK_BODY)
+        .collect()
+        .await;
+    match body {
+        Ok(body) => Some(CallbackParams::parse(&body.to_bytes())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => None,
+        // The client went away mid-body: no parameters arrived.
+        Err(_) => Some(CallbackParams::parse(b"")),
     }
-    Some(CallbackParams::parse(&body))
 }
 
 impl Gateway {

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use pingora::http::RequestHeader;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Header names that only the gateway may set. Besides these, every header
 /// whose name starts with `x-idgate-` is reserved.
@@ -37,86 +37,150 @@ fn is_reserved(name: &[u8], reserved: &[String]) -> bool {
         || reserved.iter().any(|r| same_name(name, r.as_bytes()))
 }
 
-/// Removes every copy of every reserved identity header from `req`, whatever
-/// its case or separator. Returns how many distinct names were removed.
-pub fn strip_identity_headers(req: &mut RequestHeader, reserved: &[String]) -> usize {
-    let doomed: Vec<http::HeaderName> = req
-        .headers
+/// Removes every copy of every reserved identity header from `headers`,
+/// whatever its case or separator. Returns how many distinct names were
+/// removed.
+pub fn strip_identity_headers(headers: &mut HeaderMap, reserved: &[String]) -> usize {
+    let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|n| is_reserved(n.as_str().as_bytes(), reserved))
         .cloned()
         .collect();
     for name in &doomed {
-        req.remove_header(name);
+        headers.remove(name);
     }
     doomed.len()
 }
 
+/// Hop-by-hop headers (RFC 9110 §7.6.1): they concern one connection and
+/// are never forwarded, nor is any header the `Connection` header names.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Whether a request asks to switch protocols (a WebSocket handshake).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+}
+
+/// Removes the hop-by-hop headers; with `upgrade`, `Upgrade` is kept and
+/// `Connection: upgrade` said again, so a protocol switch passes through.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let kept = if upgrade {
+        headers.remove(header::UPGRADE)
+    } else {
+        None
+    };
+    let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if let Some(protocol) = kept {
+        headers.insert(header::UPGRADE, protocol);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
 /// What the gateway knows about the connection a request came in on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Peer {
     pub client_ip: Option<IpAddr>,
+    /// The client's address as a header value, written once per connection.
+    pub client_value: HeaderValue,
     /// The client is a configured trusted proxy: its X-Forwarded-* are kept.
     pub trusted: bool,
     /// `https` when the public listener terminates TLS.
     pub proto: &'static str,
 }
 
-/// Writes X-Forwarded-For, -Proto and -Host. From an untrusted client the
-/// incoming values (and `Forwarded`, `X-Real-IP`) are discarded.
-pub fn set_forwarded(req: &mut RequestHeader, peer: Peer) {
-    let client = peer.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+impl Peer {
+    pub fn new(client_ip: Option<IpAddr>, trusted: bool, proto: &'static str) -> Self {
+        let text = client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        Self {
+            client_ip,
+            client_value: HeaderValue::from_str(&text).expect("an IP address is a header value"),
+            trusted,
+            proto,
+        }
+    }
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Writes X-Forwarded-For, -Proto and -Host (`authority` is the request
+/// target's, for HTTP/2 requests that carry no Host). From an untrusted
+/// client the incoming values (and `Forwarded`, `X-Real-IP`) are discarded.
+pub fn set_forwarded(headers: &mut HeaderMap, authority: Option<&str>, peer: &Peer) {
+    let proto = HeaderValue::from_static(peer.proto);
     if peer.trusted {
-        let chain: Vec<&str> = req
-            .headers
-            .get_all("x-forwarded-for")
+        let chain: Vec<&str> = headers
+            .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
         let xff = if chain.is_empty() {
-            client
+            peer.client_value.clone()
         } else {
-            format!("{}, {client}", chain.join(", "))
+            let joined = format!(
+                "{}, {}",
+                chain.join(", "),
+                peer.client_value.to_str().unwrap_or("")
+            );
+            HeaderValue::from_str(&joined).unwrap_or_else(|_| peer.client_value.clone())
         };
-        insert(req, "x-forwarded-for", &xff);
-        if !req.headers.contains_key("x-forwarded-proto") {
-            insert(req, "x-forwarded-proto", peer.proto);
+        headers.insert(X_FORWARDED_FOR, xff);
+        if !headers.contains_key(&X_FORWARDED_PROTO) {
+            headers.insert(X_FORWARDED_PROTO, proto);
         }
-        if !req.headers.contains_key("x-forwarded-host") {
-            set_forwarded_host(req);
+        if !headers.contains_key(&X_FORWARDED_HOST) {
+            set_forwarded_host(headers, authority);
         }
     } else {
-        req.remove_header("forwarded");
-        req.remove_header("x-real-ip");
-        insert(req, "x-forwarded-for", &client);
-        insert(req, "x-forwarded-proto", peer.proto);
-        set_forwarded_host(req);
+        headers.remove(header::FORWARDED);
+        headers.remove("x-real-ip");
+        headers.insert(X_FORWARDED_FOR, peer.client_value.clone());
+        headers.insert(X_FORWARDED_PROTO, proto);
+        set_forwarded_host(headers, authority);
     }
 }
 
-fn set_forwarded_host(req: &mut RequestHeader) {
-    let host = req.headers.get(http::header::HOST).cloned().or_else(|| {
-        req.uri
-            .authority()
-            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
-    });
+fn set_forwarded_host(headers: &mut HeaderMap, authority: Option<&str>) {
+    let host = headers
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| authority.and_then(|a| HeaderValue::from_str(a).ok()));
     match host {
         Some(h) => {
-            let _ = req.insert_header("x-forwarded-host", h);
+            headers.insert(X_FORWARDED_HOST, h);
         }
         None => {
-            req.remove_header("x-forwarded-host");
+            headers.remove(X_FORWARDED_HOST);
         }
-    }
-}
-
-fn insert(req: &mut RequestHeader, name: &'static str, value: &str) {
-    // Values come from a parsed request or an IP address: always valid header
-    // values; an invalid one is dropped rather than forwarded.
-    if let Ok(v) = http::HeaderValue::from_str(value) {
-        let _ = req.insert_header(name, v);
-    } else {
-        req.remove_header(name);
     }
 }
 
@@ -131,63 +195,101 @@ mod tests {
             .collect()
     }
 
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
     #[test]
     fn strips_every_variant_and_copy() {
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        for name in [
-            "X-Forwarded-User",
-            "x-forwarded-user",
-            "X_FORWARDED_USER",
-            "x-Forwarded_Email",
-            "X-Idgate-Anything",
-            "x_idgate_assertion",
-        ] {
-            req.append_header(name.to_string(), "mallory").unwrap();
-        }
-        req.append_header("x-forwarded-users", "kept").unwrap();
-        req.append_header("accept", "text/html").unwrap();
-        strip_identity_headers(&mut req, &reserved());
-        let mut left: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
+        let mut h = headers(&[
+            ("X-Forwarded-User", "mallory"),
+            ("x-forwarded-user", "mallory"),
+            ("X_FORWARDED_USER", "mallory"),
+            ("x-Forwarded_Email", "mallory"),
+            ("X-Idgate-Anything", "mallory"),
+            ("x_idgate_assertion", "mallory"),
+            ("x-forwarded-users", "kept"),
+            ("accept", "text/html"),
+        ]);
+        strip_identity_headers(&mut h, &reserved());
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, vec!["accept", "x-forwarded-users"]);
     }
 
     #[test]
+    fn hop_by_hop_headers_and_the_ones_connection_names_are_removed() {
+        let mut h = headers(&[
+            ("connection", "close, X-Secret-Hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("upgrade", "websocket"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["accept"]);
+    }
+
+    #[test]
+    fn an_upgrade_keeps_its_protocol() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        assert!(is_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+        assert!(!is_upgrade(&headers(&[("upgrade", "websocket")])));
+    }
+
+    #[test]
     fn untrusted_client_cannot_forge_forwarding() {
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        req.append_header("host", "gw.example").unwrap();
-        req.append_header("x-forwarded-for", "6.6.6.6").unwrap();
-        req.append_header("x-forwarded-proto", "https").unwrap();
-        req.append_header("x-forwarded-host", "evil.example")
-            .unwrap();
-        req.append_header("forwarded", "for=6.6.6.6").unwrap();
-        let peer = Peer {
-            client_ip: Some("10.1.2.3".parse().unwrap()),
-            trusted: false,
-            proto: "http",
-        };
-        set_forwarded(&mut req, peer);
-        assert_eq!(req.headers["x-forwarded-for"], "10.1.2.3");
-        assert_eq!(req.headers["x-forwarded-proto"], "http");
-        assert_eq!(req.headers["x-forwarded-host"], "gw.example");
-        assert!(req.headers.get("forwarded").is_none());
+        let mut h = headers(&[
+            ("host", "gw.example"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("forwarded", "for=6.6.6.6"),
+        ]);
+        let peer = Peer::new(Some("10.1.2.3".parse().unwrap()), false, "http");
+        set_forwarded(&mut h, None, &peer);
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "gw.example");
+        assert!(h.get("forwarded").is_none());
+    }
+
+    #[test]
+    fn http2_authority_stands_in_for_host() {
+        let mut h = HeaderMap::new();
+        let peer = Peer::new(Some("10.1.2.3".parse().unwrap()), false, "https");
+        set_forwarded(&mut h, Some("gw.example:8443"), &peer);
+        assert_eq!(h["x-forwarded-host"], "gw.example:8443");
     }
 
     #[test]
     fn trusted_proxy_chain_is_extended() {
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        req.append_header("host", "gw.example").unwrap();
-        req.append_header("x-forwarded-for", "1.1.1.1").unwrap();
-        req.append_header("x-forwarded-for", "2.2.2.2").unwrap();
-        req.append_header("x-forwarded-proto", "https").unwrap();
-        let peer = Peer {
-            client_ip: Some("10.0.0.9".parse().unwrap()),
-            trusted: true,
-            proto: "http",
-        };
-        set_forwarded(&mut req, peer);
-        assert_eq!(req.headers["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.9");
-        assert_eq!(req.headers["x-forwarded-proto"], "https");
-        assert_eq!(req.headers["x-forwarded-host"], "gw.example");
+        let mut h = headers(&[
+            ("host", "gw.example"),
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let peer = Peer::new(Some("10.0.0.9".parse().unwrap()), true, "http");
+        set_forwarded(&mut h, None, &peer);
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "gw.example");
     }
 }

@@ -2,9 +2,8 @@
 //! answers (a readable page for browsers, a small JSON object otherwise).
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
-use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
+use http::{HeaderMap, HeaderName, HeaderValue, Response};
+use http_body_util::Full;
 
 use crate::pages::ErrorPage;
 
@@ -18,17 +17,12 @@ pub struct ErrorAnswer<'a> {
 }
 
 /// Whether the client prefers a page a person reads (`Accept: text/html`).
-pub fn wants_html(session: &Session) -> bool {
-    session
-        .req_header()
-        .headers
-        .get_all(http::header::ACCEPT)
-        .iter()
-        .any(|v| {
-            v.as_bytes()
-                .windows(9)
-                .any(|w| w.eq_ignore_ascii_case(b"text/html"))
-        })
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    headers.get_all(http::header::ACCEPT).iter().any(|v| {
+        v.as_bytes()
+            .windows(9)
+            .any(|w| w.eq_ignore_ascii_case(b"text/html"))
+    })
 }
 
 /// A complete response the gateway sends itself.
@@ -58,8 +52,13 @@ impl Answer {
     }
 
     /// An error page for browsers, JSON for everyone else, with a link back.
-    pub fn error(session: &Session, answer: &ErrorAnswer<'_>, back: Option<&str>) -> Self {
-        if wants_html(session) {
+    pub fn error(headers: &HeaderMap, answer: &ErrorAnswer<'_>, back: Option<&str>) -> Self {
+        Self::error_page(wants_html(headers), answer, back)
+    }
+
+    /// The error answer as a page (`html`) or as JSON.
+    pub fn error_page(html: bool, answer: &ErrorAnswer<'_>, back: Option<&str>) -> Self {
+        if html {
             let page = ErrorPage {
                 status: answer.status,
                 title: answer.title,
@@ -113,41 +112,40 @@ impl Answer {
         self
     }
 
-    pub async fn send(self, session: &mut Session) -> pingora::Result<()> {
-        let mut header = ResponseHeader::build(self.status, Some(6 + self.headers.len()))?;
-        header.insert_header("content-type", self.content_type)?;
-        header.insert_header("content-length", self.body.len().to_string())?;
-        header.insert_header("cache-control", "no-store")?;
-        header.insert_header("x-content-type-options", "nosniff")?;
-        header.insert_header("referrer-policy", "no-referrer")?;
+    /// The response. `close` is honoured on HTTP/1 (HTTP/2 has no
+    /// `Connection`); a HEAD request gets the headers alone from hyper.
+    pub fn into_response(self, http1: bool) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(Bytes::from(self.body)));
+        *response.status_mut() = http::StatusCode::from_u16(self.status)
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        let h = response.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type),
+        );
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        h.insert(
+            http::header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        h.insert(
+            http::header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
         for (name, value) in self.headers {
             // Set-Cookie may repeat; any other header replaces a default.
             if name == http::header::SET_COOKIE {
-                header.append_header(name, value)?;
+                h.append(name, value);
             } else {
-                header.insert_header(name, value)?;
+                h.insert(name, value);
             }
         }
-        if self.close {
-            session.set_keepalive(None);
+        if self.close && http1 {
+            h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
-        let head_only = session.req_header().method == http::Method::HEAD || self.body.is_empty();
-        session
-            .write_response_header(Box::new(header), head_only)
-            .await?;
-        if !head_only {
-            session
-                .write_response_body(Some(Bytes::from(self.body)), true)
-                .await?;
-        }
-        Ok(())
+        response
     }
-}
-
-/// Writes `answer` as a complete response and closes the connection.
-pub async fn error(session: &mut Session, answer: &ErrorAnswer<'_>) -> pingora::Result<()> {
-    Answer::error(session, answer, None)
-        .close()
-        .send(session)
-        .await
 }

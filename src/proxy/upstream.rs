@@ -1,32 +1,99 @@
 //! The upstream the gateway forwards to: its address (re-resolved in the
-//! background, so a container that moves is found again) and the peer
-//! options every request's connection uses.
+//! background, so a container that moves is found again) and its HTTP/1.1
+//! connections. Each downstream connection keeps the upstream connection it
+//! last used for its next request, so a keep-alive client costs no pool
+//! lookup at all; when the downstream connection closes, its upstream
+//! connection goes to a shared idle pool for the next newcomer.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use pingora::upstreams::peer::HttpPeer;
+use bytes::Bytes;
+use http::HeaderValue;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
+use tokio_io_timeout::TimeoutStream;
+use tokio_rustls::TlsConnector;
 
+use super::tls;
 use crate::config::UpstreamConfig;
 
 /// How often the upstream host name is looked up again.
 const RESOLVE_EVERY: Duration = Duration::from_secs(10);
 
-/// The upstream as configured, with its last resolved address.
+/// Idle upstream connections kept for downstream connections to come.
+const MAX_IDLE: usize = 256;
+
+/// Why a request could not be exchanged with the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream host has not resolved yet")]
+    NotResolved,
+    #[error("connecting to the upstream timed out")]
+    ConnectTimeout,
+    #[error("cannot connect to the upstream: {0}")]
+    Connect(std::io::Error),
+    #[error("TLS handshake with the upstream failed: {0}")]
+    Tls(std::io::Error),
+    #[error("the upstream did not answer in time")]
+    Timeout,
+    #[error("exchange with the upstream failed: {0}")]
+    Exchange(hyper::Error),
+}
+
+impl UpstreamError {
+    /// The upstream was too slow (504), rather than unreachable (502).
+    pub fn timed_out(&self) -> bool {
+        match self {
+            UpstreamError::ConnectTimeout | UpstreamError::Timeout => true,
+            UpstreamError::Exchange(e) => {
+                let mut source = std::error::Error::source(e);
+                while let Some(s) = source {
+                    if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                        return io.kind() == std::io::ErrorKind::TimedOut;
+                    }
+                    source = s.source();
+                }
+                false
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One HTTP/1.1 connection to the upstream.
+struct Link {
+    sender: SendRequest<Outgoing>,
+    idle_since: Instant,
+}
+
+/// The upstream as configured, with its last resolved address and its idle
+/// connections.
 pub struct Upstream {
     host: String,
     port: u16,
-    tls: bool,
     /// `host:port` as written in the config, for the Host header.
-    authority: String,
+    authority: HeaderValue,
     options: UpstreamConfig,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
     addr: ArcSwapOption<SocketAddr>,
+    idle: Mutex<Vec<Link>>,
 }
 
 impl Upstream {
-    pub fn new(url: &url::Url, options: UpstreamConfig) -> Arc<Self> {
+    /// The upstream of `url`; fails when an `https` upstream cannot be
+    /// verified because the system has no CA certificates.
+    pub fn new(url: &url::Url, options: UpstreamConfig) -> anyhow::Result<Arc<Self>> {
         let host = url
             .host_str()
             .unwrap_or_default()
@@ -41,23 +108,37 @@ impl Upstream {
             .parse()
             .ok()
             .map(|ip| Arc::new(SocketAddr::new(ip, port)));
-        Arc::new(Self {
+        let tls = if url.scheme() == "https" {
+            let name = ServerName::try_from(host.clone())
+                .map_err(|_| anyhow::anyhow!("upstream.url: {host} is not a TLS server name"))?;
+            Some((tls::upstream_connector(options.tls_verify)?, name))
+        } else {
+            None
+        };
+        Ok(Arc::new(Self {
+            authority: HeaderValue::from_str(&authority)
+                .map_err(|_| anyhow::anyhow!("upstream.url: {authority} is not a valid host"))?,
             host,
             port,
-            tls: url.scheme() == "https",
-            authority,
             options,
+            tls,
             addr: ArcSwapOption::new(literal),
-        })
+            idle: Mutex::new(Vec::new()),
+        }))
     }
 
     /// The `Host` value naming the upstream itself.
-    pub fn authority(&self) -> &str {
+    pub fn authority(&self) -> &HeaderValue {
         &self.authority
     }
 
     pub fn pass_host_header(&self) -> bool {
         self.options.pass_host_header
+    }
+
+    /// The longest silence from the upstream before the exchange fails.
+    pub fn read_timeout(&self) -> Duration {
+        self.options.read_timeout
     }
 
     /// Looks the host up once; an IP literal needs no lookup.
@@ -83,18 +164,199 @@ impl Upstream {
         }
     }
 
-    /// The peer for one request, or `None` while the host has never resolved.
-    pub fn peer(&self) -> Option<HttpPeer> {
-        let addr = *self.addr.load_full()?;
-        let mut peer = HttpPeer::new(addr, self.tls, self.host.clone());
-        let o = &mut peer.options;
-        o.connection_timeout = Some(self.options.connect_timeout);
-        o.total_connection_timeout = Some(self.options.connect_timeout);
-        o.read_timeout = Some(self.options.read_timeout);
-        o.write_timeout = Some(self.options.write_timeout);
-        o.idle_timeout = Some(self.options.idle_timeout);
-        o.verify_cert = self.options.tls_verify;
-        o.verify_hostname = self.options.tls_verify;
-        Some(peer)
+    /// Sends `req` on the connection `pinned` keeps (or an idle or new one)
+    /// and waits for the response head. A request that a reused connection
+    /// closed before taking is sent once more on a new connection.
+    pub async fn send(
+        &self,
+        pinned: &Pinned,
+        req: Request<Outgoing>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let (mut link, reused) = match self.checkout(pinned) {
+            Some(link) => (link, true),
+            None => (self.connect().await?, false),
+        };
+        let result = match link.sender.try_send_request(req).await {
+            Err(mut e) if reused => match e.take_message() {
+                Some(req) => {
+                    link = self.connect().await?;
+                    link.sender.send_request(req).await
+                }
+                None => Err(e.into_error()),
+            },
+            other => other.map_err(|e| e.into_error()),
+        };
+        let response = result.map_err(UpstreamError::Exchange)?;
+        link.idle_since = Instant::now();
+        pinned.keep(link);
+        Ok(response)
+    }
+
+    /// A connection ready for a request: the pinned one, else an idle one.
+    fn checkout(&self, pinned: &Pinned) -> Option<Link> {
+        let fresh =
+            |l: &Link| l.sender.is_ready() && l.idle_since.elapsed() < self.options.idle_timeout;
+        {
+            let mut slot = pinned.slot.lock().expect("pinned slot");
+            if let Some(l) = slot.take() {
+                if fresh(&l) {
+                    return Some(l);
+                }
+                // Still busy with a streaming answer (HTTP/2 clients send
+                // requests side by side): leave it for later.
+                if !l.sender.is_ready() && !l.sender.is_closed() {
+                    *slot = Some(l);
+                }
+            }
+        }
+        let mut idle = self.idle.lock().expect("idle pool");
+        while let Some(l) = idle.pop() {
+            if fresh(&l) {
+                return Some(l);
+            }
+        }
+        None
+    }
+
+    /// Keeps an unused connection for later, up to the pool's size.
+    fn park(&self, link: Link) {
+        if link.sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().expect("idle pool");
+        if idle.len() < MAX_IDLE {
+            idle.push(link);
+        }
+    }
+
+    async fn connect(&self) -> Result<Link, UpstreamError> {
+        let addr = *self.addr.load_full().ok_or(UpstreamError::NotResolved)?;
+        let limit = self.options.connect_timeout;
+        let tcp = tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|_| UpstreamError::ConnectTimeout)?
+            .map_err(UpstreamError::Connect)?;
+        tcp.set_nodelay(true).map_err(UpstreamError::Connect)?;
+        let sender = match &self.tls {
+            None => self.attach(tcp).await?,
+            Some((connector, name)) => {
+                let tls = tokio::time::timeout(limit, connector.connect(name.clone(), tcp))
+                    .await
+                    .map_err(|_| UpstreamError::ConnectTimeout)?
+                    .map_err(UpstreamError::Tls)?;
+                self.attach(tls).await?
+            }
+        };
+        Ok(Link {
+            sender,
+            idle_since: Instant::now(),
+        })
+    }
+
+    /// Runs HTTP/1.1 over `io` (writes limited by `write_timeout`) on a task
+    /// of its own; upgrades (WebSocket) are let through.
+    async fn attach<S>(&self, io: S) -> Result<SendRequest<Outgoing>, UpstreamError>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let mut io = TimeoutStream::new(io);
+        io.set_write_timeout(Some(self.options.write_timeout));
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(Box::pin(io)))
+            .await
+            .map_err(UpstreamError::Exchange)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// The upstream connection a downstream connection keeps between its
+/// requests; it goes to the shared idle pool when the downstream closes.
+pub struct Pinned {
+    upstream: Arc<Upstream>,
+    slot: Mutex<Option<Link>>,
+}
+
+impl Pinned {
+    pub fn new(upstream: Arc<Upstream>) -> Self {
+        Self {
+            upstream,
+            slot: Mutex::new(None),
+        }
+    }
+
+    /// Keeps `link` for this connection's next request, or parks it when
+    /// another one is kept already.
+    fn keep(&self, link: Link) {
+        let mut slot = self.slot.lock().expect("pinned slot");
+        if slot.is_none() {
+            *slot = Some(link);
+        } else {
+            drop(slot);
+            self.upstream.park(link);
+        }
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        if let Some(link) = self.slot.get_mut().ok().and_then(Option::take) {
+            self.upstream.park(link);
+        }
+    }
+}
+
+/// A client's request body on its way upstream; it tells when the upstream
+/// has taken all of it, so that waiting for the answer is timed from then
+/// on and a long upload is not mistaken for a silent upstream.
+pub struct Outgoing {
+    inner: Incoming,
+    sent: Option<Arc<Notify>>,
+}
+
+impl Outgoing {
+    /// The body, and what is notified once it is all sent (`None` when
+    /// there is no body to send).
+    pub fn new(inner: Incoming) -> (Self, Option<Arc<Notify>>) {
+        let sent = (!inner.is_end_stream()).then(|| Arc::new(Notify::new()));
+        let body = Self {
+            inner,
+            sent: sent.clone(),
+        };
+        (body, sent)
+    }
+
+    fn done(&mut self) {
+        if let Some(sent) = self.sent.take() {
+            sent.notify_one();
+        }
+    }
+}
+
+impl Body for Outgoing {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || this.inner.is_end_stream() {
+            this.done();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

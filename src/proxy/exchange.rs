@@ -1,0 +1,181 @@
+//! One request from head to the end of its response: the response body the
+//! client receives is wrapped so that the access log line and the metrics
+//! are written when the last byte has gone (or the client went away), the
+//! request counts as in flight until then, and a proxied body that stays
+//! silent longer than the upstream read timeout is cut off.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Method;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use tokio::time::Sleep;
+
+use super::RouteClass;
+use crate::metrics::{InFlight, Metrics};
+use crate::session::Live;
+
+/// A proxied body or one of the gateway's own answers.
+pub type Inner = Either<Incoming, Full<Bytes>>;
+
+/// What the access log says of a request, filled in as it goes.
+pub struct Exchange {
+    started: Instant,
+    metrics: Metrics,
+    in_flight: Option<InFlight>,
+    /// Method and path, kept only when the access log is written.
+    line: Option<(Method, String)>,
+    client: Option<IpAddr>,
+    pub route: RouteClass,
+    pub live: Option<Arc<Live>>,
+    pub upstream_started: Option<Instant>,
+    pub upstream_time: Option<Duration>,
+    pub error: Option<&'static str>,
+    status: u16,
+}
+
+impl Exchange {
+    pub fn start(metrics: &Metrics, method: &Method, path: &str, client: Option<IpAddr>) -> Self {
+        let line = tracing::enabled!(target: "idgate::access", tracing::Level::INFO)
+            .then(|| (method.clone(), path.to_string()));
+        Self {
+            started: Instant::now(),
+            in_flight: Some(InFlight::start(&metrics.active_requests)),
+            metrics: metrics.clone(),
+            line,
+            client,
+            route: RouteClass::Proxy,
+            live: None,
+            upstream_started: None,
+            upstream_time: None,
+            error: None,
+            status: 0,
+        }
+    }
+
+    /// Hands the in-flight count to whatever outlives the response (an
+    /// upgraded connection).
+    pub fn take_in_flight(&mut self) -> Option<InFlight> {
+        self.in_flight.take()
+    }
+
+    /// Wraps the response body; `silence` limits the wait for each chunk.
+    pub fn body(mut self, status: u16, inner: Inner, silence: Option<Duration>) -> Tracked {
+        self.status = status;
+        Tracked {
+            inner,
+            silence: silence.map(|limit| (limit, None)),
+            polled: false,
+            exchange: Some(self),
+        }
+    }
+
+    fn finish(self, error: Option<&'static str>) {
+        let total = self.started.elapsed();
+        let route = self.route.label();
+        self.metrics
+            .requests
+            .with_label_values(&[route, super::status_label(self.status)])
+            .inc();
+        self.metrics
+            .duration
+            .with_label_values(&[route])
+            .observe(total.as_secs_f64());
+        if let Some((method, path)) = &self.line {
+            tracing::info!(
+                target: "idgate::access",
+                method = %method,
+                path = path.as_str(),
+                status = self.status,
+                route,
+                client = self.client.map(tracing::field::display),
+                user = self.live.as_ref().map(|l| l.identity.username.as_str()),
+                upstream_ms = self.upstream_time.map(|d| d.as_secs_f64() * 1000.0),
+                total_ms = total.as_secs_f64() * 1000.0,
+                error = error.or(self.error),
+                "request"
+            );
+        }
+    }
+}
+
+/// The response body as the client receives it.
+pub struct Tracked {
+    inner: Inner,
+    /// The read timeout, and the timer armed while a chunk is awaited.
+    silence: Option<(Duration, Option<Pin<Box<Sleep>>>)>,
+    /// hyper asked for the body (it does not for HEAD, 204 or 304).
+    polled: bool,
+    exchange: Option<Exchange>,
+}
+
+impl Tracked {
+    fn end(&mut self, error: Option<&'static str>) {
+        if let Some(exchange) = self.exchange.take() {
+            exchange.finish(error);
+        }
+    }
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        this.polled = true;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some((_, timer)) = &mut this.silence {
+                    *timer = None;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.end(Some("upstream_body"));
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.end(None);
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                let Some((limit, timer)) = &mut this.silence else {
+                    return Poll::Pending;
+                };
+                let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(*limit)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    tracing::warn!("the upstream went silent in the middle of an answer; cut off");
+                    this.end(Some("upstream_timeout"));
+                    return Poll::Ready(Some(Err("the upstream went silent".into())));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        let error = (self.polled && !self.inner.is_end_stream()).then_some("client_gone");
+        self.end(error);
+    }
+}

@@ -1,0 +1,178 @@
+//! Forwarding a signed-in person's request: the upstream request is the
+//! client's, minus hop-by-hop headers, plus X-Forwarded-* and the identity
+//! headers, in HTTP/1.1 origin form; the answer streams back as it comes,
+//! and a protocol switch (WebSocket) is spliced through both ways.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{COOKIE, HOST};
+use http::request::Parts;
+use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http_body_util::Either;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use super::exchange::{Exchange, Tracked};
+use super::headers;
+use super::respond::{self, Answer, ErrorAnswer};
+use super::upstream::{Outgoing, UpstreamError};
+use super::{answered, Conn, Gateway};
+use crate::metrics::InFlight;
+use crate::session::Live;
+
+impl Gateway {
+    pub(super) async fn forward(
+        &self,
+        conn: &Conn,
+        mut parts: Parts,
+        body: Incoming,
+        live: Arc<Live>,
+        mut ex: Exchange,
+    ) -> Response<Tracked> {
+        let http1 = parts.version < Version::HTTP_2;
+        let html = respond::wants_html(&parts.headers);
+        let upgrade = http1 && headers::is_upgrade(&parts.headers);
+        self.upstream_head(conn, &mut parts, &live, upgrade);
+        ex.live = Some(live);
+
+        let (body, sent) = Outgoing::new(body);
+        let mut req = Request::from_parts(parts, body);
+        let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let started = Instant::now();
+        let send = self.upstream.send(&conn.pinned, req);
+        tokio::pin!(send);
+        // The answer is awaited for at most read_timeout once the upload
+        // (if any) has all been taken.
+        let early = match sent {
+            None => None,
+            Some(sent) => tokio::select! {
+                result = &mut send => Some(result),
+                () = sent.notified() => None,
+            },
+        };
+        let result = match early {
+            Some(result) => result,
+            None => tokio::time::timeout(self.upstream.read_timeout(), send)
+                .await
+                .unwrap_or(Err(UpstreamError::Timeout)),
+        };
+        ex.upstream_time = Some(started.elapsed());
+
+        let mut response = match result {
+            Ok(response) => response,
+            Err(e) => return self.upstream_failed(e, html, http1, ex),
+        };
+        let status = response.status();
+        let switched = status == StatusCode::SWITCHING_PROTOCOLS;
+        if let (true, Some(client_side)) = (switched, client_side) {
+            splice(
+                client_side,
+                hyper::upgrade::on(&mut response),
+                ex.take_in_flight(),
+            );
+        }
+        headers::strip_hop_by_hop(response.headers_mut(), switched);
+        let silence = Some(self.upstream.read_timeout());
+        response.map(|body| ex.body(status.as_u16(), Either::Left(body), silence))
+    }
+
+    /// Turns the client's request head into the upstream's.
+    fn upstream_head(&self, conn: &Conn, parts: &mut Parts, live: &Live, upgrade: bool) {
+        let h = &mut parts.headers;
+        headers::strip_hop_by_hop(h, upgrade);
+        // HTTP/2 (and absolute-form HTTP/1) name the host in the target.
+        let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
+        headers::set_forwarded(h, authority.as_deref(), &conn.peer);
+        // Client copies were stripped before routing: append, no search.
+        self.auth
+            .headers
+            .for_each(live, &self.auth.keys.signer(), |name, value| {
+                h.append(name.clone(), value);
+            });
+        if !self.upstream.pass_host_header() {
+            h.insert(HOST, self.upstream.authority().clone());
+        } else if let (false, Some(a)) = (h.contains_key(HOST), &authority) {
+            if let Ok(v) = HeaderValue::from_str(a) {
+                h.insert(HOST, v);
+            }
+        }
+        if parts.version >= Version::HTTP_2 {
+            join_cookies(h);
+        }
+        if authority.is_some() {
+            parts.uri = parts.uri.path_and_query().map_or_else(
+                || http::Uri::from_static("/"),
+                |pq| pq.as_str().parse().unwrap_or_default(),
+            );
+        }
+        parts.version = Version::HTTP_11;
+    }
+
+    /// The 502 or 504 answer for a failed exchange, counted and logged.
+    fn upstream_failed(
+        &self,
+        e: UpstreamError,
+        html: bool,
+        http1: bool,
+        mut ex: Exchange,
+    ) -> Response<Tracked> {
+        let timed_out = e.timed_out();
+        let (kind, answer) = if timed_out {
+            ex.error = Some("upstream_timeout");
+            let answer = ErrorAnswer {
+                status: 504,
+                code: "upstream_timeout",
+                title: "The application is taking too long",
+                message: "The application behind this gateway did not answer in time. Try again in a moment.",
+            };
+            ("timeout", answer)
+        } else {
+            ex.error = Some("upstream_unavailable");
+            let answer = ErrorAnswer {
+                status: 502,
+                code: "upstream_unavailable",
+                title: "The application is not reachable",
+                message: "The application behind this gateway is down or refused the connection. Try again in a moment.",
+            };
+            ("unavailable", answer)
+        };
+        tracing::warn!(error = %e, "upstream exchange failed");
+        self.metrics
+            .upstream_errors
+            .with_label_values(&[kind])
+            .inc();
+        answered(ex, Answer::error_page(html, &answer, None).close(), http1)
+    }
+}
+
+/// HTTP/2 may split `Cookie` into one header per cookie; HTTP/1.1 wants
+/// them in one (RFC 9113 §8.2.3).
+fn join_cookies(h: &mut http::HeaderMap) {
+    if h.get_all(COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = h.get_all(COOKIE).iter().map(|v| v.as_bytes()).collect();
+    if let Ok(v) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        h.insert(COOKIE, v);
+    }
+}
+
+/// Copies bytes both ways between the client and the upstream once both
+/// have switched protocols; the request counts as in flight until then.
+fn splice(client: OnUpgrade, upstream: OnUpgrade, in_flight: Option<InFlight>) {
+    tokio::spawn(async move {
+        let _in_flight = in_flight;
+        match tokio::try_join!(client, upstream) {
+            Ok((client, upstream)) => {
+                let mut client = TokioIo::new(client);
+                let mut upstream = TokioIo::new(upstream);
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    tracing::debug!(error = %e, "upgraded connection ended");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "protocol switch did not complete"),
+        }
+    });
+}
