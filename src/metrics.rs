@@ -1,7 +1,10 @@
 //! Prometheus metrics of the gateway, served as text on the admin listener.
 
+use std::sync::{Arc, OnceLock};
+
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 /// The gateway's metrics; cheap to clone (every field is a shared handle).
@@ -12,6 +15,15 @@ pub struct Metrics {
     pub duration: HistogramVec,
     pub upstream_errors: IntCounterVec,
     pub active_requests: IntGauge,
+    /// Handles of `requests` and `duration`, resolved at first use, so that
+    /// counting a request does not hash its labels.
+    resolved: Arc<[RouteHandles; RouteClass::ALL.len()]>,
+}
+
+#[derive(Default)]
+struct RouteHandles {
+    duration: OnceLock<Histogram>,
+    by_status: [OnceLock<IntCounter>; STATUS_LABELS.len()],
 }
 
 impl Metrics {
@@ -64,7 +76,24 @@ impl Metrics {
             duration,
             upstream_errors,
             active_requests,
+            resolved: Arc::new(Default::default()),
         }
+    }
+
+    /// Counts one answered request and how long it took.
+    pub fn finished(&self, route: RouteClass, status: u16, seconds: f64) {
+        let handles = &self.resolved[route as usize];
+        let status = status_index(status);
+        handles.by_status[status]
+            .get_or_init(|| {
+                self.requests
+                    .with_label_values(&[route.label(), STATUS_LABELS[status]])
+            })
+            .inc();
+        handles
+            .duration
+            .get_or_init(|| self.duration.with_label_values(&[route.label()]))
+            .observe(seconds);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -80,6 +109,75 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Which kind of route answered a request, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteClass {
+    /// Forwarded to the upstream.
+    Proxy,
+    /// Refused by the gateway before routing (size limits).
+    Rejected,
+    /// The login page and the login flow.
+    Login,
+    /// The gateway's own `/.idgate/*` endpoints.
+    Internal,
+    /// Proxied routes refused for want of a session.
+    Unauthenticated,
+}
+
+impl RouteClass {
+    const ALL: [RouteClass; 5] = [
+        RouteClass::Proxy,
+        RouteClass::Rejected,
+        RouteClass::Login,
+        RouteClass::Internal,
+        RouteClass::Unauthenticated,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RouteClass::Proxy => "proxy",
+            RouteClass::Rejected => "rejected",
+            RouteClass::Login => "login",
+            RouteClass::Internal => "internal",
+            RouteClass::Unauthenticated => "unauthenticated",
+        }
+    }
+}
+
+/// Status labels from a fixed set, so a metric never grows without bound.
+const STATUS_LABELS: [&str; 23] = [
+    "none", "101", "200", "204", "206", "301", "302", "304", "400", "401", "403", "404", "414",
+    "431", "500", "502", "503", "504", "1xx", "2xx", "3xx", "4xx", "5xx",
+];
+
+fn status_index(status: u16) -> usize {
+    match status {
+        0 => 0,
+        101 => 1,
+        200 => 2,
+        204 => 3,
+        206 => 4,
+        301 => 5,
+        302 => 6,
+        304 => 7,
+        400 => 8,
+        401 => 9,
+        403 => 10,
+        404 => 11,
+        414 => 12,
+        431 => 13,
+        500 => 14,
+        502 => 15,
+        503 => 16,
+        504 => 17,
+        s if s < 200 => 18,
+        s if s < 300 => 19,
+        s if s < 400 => 20,
+        s if s < 500 => 21,
+        _ => 22,
     }
 }
 

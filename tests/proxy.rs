@@ -435,3 +435,77 @@ async fn tls_listener_serves_http1_and_http2() {
         assert_eq!(echoed(&echo, "x-forwarded-proto"), vec!["https"]);
     }
 }
+
+/// One client connection kept open across requests, as a browser keeps it.
+struct KeepAlive(std::io::BufReader<std::net::TcpStream>);
+
+impl KeepAlive {
+    fn open(addr: std::net::SocketAddr) -> Self {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Self(std::io::BufReader::new(s))
+    }
+
+    /// Sends `GET path` with `cookie`; returns the status of the answer.
+    fn get(&mut self, path: &str, cookie: &str) -> u16 {
+        use std::io::BufRead;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: gw\r\nCookie: {cookie}\r\n\r\n");
+        self.0.get_mut().write_all(req.as_bytes()).unwrap();
+        let mut status = String::new();
+        self.0.read_line(&mut status).unwrap();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            self.0.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        self.0.read_exact(&mut body).unwrap();
+        status.split(' ').nth(1).unwrap().parse().unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logout_elsewhere_ends_the_session_on_an_open_connection_too() {
+    let up = Upstream::start().await;
+    let s = signed_in(&up.url(), "", None).await;
+    let gw = s.gw.public;
+    let cookie = s
+        .cookie
+        .strip_prefix("Cookie: ")
+        .unwrap_or(&s.cookie)
+        .to_string();
+    let mut open = tokio::task::spawn_blocking(move || {
+        let mut c = KeepAlive::open(gw);
+        assert_eq!(c.get("/first", &cookie), 200);
+        assert_eq!(
+            c.get("/second", &cookie),
+            200,
+            "the same connection, the same session"
+        );
+        (c, cookie)
+    })
+    .await
+    .unwrap();
+    let out = s
+        .request(reqwest::Method::POST, "/.idgate/logout")
+        .header("origin", format!("http://{gw}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    let status = tokio::task::spawn_blocking(move || open.0.get("/after", &open.1))
+        .await
+        .unwrap();
+    assert_eq!(
+        status, 401,
+        "the open connection must not keep the ended session"
+    );
+}

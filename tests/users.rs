@@ -265,8 +265,26 @@ async fn deleting_a_user_ends_their_sessions_and_frees_the_name() {
             .status(),
         200
     );
+    // A proxied request, so the browser's keep-alive connection remembers
+    // the session.
+    assert_eq!(
+        echoed(&b.echo(&gw, "/before").await, "x-forwarded-user"),
+        vec!["dora"]
+    );
     let (code, out, err) = user(&gw, &["delete", "dora"]);
     assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    let after = b
+        .http
+        .get(gw.url("/after"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        after.status(),
+        401,
+        "the open connection must not keep the session"
+    );
     assert_eq!(
         b.http
             .get(gw.url("/.idgate/me"))

@@ -18,8 +18,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
 
-use super::RouteClass;
-use crate::metrics::{InFlight, Metrics};
+use crate::metrics::{InFlight, Metrics, RouteClass};
 use crate::session::Live;
 
 /// A proxied body or one of the gateway's own answers.
@@ -28,7 +27,7 @@ pub type Inner = Either<Incoming, Full<Bytes>>;
 /// What the access log says of a request, filled in as it goes.
 pub struct Exchange {
     started: Instant,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     in_flight: Option<InFlight>,
     /// Method and path, kept only when the access log is written.
     line: Option<(Method, String)>,
@@ -42,7 +41,12 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn start(metrics: &Metrics, method: &Method, path: &str, client: Option<IpAddr>) -> Self {
+    pub fn start(
+        metrics: &Arc<Metrics>,
+        method: &Method,
+        path: &str,
+        client: Option<IpAddr>,
+    ) -> Self {
         let line = tracing::enabled!(target: "idgate::access", tracing::Level::INFO)
             .then(|| (method.clone(), path.to_string()));
         Self {
@@ -81,13 +85,7 @@ impl Exchange {
         let total = self.started.elapsed();
         let route = self.route.label();
         self.metrics
-            .requests
-            .with_label_values(&[route, super::status_label(self.status)])
-            .inc();
-        self.metrics
-            .duration
-            .with_label_values(&[route])
-            .observe(total.as_secs_f64());
+            .finished(self.route, self.status, total.as_secs_f64());
         if let Some((method, path)) = &self.line {
             tracing::info!(
                 target: "idgate::access",

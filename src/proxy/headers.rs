@@ -1,6 +1,7 @@
-//! Request-header rules applied before anything goes upstream: client copies
-//! of identity headers are removed, and the X-Forwarded-* set is written by
-//! the gateway (kept from the client only when it is a trusted proxy).
+//! Header rules applied between the client and the upstream: client copies
+//! of identity headers are removed, hop-by-hop headers go no further than
+//! their connection, and the X-Forwarded-* set is written by the gateway
+//! (kept from the client only when it is a trusted proxy).
 
 use std::net::IpAddr;
 
@@ -83,7 +84,16 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 
 /// Removes the hop-by-hop headers; with `upgrade`, `Upgrade` is kept and
 /// `Connection: upgrade` said again, so a protocol switch passes through.
+/// One scan finds them, so a request without any costs no lookups.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| HOP_BY_HOP.contains(n))
+        .cloned()
+        .collect();
+    if present.is_empty() {
+        return;
+    }
     let kept = if upgrade {
         headers.remove(header::UPGRADE)
     } else {
@@ -92,10 +102,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in &HOP_BY_HOP {
+    for name in named.iter().chain(&present) {
         headers.remove(name);
     }
     if let Some(protocol) = kept {

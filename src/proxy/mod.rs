@@ -24,7 +24,8 @@ use http::{HeaderMap, Request, Response, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteClass};
+use crate::session::Remembered;
 use exchange::{Exchange, Tracked};
 pub use gateway_routes::Auth;
 use headers::Peer;
@@ -49,7 +50,7 @@ pub struct Gateway {
     settings: ProxySettings,
     login_limit: rate_limit::LoginLimiter,
     upstream: Arc<Upstream>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     auth: Auth,
 }
 
@@ -58,6 +59,7 @@ pub struct Gateway {
 pub struct Conn {
     peer: Peer,
     pinned: Pinned,
+    session: Remembered,
 }
 
 impl Gateway {
@@ -71,7 +73,7 @@ impl Gateway {
             login_limit: rate_limit::LoginLimiter::new(settings.login_attempts_per_minute),
             settings,
             upstream,
-            metrics,
+            metrics: Arc::new(metrics),
             auth,
         }
     }
@@ -81,6 +83,7 @@ impl Gateway {
         Conn {
             peer: Peer::new(client, self.is_trusted(client), self.settings.proto),
             pinned: Pinned::new(self.upstream.clone()),
+            session: Remembered::default(),
         }
     }
 
@@ -121,7 +124,12 @@ impl Gateway {
             return answered(ex, answer, http1);
         }
         let answer = match route {
-            Route::Proxy => match self.auth.session_of(&parts.headers).await {
+            Route::Proxy => match self
+                .auth
+                .sessions
+                .find_remembered(&conn.session, parts.headers.get_all(http::header::COOKIE))
+                .await
+            {
                 Some(live) => return self.forward(conn, parts, body, live, ex).await,
                 None => {
                     ex.route = RouteClass::Unauthenticated;
@@ -220,60 +228,4 @@ fn request_head_bytes(parts: &http::request::Parts) -> usize {
         .headers
         .iter()
         .fold(line, |acc, (k, v)| acc + k.as_str().len() + v.len() + 4)
-}
-
-/// Which kind of route answered a request, for metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteClass {
-    /// Forwarded to the upstream.
-    Proxy,
-    /// Refused by the gateway before routing (size limits).
-    Rejected,
-    /// The login page and the login flow.
-    Login,
-    /// The gateway's own `/.idgate/*` endpoints.
-    Internal,
-    /// Proxied routes refused for want of a session.
-    Unauthenticated,
-}
-
-impl RouteClass {
-    pub fn label(self) -> &'static str {
-        match self {
-            RouteClass::Proxy => "proxy",
-            RouteClass::Rejected => "rejected",
-            RouteClass::Login => "login",
-            RouteClass::Internal => "internal",
-            RouteClass::Unauthenticated => "unauthenticated",
-        }
-    }
-}
-
-/// Status labels from a fixed set, so a metric never grows without bound.
-pub fn status_label(status: u16) -> &'static str {
-    match status {
-        0 => "none",
-        200 => "200",
-        204 => "204",
-        206 => "206",
-        301 => "301",
-        302 => "302",
-        304 => "304",
-        101 => "101",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        414 => "414",
-        431 => "431",
-        500 => "500",
-        502 => "502",
-        503 => "503",
-        504 => "504",
-        s if s < 200 => "1xx",
-        s if s < 300 => "2xx",
-        s if s < 400 => "3xx",
-        s if s < 500 => "4xx",
-        _ => "5xx",
-    }
 }

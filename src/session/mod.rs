@@ -5,8 +5,8 @@
 pub mod cookies;
 
 use crate::time::unix_now;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -15,6 +15,7 @@ use base64::Engine as _;
 use http::{HeaderName, HeaderValue};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::identity::assertion::{AssertionError, Identity as AssertedIdentity, Signer};
 use crate::identity::Identity;
@@ -35,6 +36,8 @@ pub struct Live {
     pub identity: Identity,
     id_hash: String,
     pub expires_at: i64,
+    /// Until when this copy may be used without asking the database again.
+    cached_until: i64,
     last_seen: AtomicI64,
     persisted_seen: AtomicI64,
     assertion: ArcSwapOption<(HeaderValue, i64)>,
@@ -84,6 +87,21 @@ pub struct Sessions {
     cache: moka::sync::Cache<String, Arc<Live>>,
     cookies: CookieCodec,
     lifetimes: Lifetimes,
+    /// Counts sessions ended here; a connection's remembered session is
+    /// used only while no session has ended since it was found.
+    revocations: AtomicU64,
+}
+
+/// The session one connection found for the `Cookie` header it sent, so
+/// that the same header on its next request needs no MAC check, hash or
+/// cache lookup (a keep-alive connection is usually one person's).
+#[derive(Default)]
+pub struct Remembered(Mutex<Option<Memo>>);
+
+struct Memo {
+    cookie: HeaderValue,
+    live: Arc<Live>,
+    revocations: u64,
 }
 
 impl Sessions {
@@ -98,6 +116,7 @@ impl Sessions {
             cache,
             cookies,
             lifetimes,
+            revocations: AtomicU64::new(0),
         }
     }
 
@@ -125,7 +144,7 @@ impl Sessions {
         self.store.insert_session(&row).await?;
         self.cache.insert(
             id_hash.clone(),
-            Arc::new(live(identity, id_hash, row.expires_at, now)),
+            Arc::new(live(identity, id_hash, row.expires_at, now, now)),
         );
         Ok(self.cookies.session_cookie(&id, self.lifetimes.absolute))
     }
@@ -138,21 +157,69 @@ impl Sessions {
     ) -> Option<Arc<Live>> {
         let id = self.cookies.session_id(cookie_headers)?;
         let id_hash = hash(&id);
-        let now = unix_now();
         let live = match self.cache.get(&id_hash) {
             Some(l) => l,
             None => self.load(&id_hash).await?,
         };
+        self.admit(live, unix_now()).await
+    }
+
+    /// As `find`, but first asks what `memo` remembers: when the request
+    /// has one `Cookie` header, equal (compared in constant time) to the one
+    /// the remembered session was found for, that session is used.
+    pub async fn find_remembered(
+        &self,
+        memo: &Remembered,
+        cookie_headers: http::header::GetAll<'_, HeaderValue>,
+    ) -> Option<Arc<Live>> {
+        let mut headers = cookie_headers.iter();
+        let single = match (headers.next(), headers.next()) {
+            (Some(cookie), None) => Some(cookie),
+            _ => None,
+        };
+        let revocations = self.revocations.load(Ordering::Acquire);
+        let now = unix_now();
+        if let Some(cookie) = single {
+            let hit = memo
+                .0
+                .lock()
+                .expect("remembered session")
+                .as_ref()
+                .filter(|m| {
+                    m.revocations == revocations
+                        && m.live.cached_until > now
+                        && bool::from(m.cookie.as_bytes().ct_eq(cookie.as_bytes()))
+                })
+                .map(|m| m.live.clone());
+            if let Some(live) = hit {
+                return self.admit(live, now).await;
+            }
+        }
+        let live = self.find(cookie_headers.iter()).await?;
+        if let Some(cookie) = single {
+            *memo.0.lock().expect("remembered session") = Some(Memo {
+                cookie: cookie.clone(),
+                live: live.clone(),
+                revocations,
+            });
+        }
+        Some(live)
+    }
+
+    /// `live` if it has neither expired nor idled out (then it is ended);
+    /// records the activity.
+    async fn admit(&self, live: Arc<Live>, now: i64) -> Option<Arc<Live>> {
         if live.expires_at <= now
             || now - live.last_seen.load(Ordering::Relaxed) > self.lifetimes.idle
         {
-            self.cache.invalidate(&id_hash);
-            let _ = self.store.delete_session(&id_hash).await;
+            self.cache.invalidate(&live.id_hash);
+            let _ = self.store.delete_session(&live.id_hash).await;
             return None;
         }
         live.last_seen.store(now, Ordering::Relaxed);
         if now - live.persisted_seen.swap(now, Ordering::Relaxed) >= TOUCH_EVERY {
             let store = self.store.clone();
+            let id_hash = live.id_hash.clone();
             tokio::spawn(async move {
                 if let Err(e) = store.touch_session(&id_hash, now).await {
                     tracing::warn!(error = %e, "cannot record session activity");
@@ -160,6 +227,11 @@ impl Sessions {
             });
         }
         Some(live)
+    }
+
+    /// Makes every connection's remembered session be looked up again.
+    fn revoke(&self) {
+        self.revocations.fetch_add(1, Ordering::AcqRel);
     }
 
     async fn load(&self, id_hash: &str) -> Option<Arc<Live>> {
@@ -171,19 +243,27 @@ impl Sessions {
             }
         };
         let identity: Identity = serde_json::from_str(&row.identity).ok()?;
-        let l = Arc::new(live(identity, row.id_hash, row.expires_at, row.last_seen));
+        let l = Arc::new(live(
+            identity,
+            row.id_hash,
+            row.expires_at,
+            row.last_seen,
+            unix_now(),
+        ));
         self.cache.insert(id_hash.to_string(), l.clone());
         Some(l)
     }
 
     /// Ends one session on the server.
     pub async fn end(&self, live: &Live) -> Result<(), StoreError> {
+        self.revoke();
         self.cache.invalidate(&live.id_hash);
         self.store.delete_session(&live.id_hash).await
     }
 
     /// Ends every session that came through `provider_id`.
     pub async fn end_provider(&self, provider_id: &str) -> Result<(), StoreError> {
+        self.revoke();
         let id = provider_id.to_string();
         let _ = self
             .cache
@@ -193,6 +273,7 @@ impl Sessions {
 
     /// Forgets every cached session of one person (their rows are gone).
     pub fn forget_user(&self, provider_id: &str, sub: &str) {
+        self.revoke();
         let (p, s) = (provider_id.to_string(), sub.to_string());
         let _ = self
             .cache
@@ -214,11 +295,12 @@ impl Sessions {
     }
 }
 
-fn live(identity: Identity, id_hash: String, expires_at: i64, last_seen: i64) -> Live {
+fn live(identity: Identity, id_hash: String, expires_at: i64, last_seen: i64, now: i64) -> Live {
     Live {
         identity,
         id_hash,
         expires_at,
+        cached_until: now + CACHE_TTL.as_secs() as i64,
         last_seen: AtomicI64::new(last_seen),
         persisted_seen: AtomicI64::new(last_seen),
         assertion: ArcSwapOption::empty(),
