@@ -15,6 +15,7 @@ pub struct Metrics {
     pub duration: HistogramVec,
     pub upstream_errors: IntCounterVec,
     pub active_requests: IntGauge,
+    pub open_connections: IntGauge,
     /// Handles of `requests` and `duration`, resolved at first use, so that
     /// counting a request does not hash its labels.
     resolved: Arc<[RouteHandles; RouteClass::ALL.len()]>,
@@ -62,11 +63,17 @@ impl Metrics {
             "Requests in flight, WebSocket and streaming exchanges included",
         )
         .expect("valid metric");
+        let open_connections = IntGauge::new(
+            "idgate_open_connections",
+            "Client connections open on the public listener",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
             Box::new(upstream_errors.clone()),
             Box::new(active_requests.clone()),
+            Box::new(open_connections.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -76,6 +83,7 @@ impl Metrics {
             duration,
             upstream_errors,
             active_requests,
+            open_connections,
             resolved: Arc::new(Default::default()),
         }
     }
@@ -181,7 +189,8 @@ fn status_index(status: u16) -> usize {
     }
 }
 
-/// Counts one request in flight for as long as it lives.
+/// Counts one request in flight (or one open connection) for as long as
+/// it lives.
 pub struct InFlight(IntGauge);
 
 impl InFlight {

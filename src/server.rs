@@ -117,6 +117,7 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
             None
         },
         max_head_bytes: head_buffer(s.max_header_bytes, s.max_uri_bytes),
+        open_connections: metrics.open_connections.clone(),
     };
     let mut signals = {
         let _runtime = control.enter();
@@ -143,10 +144,11 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
     tracing::info!(
         signal,
         in_flight = metrics.active_requests.get(),
+        connections = metrics.open_connections.get(),
         grace_secs = grace.as_secs(),
         "shutting down: no new connections, draining in-flight requests"
     );
-    shutdown::wait_drained(&metrics.active_requests, grace);
+    shutdown::wait_drained(&metrics.active_requests, &metrics.open_connections, grace);
     control.block_on(store.close());
     crate::logging::flush();
     std::process::exit(0)

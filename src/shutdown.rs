@@ -33,18 +33,21 @@ impl Signals {
     }
 }
 
-/// Blocks until no request is in flight, or the grace period is over.
-pub fn wait_drained(active: &IntGauge, grace: Duration) {
+/// Blocks until no request is in flight and every connection has closed
+/// (each was told to, after its current answer), or the grace period is
+/// over.
+pub fn wait_drained(active: &IntGauge, connections: &IntGauge, grace: Duration) {
     let deadline = Instant::now() + grace;
     loop {
         let left = active.get();
-        if left <= 0 {
+        if left <= 0 && connections.get() <= 0 {
             tracing::info!("drained; exiting");
             return;
         }
         if Instant::now() >= deadline {
             tracing::warn!(
                 in_flight = left,
+                connections = connections.get(),
                 "grace period over with requests still in flight; exiting"
             );
             return;

@@ -103,9 +103,23 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let url = gw.url("/slow?ms=1500");
     let in_flight =
         tokio::spawn(async move { client().get(url).header("cookie", cookie).send().await });
+    // An idle keep-alive connection, as browsers keep them.
+    let addr = gw.public;
+    let bare = s.cookie.clone();
+    let mut idle = tokio::task::spawn_blocking(move || {
+        let mut c = common::KeepAlive::open(addr);
+        assert_eq!(c.get("/before", &bare), 200);
+        c
+    })
+    .await
+    .unwrap();
     // Let the request reach the upstream before the signal.
     gw.metrics_with("idgate_active_requests 1").await;
     gw.signal(libc::SIGTERM);
+    let closed = tokio::task::spawn_blocking(move || idle.closed_within(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    assert!(closed, "an idle connection is closed at once when draining");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let ready = client().get(gw.admin_url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503, "a draining gateway is not ready");

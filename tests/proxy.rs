@@ -436,54 +436,14 @@ async fn tls_listener_serves_http1_and_http2() {
     }
 }
 
-/// One client connection kept open across requests, as a browser keeps it.
-struct KeepAlive(std::io::BufReader<std::net::TcpStream>);
-
-impl KeepAlive {
-    fn open(addr: std::net::SocketAddr) -> Self {
-        let s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        Self(std::io::BufReader::new(s))
-    }
-
-    /// Sends `GET path` with `cookie`; returns the status of the answer.
-    fn get(&mut self, path: &str, cookie: &str) -> u16 {
-        use std::io::BufRead;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: gw\r\nCookie: {cookie}\r\n\r\n");
-        self.0.get_mut().write_all(req.as_bytes()).unwrap();
-        let mut status = String::new();
-        self.0.read_line(&mut status).unwrap();
-        let mut length = 0usize;
-        loop {
-            let mut line = String::new();
-            self.0.read_line(&mut line).unwrap();
-            if line == "\r\n" {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap();
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        self.0.read_exact(&mut body).unwrap();
-        status.split(' ').nth(1).unwrap().parse().unwrap()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_logout_elsewhere_ends_the_session_on_an_open_connection_too() {
     let up = Upstream::start().await;
     let s = signed_in(&up.url(), "", None).await;
     let gw = s.gw.public;
-    let cookie = s
-        .cookie
-        .strip_prefix("Cookie: ")
-        .unwrap_or(&s.cookie)
-        .to_string();
+    let cookie = s.cookie.clone();
     let mut open = tokio::task::spawn_blocking(move || {
-        let mut c = KeepAlive::open(gw);
+        let mut c = common::KeepAlive::open(gw);
         assert_eq!(c.get("/first", &cookie), 200);
         assert_eq!(
             c.get("/second", &cookie),
@@ -507,5 +467,75 @@ async fn a_logout_elsewhere_ends_the_session_on_an_open_connection_too() {
     assert_eq!(
         status, 401,
         "the open connection must not keep the ended session"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_websocket_upgrades_reach_the_upstream() {
+    let up = Upstream::start().await;
+    let s = signed_in(&up.url(), "", None).await;
+    // An h2c upgrade would become a tunnel the gateway cannot look into.
+    let raw = raw_request(
+        s.gw.public,
+        &s.cookie,
+        "GET /h2c HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade, HTTP2-Settings, close\r\n\
+         Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    );
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let echo = body_json(&raw);
+    assert!(echoed(&echo, "upgrade").is_empty(), "{echo}");
+    assert!(echoed(&echo, "http2-settings").is_empty(), "{echo}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tunnels_and_two_hosts_are_refused_before_the_upstream() {
+    let up = Upstream::start().await;
+    let s = signed_in(&up.url(), "", None).await;
+    let raw = raw_request(
+        s.gw.public,
+        &s.cookie,
+        "CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\n\r\n",
+    );
+    assert!(raw.starts_with("HTTP/1.1 405"), "{raw}");
+    let raw = raw_request(
+        s.gw.public,
+        &s.cookie,
+        "GET /two-hosts HTTP/1.1\r\nHost: gw\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+    );
+    assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
+    assert!(raw.contains("more than one host"), "{raw}");
+    let r = s.get("/after").send().await.unwrap();
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        echo["uri"], "/after",
+        "the upstream saw only the good request"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_abandoning_its_upload_is_not_an_upstream_error() {
+    let up = Upstream::start().await;
+    let s = signed_in(&up.url(), "", None).await;
+    let mut c = std::net::TcpStream::connect(s.gw.public).unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: gw\r\nCookie: {}\r\nContent-Length: 1000000\r\n\r\n",
+        s.cookie
+    );
+    c.write_all(head.as_bytes()).unwrap();
+    c.write_all(&[b'x'; 1000]).unwrap();
+    drop(c);
+    let logs = s.gw.logs_with(&["path=\"/upload\""]).await;
+    assert!(logs.contains("client_gone"), "{logs}");
+    let metrics = client()
+        .get(s.gw.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("idgate_upstream_errors_total{"),
+        "{metrics}"
     );
 }

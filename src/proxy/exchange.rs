@@ -38,6 +38,7 @@ pub struct Exchange {
     pub upstream_time: Option<Duration>,
     pub error: Option<&'static str>,
     status: u16,
+    finished: bool,
 }
 
 impl Exchange {
@@ -61,6 +62,7 @@ impl Exchange {
             upstream_time: None,
             error: None,
             status: 0,
+            finished: false,
         }
     }
 
@@ -75,13 +77,21 @@ impl Exchange {
         self.status = status;
         Tracked {
             inner,
-            silence: silence.map(|limit| (limit, None)),
+            silence: silence.map(|limit| Silence {
+                limit,
+                timer: None,
+                armed: false,
+            }),
             polled: false,
-            exchange: Some(self),
+            exchange: self,
         }
     }
 
-    fn finish(self, error: Option<&'static str>) {
+    /// Writes the log line and the metrics, once.
+    fn finish(&mut self, error: Option<&'static str>) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
         let total = self.started.elapsed();
         let route = self.route.label();
         self.metrics
@@ -104,21 +114,34 @@ impl Exchange {
     }
 }
 
+/// A request dropped before its response existed: the client went away
+/// (or reset its HTTP/2 stream) while the gateway or the upstream worked.
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.finish(Some("client_gone"));
+    }
+}
+
+/// The upstream read timeout applied to each chunk of a proxied body.
+struct Silence {
+    limit: Duration,
+    /// Made at the first wait, then reset for each later one.
+    timer: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+}
+
 /// The response body as the client receives it.
 pub struct Tracked {
     inner: Inner,
-    /// The read timeout, and the timer armed while a chunk is awaited.
-    silence: Option<(Duration, Option<Pin<Box<Sleep>>>)>,
+    silence: Option<Silence>,
     /// hyper asked for the body (it does not for HEAD, 204 or 304).
     polled: bool,
-    exchange: Option<Exchange>,
+    exchange: Exchange,
 }
 
 impl Tracked {
     fn end(&mut self, error: Option<&'static str>) {
-        if let Some(exchange) = self.exchange.take() {
-            exchange.finish(error);
-        }
+        self.exchange.finish(error);
     }
 }
 
@@ -134,8 +157,8 @@ impl Body for Tracked {
         this.polled = true;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some((_, timer)) = &mut this.silence {
-                    *timer = None;
+                if let Some(silence) = &mut this.silence {
+                    silence.armed = false;
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -148,10 +171,16 @@ impl Body for Tracked {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                let Some((limit, timer)) = &mut this.silence else {
+                let Some(silence) = &mut this.silence else {
                     return Poll::Pending;
                 };
-                let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(*limit)));
+                let limit = silence.limit;
+                let timer = silence
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if !std::mem::replace(&mut silence.armed, true) {
+                    timer.as_mut().reset(tokio::time::Instant::now() + limit);
+                }
                 if timer.as_mut().poll(cx).is_ready() {
                     tracing::warn!("the upstream went silent in the middle of an answer; cut off");
                     this.end(Some("upstream_timeout"));

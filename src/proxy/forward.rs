@@ -33,7 +33,7 @@ impl Gateway {
     ) -> Response<Tracked> {
         let http1 = parts.version < Version::HTTP_2;
         let html = respond::wants_html(&parts.headers);
-        let upgrade = http1 && headers::is_upgrade(&parts.headers);
+        let upgrade = http1 && headers::is_websocket(&parts.method, &parts.headers);
         self.upstream_head(conn, &mut parts, &live, upgrade);
         ex.live = Some(live);
 
@@ -62,16 +62,41 @@ impl Gateway {
 
         let mut response = match result {
             Ok(response) => response,
+            Err(e) if e.client_aborted() => {
+                // The client stopped sending its body: nothing the
+                // upstream did wrong, and nobody left to read an answer.
+                tracing::debug!(error = %e, "client went away during its upload");
+                ex.error = Some("client_gone");
+                let answer = ErrorAnswer {
+                    status: 400,
+                    code: "request_incomplete",
+                    title: "Request incomplete",
+                    message: "The request ended before all of it had arrived.",
+                };
+                return answered(ex, Answer::error_page(html, &answer, None).close(), http1);
+            }
             Err(e) => return self.upstream_failed(e, html, http1, ex),
         };
         let status = response.status();
         let switched = status == StatusCode::SWITCHING_PROTOCOLS;
-        if let (true, Some(client_side)) = (switched, client_side) {
-            splice(
-                client_side,
-                hyper::upgrade::on(&mut response),
-                ex.take_in_flight(),
-            );
+        if switched {
+            let agreed = response
+                .headers()
+                .get(http::header::UPGRADE)
+                .is_some_and(headers::is_websocket_protocol);
+            match client_side {
+                Some(client_side) if agreed => splice(
+                    client_side,
+                    hyper::upgrade::on(&mut response),
+                    ex.take_in_flight(),
+                ),
+                // A switch the client did not ask for, or to another
+                // protocol: never tunnelled.
+                _ => {
+                    let e = UpstreamError::UnaskedSwitch;
+                    return self.upstream_failed(e, html, http1, ex);
+                }
+            }
         }
         headers::strip_hop_by_hop(response.headers_mut(), switched);
         let silence = Some(self.upstream.read_timeout());
@@ -93,10 +118,13 @@ impl Gateway {
             });
         if !self.upstream.pass_host_header() {
             h.insert(HOST, self.upstream.authority().clone());
-        } else if let (false, Some(a)) = (h.contains_key(HOST), &authority) {
-            if let Ok(v) = HeaderValue::from_str(a) {
-                h.insert(HOST, v);
-            }
+        } else if let Some(v) = authority
+            .as_deref()
+            .and_then(|a| HeaderValue::from_str(a).ok())
+        {
+            // The target's authority wins over a Host header (RFC 9113
+            // §8.3.1, RFC 9112 §3.2.2).
+            h.insert(HOST, v);
         }
         if parts.version >= Version::HTTP_2 {
             join_cookies(h);

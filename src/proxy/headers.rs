@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::Method;
 
 /// Header names that only the gateway may set. Besides these, every header
 /// whose name starts with `x-idgate-` is reserved.
@@ -53,9 +54,10 @@ pub fn strip_identity_headers(headers: &mut HeaderMap, reserved: &[String]) -> u
     doomed.len()
 }
 
+const HOP_COUNT: usize = 9;
 /// Hop-by-hop headers (RFC 9110 §7.6.1): they concern one connection and
 /// are never forwarded, nor is any header the `Connection` header names.
-const HOP_BY_HOP: [HeaderName; 9] = [
+const HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -67,10 +69,21 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
-/// Whether a request asks to switch protocols (a WebSocket handshake).
-pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
+/// Whether a request is a WebSocket handshake (RFC 6455 §4.1): `GET` with
+/// `Upgrade: websocket` and `Connection: upgrade`. No other protocol switch
+/// is let through: a tunnel to the upstream would carry requests that the
+/// gateway never sees, so never checks.
+pub fn is_websocket(method: &Method, headers: &HeaderMap) -> bool {
+    method == Method::GET
+        && headers
+            .get(header::UPGRADE)
+            .is_some_and(is_websocket_protocol)
         && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
+/// Whether an `Upgrade` value names the WebSocket protocol.
+pub fn is_websocket_protocol(value: &HeaderValue) -> bool {
+    value.as_bytes().eq_ignore_ascii_case(b"websocket")
 }
 
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
@@ -84,14 +97,15 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 
 /// Removes the hop-by-hop headers; with `upgrade`, `Upgrade` is kept and
 /// `Connection: upgrade` said again, so a protocol switch passes through.
-/// One scan finds them, so a request without any costs no lookups.
+/// One scan finds them, so a message without any costs no lookups.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let present: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| HOP_BY_HOP.contains(n))
-        .cloned()
-        .collect();
-    if present.is_empty() {
+    let mut found = [false; HOP_COUNT];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            found[i] = true;
+        }
+    }
+    if !found.contains(&true) {
         return;
     }
     let kept = if upgrade {
@@ -99,10 +113,21 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     } else {
         None
     };
+    // Further headers the Connection header names (most often none: its
+    // usual tokens are `keep-alive`, `close` and `upgrade`).
     let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter(|t| {
+            !t.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|h| t.eq_ignore_ascii_case(h.as_str()))
+        })
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
-    for name in named.iter().chain(&present) {
+    for name in &named {
+        headers.remove(name);
+    }
+    for (name, _) in HOP_BY_HOP.iter().zip(found).filter(|(_, f)| *f) {
         headers.remove(name);
     }
     if let Some(protocol) = kept {
@@ -140,7 +165,7 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Writes X-Forwarded-For, -Proto and -Host (`authority` is the request
-/// target's, for HTTP/2 requests that carry no Host). From an untrusted
+/// target's — HTTP/2's `:authority` — which wins over Host). From an untrusted
 /// client the incoming values (and `Forwarded`, `X-Real-IP`) are discarded.
 pub fn set_forwarded(headers: &mut HeaderMap, authority: Option<&str>, peer: &Peer) {
     let proto = HeaderValue::from_static(peer.proto);
@@ -177,10 +202,9 @@ pub fn set_forwarded(headers: &mut HeaderMap, authority: Option<&str>, peer: &Pe
 }
 
 fn set_forwarded_host(headers: &mut HeaderMap, authority: Option<&str>) {
-    let host = headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| authority.and_then(|a| HeaderValue::from_str(a).ok()));
+    let host = authority
+        .and_then(|a| HeaderValue::from_str(a).ok())
+        .or_else(|| headers.get(header::HOST).cloned());
     match host {
         Some(h) => {
             headers.insert(X_FORWARDED_HOST, h);
@@ -248,16 +272,28 @@ mod tests {
     }
 
     #[test]
-    fn an_upgrade_keeps_its_protocol() {
+    fn a_websocket_upgrade_keeps_its_protocol() {
         let mut h = headers(&[
             ("connection", "keep-alive, Upgrade"),
-            ("upgrade", "websocket"),
+            ("upgrade", "WebSocket"),
         ]);
-        assert!(is_upgrade(&h));
+        assert!(is_websocket(&Method::GET, &h));
         strip_hop_by_hop(&mut h, true);
-        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["upgrade"], "WebSocket");
         assert_eq!(h["connection"], "upgrade");
-        assert!(!is_upgrade(&headers(&[("upgrade", "websocket")])));
+    }
+
+    #[test]
+    fn only_websocket_handshakes_are_upgrades() {
+        let h2c = headers(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+        ]);
+        assert!(!is_websocket(&Method::GET, &h2c));
+        let ws = headers(&[("connection", "upgrade"), ("upgrade", "websocket")]);
+        assert!(!is_websocket(&Method::POST, &ws));
+        let no_connection = headers(&[("upgrade", "websocket")]);
+        assert!(!is_websocket(&Method::GET, &no_connection));
     }
 
     #[test]
@@ -278,8 +314,8 @@ mod tests {
     }
 
     #[test]
-    fn http2_authority_stands_in_for_host() {
-        let mut h = HeaderMap::new();
+    fn http2_authority_wins_over_host() {
+        let mut h = headers(&[("host", "other.example")]);
         let peer = Peer::new(Some("10.1.2.3".parse().unwrap()), false, "https");
         set_forwarded(&mut h, Some("gw.example:8443"), &peer);
         assert_eq!(h["x-forwarded-host"], "gw.example:8443");

@@ -2,7 +2,8 @@
 //! single-threaded runtime accepting on the same socket, so a connection
 //! and everything it does stays on one core without cross-thread wakeups.
 //! Each connection is served by hyper: HTTP/1.1 in clear, or TLS with
-//! HTTP/2 or HTTP/1.1 as ALPN agreed.
+//! HTTP/2 or HTTP/1.1 as ALPN agreed. At shutdown every connection is closed
+//! gracefully: idle ones at once, busy ones after their answer.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,15 +12,23 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use prometheus::IntGauge;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::{tls, Gateway};
+use crate::metrics::InFlight;
 
 /// Longest wait for a request head (and for a TLS handshake), so idle or
 /// slow clients cannot hold connections open forever.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most header fields a request may carry.
+const MAX_HEADERS: usize = 256;
+/// HTTP/2 connections are pinged this often, and closed when a ping goes
+/// unanswered this long: a vanished client does not keep its connection.
+const H2_PING_EVERY: Duration = Duration::from_secs(60);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How the listener serves connections.
 pub struct ListenerSettings {
@@ -28,6 +37,8 @@ pub struct ListenerSettings {
     /// The largest request head hyper buffers; the gateway's own, smaller
     /// limits answer with a page before that.
     pub max_head_bytes: usize,
+    /// Counts open client connections.
+    pub open_connections: IntGauge,
 }
 
 /// Starts the accepting threads; they stop accepting when `stop` turns
@@ -66,12 +77,14 @@ async fn accept(
             return;
         }
     };
+    let for_connections = stop.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
                     let (settings, gateway) = (settings.clone(), gateway.clone());
-                    tokio::spawn(serve(stream, addr.ip(), settings, gateway));
+                    let stop = for_connections.clone();
+                    tokio::spawn(serve(stream, addr.ip(), settings, gateway, stop));
                 }
                 Err(e) => {
                     // Out of file descriptors, most likely: let some close.
@@ -91,7 +104,9 @@ async fn serve(
     client: std::net::IpAddr,
     settings: Arc<ListenerSettings>,
     gateway: Arc<Gateway>,
+    stop: watch::Receiver<bool>,
 ) {
+    let _open = InFlight::start(&settings.open_connections);
     let _ = stream.set_nodelay(true);
     let conn = Arc::new(gateway.connection(Some(client)));
     let service = service_fn(move |req: hyper::Request<Incoming>| {
@@ -101,12 +116,14 @@ async fn serve(
     let mut h1 = hyper::server::conn::http1::Builder::new();
     h1.timer(TokioTimer::new())
         .header_read_timeout(HEAD_TIMEOUT)
-        .max_buf_size(settings.max_head_bytes);
+        .max_buf_size(settings.max_head_bytes)
+        .max_headers(MAX_HEADERS);
     let served = match &settings.tls {
         None => {
-            h1.serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-                .await
+            let conn = h1
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            until_stopped!(conn, stop)
         }
         Some(acceptor) => {
             let stream = match tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream)).await {
@@ -115,15 +132,18 @@ async fn serve(
                 Err(_) => return tracing::debug!("TLS handshake timed out"),
             };
             if tls::is_h2(stream.get_ref().1) {
-                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
+                    .keep_alive_interval(Some(H2_PING_EVERY))
+                    .keep_alive_timeout(H2_PING_TIMEOUT)
                     .max_header_list_size(settings.max_head_bytes as u32)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
+                    .serve_connection(TokioIo::new(stream), service);
+                until_stopped!(conn, stop)
             } else {
-                h1.serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades()
-                    .await
+                let conn = h1
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
+                until_stopped!(conn, stop)
             }
         }
     };
@@ -131,3 +151,26 @@ async fn serve(
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }
+
+/// Serves a hyper connection to its end; once `stop` turns true it is told
+/// to finish its current exchange and close (`Connection: close`, or
+/// HTTP/2 GOAWAY). A macro: hyper's two connection types share no trait.
+macro_rules! until_stopped {
+    ($conn:expr, $stop:expr) => {{
+        let conn = $conn;
+        let mut stop = $stop;
+        tokio::pin!(conn);
+        let stopped = tokio::select! {
+            done = conn.as_mut() => Some(done),
+            _ = stop.wait_for(|stop| *stop) => None,
+        };
+        match stopped {
+            Some(done) => done,
+            None => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    }};
+}
+use until_stopped;

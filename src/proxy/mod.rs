@@ -97,7 +97,10 @@ impl Gateway {
             parts.uri.path(),
             conn.peer.client_ip,
         );
-        if let Some(refused) = self.refuse_oversized(&parts) {
+        if let Some(refused) = self
+            .refuse_oversized(&parts)
+            .or_else(|| refuse_malformed(&parts))
+        {
             ex.route = RouteClass::Rejected;
             return answered(ex, refused, http1);
         }
@@ -212,6 +215,35 @@ impl Gateway {
                 .any(|n| n.contains(&ip))
         })
     }
+}
+
+/// The answer for a request no upstream should see: `CONNECT` (the gateway
+/// is no forward proxy) or more than one `Host` (RFC 9112 §3.2).
+fn refuse_malformed(parts: &http::request::Parts) -> Option<Answer> {
+    let answer = if parts.method == http::Method::CONNECT {
+        ErrorAnswer {
+            status: 405,
+            code: "method_not_allowed",
+            title: "Method not allowed",
+            message: "This gateway does not open tunnels.",
+        }
+    } else if parts
+        .headers
+        .get_all(http::header::HOST)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        ErrorAnswer {
+            status: 400,
+            code: "bad_request",
+            title: "Bad request",
+            message: "This request names more than one host.",
+        }
+    } else {
+        return None;
+    };
+    Some(Answer::error(&parts.headers, &answer, None).close())
 }
 
 /// The response for one of the gateway's own answers.

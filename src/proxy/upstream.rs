@@ -49,9 +49,16 @@ pub enum UpstreamError {
     Timeout,
     #[error("exchange with the upstream failed: {0}")]
     Exchange(hyper::Error),
+    #[error("the upstream switched protocols without being asked for a WebSocket")]
+    UnaskedSwitch,
 }
 
 impl UpstreamError {
+    /// The client's own body failed (it went away mid-upload).
+    pub fn client_aborted(&self) -> bool {
+        matches!(self, UpstreamError::Exchange(e) if e.is_user())
+    }
+
     /// The upstream was too slow (504), rather than unreachable (502).
     pub fn timed_out(&self) -> bool {
         match self {
@@ -210,12 +217,20 @@ impl Upstream {
             }
         }
         let mut idle = self.idle.lock().expect("idle pool");
+        let mut busy = Vec::new();
+        let mut found = None;
         while let Some(l) = idle.pop() {
             if fresh(&l) {
-                return Some(l);
+                found = Some(l);
+                break;
+            }
+            // Parked while its answer still streams: it is ready later.
+            if !l.sender.is_ready() && !l.sender.is_closed() {
+                busy.push(l);
             }
         }
-        None
+        idle.extend(busy);
+        found
     }
 
     /// Keeps an unused connection for later, up to the pool's size.
@@ -333,6 +348,15 @@ impl Outgoing {
         if let Some(sent) = self.sent.take() {
             sent.notify_one();
         }
+    }
+}
+
+/// hyper stops reading a body early when its declared length is written,
+/// or when a GET's body is not to be sent: the wait for the answer starts
+/// then too.
+impl Drop for Outgoing {
+    fn drop(&mut self) {
+        self.done();
     }
 }
 

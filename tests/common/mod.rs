@@ -295,3 +295,46 @@ pub fn run_idgate(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> (i32, Stri
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// One client connection kept open across requests, as a browser keeps it.
+pub struct KeepAlive(std::io::BufReader<std::net::TcpStream>);
+
+impl KeepAlive {
+    pub fn open(addr: std::net::SocketAddr) -> Self {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Self(std::io::BufReader::new(s))
+    }
+
+    /// Sends `GET path` with `cookie`; returns the status of the answer.
+    pub fn get(&mut self, path: &str, cookie: &str) -> u16 {
+        use std::io::BufRead;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: gw\r\nCookie: {cookie}\r\n\r\n");
+        std::io::Write::write_all(self.0.get_mut(), req.as_bytes()).unwrap();
+        let mut status = String::new();
+        self.0.read_line(&mut status).unwrap();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            self.0.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        std::io::Read::read_exact(&mut self.0, &mut body).unwrap();
+        status.split(' ').nth(1).unwrap().parse().unwrap()
+    }
+
+    /// Whether the gateway closed this connection within `within`.
+    pub fn closed_within(&mut self, within: Duration) -> bool {
+        use std::io::Read;
+        self.0.get_mut().set_read_timeout(Some(within)).unwrap();
+        matches!(self.0.read(&mut [0u8; 1]), Ok(0))
+    }
+}
