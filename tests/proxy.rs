@@ -304,15 +304,7 @@ async fn upstream_down_gives_502_page_or_json() {
     let json: serde_json::Value = r.json().await.unwrap();
     assert_eq!(json["error"], "upstream_unavailable");
 
-    let metrics = client()
-        .get(gw.admin_url("/metrics"))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("idgate_upstream_errors_total{kind=\"unavailable\"} 2"),
         "{metrics}"
@@ -526,14 +518,7 @@ async fn a_client_abandoning_its_upload_is_not_an_upstream_error() {
     drop(c);
     let logs = s.gw.logs_with(&["path=\"/upload\""]).await;
     assert!(logs.contains("client_gone"), "{logs}");
-    let metrics = client()
-        .get(s.gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.gw.metrics().await;
     assert!(
         !metrics.contains("idgate_upstream_errors_total{"),
         "{metrics}"

@@ -163,19 +163,24 @@ impl Gateway {
         }
     }
 
+    /// `/metrics` as it is now.
+    pub async fn metrics(&self) -> String {
+        client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// `/metrics` once it holds `needle` (counters settle just after a
     /// response ends), or panics after ten seconds.
     pub async fn metrics_with(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let m = client()
-                .get(self.admin_url("/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let m = self.metrics().await;
             if m.contains(needle) {
                 return m;
             }
