@@ -30,6 +30,9 @@ use crate::store::Store;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
+/// Longest wait for the database pool to close at exit.
+const STORE_CLOSE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs the gateway; returns only on a startup failure.
 pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
     let public = std::net::TcpListener::bind(cfg.listen)
@@ -124,9 +127,13 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
         Signals::listen().context("cannot listen for SIGTERM")?
     };
     let gateway = Arc::new(Gateway::new(settings, upstream, metrics.clone(), auth));
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    listener::start(public, listener_settings, gateway, stopped)
-        .context("cannot start the proxy threads")?;
+    listener::start(
+        public,
+        listener_settings,
+        gateway.clone(),
+        gateway.stopping(),
+    )
+    .context("cannot start the proxy threads")?;
 
     tracing::info!(
         listen = %cfg.listen,
@@ -139,7 +146,7 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
     );
     let signal = control.block_on(signals.recv());
     draining.store(true, Ordering::SeqCst);
-    let _ = stop.send(true);
+    gateway.stop();
     let grace = cfg.config.server.shutdown_grace;
     tracing::info!(
         signal,
@@ -149,7 +156,11 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
         "shutting down: no new connections, draining in-flight requests"
     );
     shutdown::wait_drained(&metrics.active_requests, &metrics.open_connections, grace);
-    control.block_on(store.close());
+    // A request stuck on an unreachable database must not hold the exit.
+    let closed = control.block_on(async { tokio::time::timeout(STORE_CLOSE, store.close()).await });
+    if closed.is_err() {
+        tracing::warn!("database connections still busy at exit; closed without waiting");
+    }
     crate::logging::flush();
     std::process::exit(0)
 }

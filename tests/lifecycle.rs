@@ -135,3 +135,29 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     assert_eq!(r.text().await.unwrap(), "finally");
     assert_eq!(gw.wait_exit(Duration::from_secs(8)).await, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_websocket_does_not_hold_the_shutdown() {
+    use futures_util::StreamExt;
+    let up = Upstream::start().await;
+    let mut s = signed_in(&up.url(), "", None).await;
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://{}/ws", s.gw.public),
+    )
+    .unwrap();
+    req.headers_mut()
+        .insert("cookie", s.cookie.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let hello = ws.next().await.unwrap().unwrap();
+    assert_eq!(hello.into_text().unwrap().as_str(), "hello ada");
+    s.gw.signal(libc::SIGTERM);
+    // The default grace period is 30 s: the tunnel closes at the signal.
+    assert_eq!(s.gw.wait_exit(Duration::from_secs(5)).await, Some(0));
+    let after = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("the client learns the tunnel closed");
+    assert!(!matches!(
+        after,
+        Some(Ok(tokio_tungstenite::tungstenite::Message::Text(_)))
+    ));
+}

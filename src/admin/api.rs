@@ -280,7 +280,7 @@ async fn remove_user(
         .map_err(store_failure)?
     {
         Some(u) => {
-            s.sessions.forget_user(&u.provider_id, &u.sub);
+            s.sessions.forget_user(&u.provider_id, &u.sub).await;
             tracing::info!(username = %username, "user deleted; their sessions ended");
             Ok(StatusCode::NO_CONTENT)
         }

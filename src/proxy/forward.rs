@@ -89,6 +89,7 @@ impl Gateway {
                     client_side,
                     hyper::upgrade::on(&mut response),
                     ex.take_in_flight(),
+                    self.stopping(),
                 ),
                 // A switch the client did not ask for, or to another
                 // protocol: never tunnelled.
@@ -107,8 +108,12 @@ impl Gateway {
     fn upstream_head(&self, conn: &Conn, parts: &mut Parts, live: &Live, upgrade: bool) {
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h, upgrade);
-        // HTTP/2 (and absolute-form HTTP/1) name the host in the target.
-        let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
+        // HTTP/2 (and absolute-form HTTP/1) name the host in the target;
+        // Host carries it without any user information (RFC 9112 §3.2.2).
+        let authority = parts.uri.authority().map(|a| match a.port() {
+            Some(port) => format!("{}:{port}", a.host()),
+            None => a.host().to_owned(),
+        });
         headers::set_forwarded(h, authority.as_deref(), &conn.peer);
         // Client copies were stripped before routing: append, no search.
         self.auth
@@ -189,15 +194,29 @@ fn join_cookies(h: &mut http::HeaderMap) {
 
 /// Copies bytes both ways between the client and the upstream once both
 /// have switched protocols; the request counts as in flight until then.
-fn splice(client: OnUpgrade, upstream: OnUpgrade, in_flight: Option<InFlight>) {
+/// At shutdown the tunnel is closed at once (WebSocket clients reconnect,
+/// to another replica), so an open one does not hold the drain.
+fn splice(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    in_flight: Option<InFlight>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     tokio::spawn(async move {
         let _in_flight = in_flight;
         match tokio::try_join!(client, upstream) {
             Ok((client, upstream)) => {
                 let mut client = TokioIo::new(client);
                 let mut upstream = TokioIo::new(upstream);
-                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                    tracing::debug!(error = %e, "upgraded connection ended");
+                tokio::select! {
+                    copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                        if let Err(e) = copied {
+                            tracing::debug!(error = %e, "upgraded connection ended");
+                        }
+                    }
+                    _ = stop.wait_for(|stop| *stop) => {
+                        tracing::debug!("upgraded connection closed for shutdown");
+                    }
                 }
             }
             Err(e) => tracing::debug!(error = %e, "protocol switch did not complete"),

@@ -52,6 +52,9 @@ pub struct Gateway {
     upstream: Arc<Upstream>,
     metrics: Arc<Metrics>,
     auth: Auth,
+    /// Turns true at shutdown: listeners stop accepting, connections close
+    /// after their answer, WebSocket tunnels close.
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// One client connection: who is on the other end, and the upstream
@@ -75,7 +78,18 @@ impl Gateway {
             upstream,
             metrics: Arc::new(metrics),
             auth,
+            stop: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// What turns true at shutdown.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// Starts the shutdown of every connection.
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
     }
 
     /// The state of a newly accepted connection from `client`.

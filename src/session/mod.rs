@@ -7,7 +7,7 @@ pub mod cookies;
 use crate::time::unix_now;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -37,7 +37,7 @@ pub struct Live {
     id_hash: String,
     pub expires_at: i64,
     /// Until when this copy may be used without asking the database again.
-    cached_until: i64,
+    cached_until: Instant,
     last_seen: AtomicI64,
     persisted_seen: AtomicI64,
     assertion: ArcSwapOption<(HeaderValue, i64)>,
@@ -90,6 +90,9 @@ pub struct Sessions {
     /// Counts sessions ended here; a connection's remembered session is
     /// used only while no session has ended since it was found.
     revocations: AtomicU64,
+    /// Held (shared) by loads from the database, (exclusive) by the end of
+    /// sessions while their cached copies are removed.
+    ending: tokio::sync::RwLock<()>,
 }
 
 /// The session one connection found for the `Cookie` header it sent, so
@@ -117,6 +120,7 @@ impl Sessions {
             cookies,
             lifetimes,
             revocations: AtomicU64::new(0),
+            ending: tokio::sync::RwLock::new(()),
         }
     }
 
@@ -144,7 +148,7 @@ impl Sessions {
         self.store.insert_session(&row).await?;
         self.cache.insert(
             id_hash.clone(),
-            Arc::new(live(identity, id_hash, row.expires_at, now, now)),
+            Arc::new(live(identity, id_hash, row.expires_at, now)),
         );
         Ok(self.cookies.session_cookie(&id, self.lifetimes.absolute))
     }
@@ -187,7 +191,7 @@ impl Sessions {
                 .as_ref()
                 .filter(|m| {
                     m.revocations == revocations
-                        && m.live.cached_until > now
+                        && m.live.cached_until > Instant::now()
                         && bool::from(m.cookie.as_bytes().ct_eq(cookie.as_bytes()))
                 })
                 .map(|m| m.live.clone());
@@ -229,12 +233,16 @@ impl Sessions {
         Some(live)
     }
 
-    /// Makes every connection's remembered session be looked up again.
+    /// Makes every connection's remembered session be looked up again;
+    /// called once the ended sessions are gone from database and cache.
     fn revoke(&self) {
         self.revocations.fetch_add(1, Ordering::AcqRel);
     }
 
     async fn load(&self, id_hash: &str) -> Option<Arc<Live>> {
+        // A session ended while its row was being read must not come back
+        // into the cache: ending waits for loads in progress.
+        let _loading = self.ending.read().await;
         let row = match self.store.get_session(id_hash).await {
             Ok(row) => row?,
             Err(e) => {
@@ -243,41 +251,41 @@ impl Sessions {
             }
         };
         let identity: Identity = serde_json::from_str(&row.identity).ok()?;
-        let l = Arc::new(live(
-            identity,
-            row.id_hash,
-            row.expires_at,
-            row.last_seen,
-            unix_now(),
-        ));
+        let l = Arc::new(live(identity, row.id_hash, row.expires_at, row.last_seen));
         self.cache.insert(id_hash.to_string(), l.clone());
         Some(l)
     }
 
-    /// Ends one session on the server.
+    /// Ends one session on the server: the row first (so a failure leaves
+    /// it working, and the person is told), then every cached copy.
     pub async fn end(&self, live: &Live) -> Result<(), StoreError> {
-        self.revoke();
+        self.store.delete_session(&live.id_hash).await?;
+        let _ending = self.ending.write().await;
         self.cache.invalidate(&live.id_hash);
-        self.store.delete_session(&live.id_hash).await
+        self.revoke();
+        Ok(())
     }
 
     /// Ends every session that came through `provider_id`.
     pub async fn end_provider(&self, provider_id: &str) -> Result<(), StoreError> {
-        self.revoke();
+        self.store.delete_sessions_of_provider(provider_id).await?;
+        let _ending = self.ending.write().await;
         let id = provider_id.to_string();
         let _ = self
             .cache
             .invalidate_entries_if(move |_, l| l.identity.provider_id == id);
-        self.store.delete_sessions_of_provider(provider_id).await
+        self.revoke();
+        Ok(())
     }
 
     /// Forgets every cached session of one person (their rows are gone).
-    pub fn forget_user(&self, provider_id: &str, sub: &str) {
-        self.revoke();
+    pub async fn forget_user(&self, provider_id: &str, sub: &str) {
+        let _ending = self.ending.write().await;
         let (p, s) = (provider_id.to_string(), sub.to_string());
         let _ = self
             .cache
             .invalidate_entries_if(move |_, l| l.identity.provider_id == p && l.identity.sub == s);
+        self.revoke();
     }
 
     /// Deletes expired and idle sessions every few minutes.
@@ -295,12 +303,12 @@ impl Sessions {
     }
 }
 
-fn live(identity: Identity, id_hash: String, expires_at: i64, last_seen: i64, now: i64) -> Live {
+fn live(identity: Identity, id_hash: String, expires_at: i64, last_seen: i64) -> Live {
     Live {
         identity,
         id_hash,
         expires_at,
-        cached_until: now + CACHE_TTL.as_secs() as i64,
+        cached_until: Instant::now() + CACHE_TTL,
         last_seen: AtomicI64::new(last_seen),
         persisted_seen: AtomicI64::new(last_seen),
         assertion: ArcSwapOption::empty(),
