@@ -524,3 +524,90 @@ async fn a_client_abandoning_its_upload_is_not_an_upstream_error() {
         "{metrics}"
     );
 }
+
+/// An upstream that answers the first request on each connection and then,
+/// like one whose keep-alive timeout strikes just as the next request
+/// arrives, closes the connection on the second without answering.
+fn closing_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::BufRead;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(stream);
+                for answered in [true, false] {
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    let _ = reader.read_exact(&mut body);
+                    if answered {
+                        let _ = reader
+                            .get_mut()
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                    }
+                }
+            });
+        }
+    });
+    (addr, connections)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_get_on_a_connection_the_upstream_just_closed_is_sent_again() {
+    use std::sync::atomic::Ordering;
+    let (addr, connections) = closing_upstream();
+    let s = signed_in(&format!("http://{addr}"), "", None).await;
+    let gw = s.gw.public;
+    let cookie = s.cookie.clone();
+    let statuses = tokio::task::spawn_blocking(move || {
+        let mut c = common::KeepAlive::open(gw);
+        let first = c.get("/one", &cookie);
+        // Idle long enough for the upstream connection to count as stale.
+        std::thread::sleep(Duration::from_millis(1200));
+        let second = c.get("/two", &cookie);
+        (first, second)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        statuses,
+        (200, 200),
+        "the GET was sent again on a new connection"
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+
+    // A request with a body is never sent twice.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let r = s
+        .request(reqwest::Method::POST, "/three")
+        .body("once")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        502,
+        "the POST went out once, on the reused connection"
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}

@@ -34,6 +34,10 @@ const RESOLVE_EVERY: Duration = Duration::from_secs(10);
 /// Idle upstream connections kept for downstream connections to come.
 const MAX_IDLE: usize = 256;
 
+/// A connection idle at least this long may have been closed by the
+/// upstream's keep-alive timeout just as a request goes out on it.
+const STALE_AFTER: Duration = Duration::from_secs(1);
+
 /// Why a request could not be exchanged with the upstream.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -183,13 +187,22 @@ impl Upstream {
             Some(link) => (link, true),
             None => (self.connect().await?, false),
         };
+        // On a connection that sat idle, a bodyless idempotent request may
+        // be sent again (RFC 9110 §9.2.2) should the upstream close it just
+        // then; only such requests pay for the copy.
+        let replay = (reused
+            && link.idle_since.elapsed() >= STALE_AFTER
+            && req.body().is_end_stream()
+            && req.method().is_idempotent())
+        .then(|| copy_head(&req));
         let result = match link.sender.try_send_request(req).await {
-            Err(mut e) if reused => match e.take_message() {
-                Some(req) => {
+            Err(mut e) if reused => match (e.take_message(), replay) {
+                (Some(req), _) | (None, Some(req)) => {
+                    tracing::debug!(error = %e.error(), "reused upstream connection failed; sending again on a new one");
                     link = self.connect().await?;
                     link.sender.send_request(req).await
                 }
-                None => Err(e.into_error()),
+                (None, None) => Err(e.into_error()),
             },
             other => other.map_err(|e| e.into_error()),
         };
@@ -288,6 +301,16 @@ impl Upstream {
     }
 }
 
+/// A bodyless request like `req`, to send again.
+fn copy_head(req: &Request<Outgoing>) -> Request<Outgoing> {
+    let mut again = Request::new(Outgoing::empty());
+    *again.method_mut() = req.method().clone();
+    *again.uri_mut() = req.uri().clone();
+    *again.version_mut() = req.version();
+    *again.headers_mut() = req.headers().clone();
+    again
+}
+
 /// The upstream connection a downstream connection keeps between its
 /// requests; it goes to the shared idle pool when the downstream closes.
 pub struct Pinned {
@@ -328,7 +351,8 @@ impl Drop for Pinned {
 /// has taken all of it, so that waiting for the answer is timed from then
 /// on and a long upload is not mistaken for a silent upstream.
 pub struct Outgoing {
-    inner: Incoming,
+    /// `None` for a request without a body.
+    inner: Option<Incoming>,
     sent: Option<Arc<Notify>>,
 }
 
@@ -336,12 +360,22 @@ impl Outgoing {
     /// The body, and what is notified once it is all sent (`None` when
     /// there is no body to send).
     pub fn new(inner: Incoming) -> (Self, Option<Arc<Notify>>) {
-        let sent = (!inner.is_end_stream()).then(|| Arc::new(Notify::new()));
+        if inner.is_end_stream() {
+            return (Self::empty(), None);
+        }
+        let sent = Arc::new(Notify::new());
         let body = Self {
-            inner,
-            sent: sent.clone(),
+            inner: Some(inner),
+            sent: Some(sent.clone()),
         };
-        (body, sent)
+        (body, Some(sent))
+    }
+
+    fn empty() -> Self {
+        Self {
+            inner: None,
+            sent: None,
+        }
     }
 
     fn done(&mut self) {
@@ -369,18 +403,23 @@ impl Body for Outgoing {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None)) || this.inner.is_end_stream() {
+        let Some(inner) = &mut this.inner else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(&mut *inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || inner.is_end_stream() {
             this.done();
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
