@@ -282,3 +282,34 @@ fn probe_names_what_is_wrong() {
     assert_eq!(code, 1);
     assert!(err.contains("Connection refused"), "{err}");
 }
+
+#[test]
+fn a_tls_key_that_does_not_fit_the_certificate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, one.cert.pem()).unwrap();
+    std::fs::write(&key, other.key_pair.serialize_pem()).unwrap();
+    let toml = format!(
+        "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let path = write(dir.path(), &toml);
+    let (code, _, err) = run_idgate(&["check-config", "--config", &path], dir.path(), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "server.tls: the key in {} does not fit the certificate in {}",
+            key.display(),
+            cert.display()
+        )),
+        "{err}"
+    );
+
+    std::fs::write(&key, one.key_pair.serialize_pem()).unwrap();
+    let (code, out, err) = run_idgate(&["check-config", "--config", &path], dir.path(), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+}

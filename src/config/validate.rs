@@ -198,6 +198,14 @@ fn check_tls(config: &Config, p: &mut Vec<Problem>) {
             Err(e) => p.push(Problem::new(key, format!("cannot read {path}: {e}"))),
         }
     }
+    let readable = !p
+        .iter()
+        .any(|problem| problem.key.starts_with("server.tls"));
+    if readable && !tls.cert.is_empty() && !tls.key.is_empty() {
+        if let Err(e) = crate::proxy::tls::acceptor(&tls.cert, &tls.key) {
+            p.push(Problem::new(e.key, e.message));
+        }
+    }
 }
 
 fn check_limits(config: &Config, p: &mut Vec<Problem>) {

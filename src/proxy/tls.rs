@@ -17,19 +17,46 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Why `server.tls` cannot be used, under the config key to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct TlsFilesError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+fn refused(key: &'static str, message: String) -> TlsFilesError {
+    TlsFilesError { key, message }
+}
+
 /// The acceptor for `server.tls`: the certificate chain and key in PEM.
-pub fn acceptor(cert: &str, key: &str) -> anyhow::Result<TlsAcceptor> {
+/// `check-config` builds it too, so a key that does not fit is found there.
+pub fn acceptor(cert: &str, key: &str) -> Result<TlsAcceptor, TlsFilesError> {
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .with_context(|| format!("server.tls.cert: cannot read certificates from {cert}"))?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("server.tls.key: cannot read a private key from {key}"))?;
+        .map_err(|e| {
+            refused(
+                "server.tls.cert",
+                format!("cannot read certificates from {cert}: {e}"),
+            )
+        })?;
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        refused(
+            "server.tls.key",
+            format!("cannot read a private key from {key}: {e}"),
+        )
+    })?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
+        .map_err(|e| refused("server.tls", format!("TLS protocol versions: {e}")))?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .context("server.tls: the key does not fit the certificate")?;
+        .with_single_cert(chain, private)
+        .map_err(|e| {
+            refused(
+                "server.tls",
+                format!("the key in {key} does not fit the certificate in {cert}: {e}"),
+            )
+        })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
