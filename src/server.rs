@@ -22,7 +22,7 @@ use crate::proxy::identity_headers::IdentityHeaders;
 use crate::proxy::listener::{self, ListenerSettings};
 use crate::proxy::upstream::Upstream;
 use crate::proxy::Auth;
-use crate::proxy::{tls, Gateway, ProxySettings};
+use crate::proxy::{Gateway, ProxySettings};
 use crate::session::cookies::CookieCodec;
 use crate::session::{Lifetimes, Sessions};
 use crate::shutdown::{self, Signals};
@@ -95,7 +95,7 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
         tracing::warn!("admin.token is empty: the provider admin API is disabled");
     }
 
-    let tls = !cfg.config.server.tls.cert.is_empty();
+    let tls = cfg.tls.is_some();
     let s = &cfg.config.server;
     let settings = ProxySettings {
         max_header_bytes: s.max_header_bytes,
@@ -114,11 +114,7 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         },
-        tls: if tls {
-            Some(tls::acceptor(&s.tls.cert, &s.tls.key)?)
-        } else {
-            None
-        },
+        tls: cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from),
         max_head_bytes: head_buffer(s.max_header_bytes, s.max_uri_bytes),
         open_connections: metrics.open_connections.clone(),
     };

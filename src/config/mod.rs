@@ -336,6 +336,8 @@ pub struct Loaded {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The `[[providers]]` of the file, validated.
     pub providers: Vec<crate::providers::Provider>,
+    /// The public listener's TLS settings, when `server.tls` is set.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl Loaded {

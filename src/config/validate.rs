@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::{Config, Loaded, Problem, Problems, Source};
 use crate::providers::validate::{self, Rules};
@@ -34,7 +35,7 @@ pub fn validate(config: Config, source: Source) -> Result<Loaded, Problems> {
         .iter()
         .filter_map(|s| ip_net(s, &mut p))
         .collect();
-    check_tls(&config, &mut p);
+    let tls = check_tls(&config, &mut p);
     check_limits(&config, &mut p);
     check_database(&config.database.url, &mut p);
     check_log(&config, &mut p);
@@ -52,6 +53,7 @@ pub fn validate(config: Config, source: Source) -> Result<Loaded, Problems> {
                 upstream_url,
                 trusted_proxies,
                 providers,
+                tls,
             })
         }
         _ => Err(Problems(p)),
@@ -171,10 +173,12 @@ fn ip_net(value: &str, p: &mut Vec<Problem>) -> Option<ipnet::IpNet> {
     None
 }
 
-fn check_tls(config: &Config, p: &mut Vec<Problem>) {
+/// Checks `server.tls` and, when it is set and usable, returns the
+/// listener's TLS settings built from it.
+fn check_tls(config: &Config, p: &mut Vec<Problem>) -> Option<Arc<rustls::ServerConfig>> {
     let tls = &config.server.tls;
     match (tls.cert.is_empty(), tls.key.is_empty()) {
-        (true, true) => return,
+        (true, true) => return None,
         (false, true) => p.push(Problem::new(
             "server.tls.key",
             "must be set when server.tls.cert is",
@@ -201,11 +205,12 @@ fn check_tls(config: &Config, p: &mut Vec<Problem>) {
     let readable = !p
         .iter()
         .any(|problem| problem.key.starts_with("server.tls"));
-    if readable && !tls.cert.is_empty() && !tls.key.is_empty() {
-        if let Err(e) = crate::proxy::tls::acceptor(&tls.cert, &tls.key) {
-            p.push(Problem::new(e.key, e.message));
-        }
+    if !readable || tls.cert.is_empty() || tls.key.is_empty() {
+        return None;
     }
+    crate::proxy::tls::server_config(&tls.cert, &tls.key)
+        .map_err(|e| p.push(Problem::new(e.key, e.message)))
+        .ok()
 }
 
 fn check_limits(config: &Config, p: &mut Vec<Problem>) {

@@ -137,12 +137,6 @@ pub struct Tracked {
     exchange: Exchange,
 }
 
-impl Tracked {
-    fn end(&mut self, error: Option<&'static str>) {
-        self.exchange.finish(error);
-    }
-}
-
 impl Body for Tracked {
     type Data = Bytes;
     type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -161,11 +155,11 @@ impl Body for Tracked {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                this.end(Some("upstream_body"));
+                this.exchange.finish(Some("upstream_body"));
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                this.end(None);
+                this.exchange.finish(None);
                 Poll::Ready(None)
             }
             Poll::Pending => {
@@ -181,7 +175,7 @@ impl Body for Tracked {
                 }
                 if timer.as_mut().poll(cx).is_ready() {
                     tracing::warn!("the upstream went silent in the middle of an answer; cut off");
-                    this.end(Some("upstream_timeout"));
+                    this.exchange.finish(Some("upstream_timeout"));
                     return Poll::Ready(Some(Err("the upstream went silent".into())));
                 }
                 Poll::Pending
@@ -201,6 +195,6 @@ impl Body for Tracked {
 impl Drop for Tracked {
     fn drop(&mut self) {
         let error = (self.polled && !self.inner.is_end_stream()).then_some("client_gone");
-        self.end(error);
+        self.exchange.finish(error);
     }
 }

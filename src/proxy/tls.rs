@@ -1,4 +1,4 @@
-//! TLS with rustls (ring): the public listener's acceptor (HTTP/2 and
+//! TLS with rustls (ring): the public listener's settings (HTTP/2 and
 //! HTTP/1.1 offered by ALPN) and the connector towards an `https` upstream,
 //! verified against the system's CA certificates unless the operator
 //! switched verification off.
@@ -10,8 +10,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::ServerConfig;
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsConnector;
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -29,9 +30,10 @@ fn refused(key: &'static str, message: String) -> TlsFilesError {
     TlsFilesError { key, message }
 }
 
-/// The acceptor for `server.tls`: the certificate chain and key in PEM.
-/// `check-config` builds it too, so a key that does not fit is found there.
-pub fn acceptor(cert: &str, key: &str) -> Result<TlsAcceptor, TlsFilesError> {
+/// The listener's TLS settings from `server.tls`: the certificate chain and
+/// key in PEM. Built once, by the config validation, so `check-config`
+/// finds a key that does not fit too.
+pub fn server_config(cert: &str, key: &str) -> Result<Arc<ServerConfig>, TlsFilesError> {
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| {
@@ -46,7 +48,7 @@ pub fn acceptor(cert: &str, key: &str) -> Result<TlsAcceptor, TlsFilesError> {
             format!("cannot read a private key from {key}: {e}"),
         )
     })?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| refused("server.tls", format!("TLS protocol versions: {e}")))?
         .with_no_client_auth()
@@ -58,7 +60,7 @@ pub fn acceptor(cert: &str, key: &str) -> Result<TlsAcceptor, TlsFilesError> {
             )
         })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
 /// Whether a TLS connection agreed on HTTP/2.
