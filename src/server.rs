@@ -123,13 +123,8 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
         Signals::listen().context("cannot listen for SIGTERM")?
     };
     let gateway = Arc::new(Gateway::new(settings, upstream, metrics.clone(), auth));
-    listener::start(
-        public,
-        listener_settings,
-        gateway.clone(),
-        gateway.stopping(),
-    )
-    .context("cannot start the proxy threads")?;
+    listener::start(public, listener_settings, gateway.clone())
+        .context("cannot start the proxy threads")?;
 
     tracing::info!(
         listen = %cfg.listen,

@@ -41,19 +41,18 @@ pub struct ListenerSettings {
     pub open_connections: IntGauge,
 }
 
-/// Starts the accepting threads; they stop accepting when `stop` turns
-/// true, and keep serving open connections until the process exits.
+/// Starts the accepting threads; they stop accepting when the gateway
+/// stops, and keep serving open connections until the process exits.
 pub fn start(
     listener: std::net::TcpListener,
     settings: ListenerSettings,
     gateway: Arc<Gateway>,
-    stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     let settings = Arc::new(settings);
     for n in 0..settings.threads.max(1) {
         let listener = listener.try_clone()?;
-        let (settings, gateway, stop) = (settings.clone(), gateway.clone(), stop.clone());
+        let (settings, gateway, stop) = (settings.clone(), gateway.clone(), gateway.stopping());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

@@ -88,6 +88,18 @@ struct Link {
     idle_since: Instant,
 }
 
+impl Link {
+    /// Ready for a request, and not idle so long that it is given up.
+    fn ready_within(&self, idle_timeout: Duration) -> bool {
+        self.sender.is_ready() && self.idle_since.elapsed() < idle_timeout
+    }
+
+    /// Open, but still carrying an answer.
+    fn busy(&self) -> bool {
+        !self.sender.is_ready() && !self.sender.is_closed()
+    }
+}
+
 /// The upstream as configured, with its last resolved address and its idle
 /// connections.
 pub struct Upstream {
@@ -177,7 +189,8 @@ impl Upstream {
 
     /// Sends `req` on the connection `pinned` keeps (or an idle or new one)
     /// and waits for the response head. A request that a reused connection
-    /// closed before taking is sent once more on a new connection.
+    /// closed before taking, or a bodyless idempotent one on a connection
+    /// that had been idle, is sent once more on a new connection.
     pub async fn send(
         &self,
         pinned: &Pinned,
@@ -214,8 +227,7 @@ impl Upstream {
 
     /// A connection ready for a request: the pinned one, else an idle one.
     fn checkout(&self, pinned: &Pinned) -> Option<Link> {
-        let fresh =
-            |l: &Link| l.sender.is_ready() && l.idle_since.elapsed() < self.options.idle_timeout;
+        let fresh = |l: &Link| l.ready_within(self.options.idle_timeout);
         {
             let mut slot = pinned.slot.lock().expect("pinned slot");
             if let Some(l) = slot.take() {
@@ -224,7 +236,7 @@ impl Upstream {
                 }
                 // Still busy with a streaming answer (HTTP/2 clients send
                 // requests side by side): leave it for later.
-                if !l.sender.is_ready() && !l.sender.is_closed() {
+                if l.busy() {
                     *slot = Some(l);
                 }
             }
@@ -238,7 +250,7 @@ impl Upstream {
                 break;
             }
             // Parked while its answer still streams: it is ready later.
-            if !l.sender.is_ready() && !l.sender.is_closed() {
+            if l.busy() {
                 busy.push(l);
             }
         }
