@@ -269,22 +269,24 @@ impl Sessions {
     /// Ends every session that came through `provider_id`.
     pub async fn end_provider(&self, provider_id: &str) -> Result<(), StoreError> {
         self.store.delete_sessions_of_provider(provider_id).await?;
-        let _ending = self.ending.write().await;
         let id = provider_id.to_string();
-        let _ = self
-            .cache
-            .invalidate_entries_if(move |_, l| l.identity.provider_id == id);
-        self.revoke();
+        self.forget_where(move |l| l.identity.provider_id == id)
+            .await;
         Ok(())
     }
 
     /// Forgets every cached session of one person (their rows are gone).
     pub async fn forget_user(&self, provider_id: &str, sub: &str) {
-        let _ending = self.ending.write().await;
         let (p, s) = (provider_id.to_string(), sub.to_string());
-        let _ = self
-            .cache
-            .invalidate_entries_if(move |_, l| l.identity.provider_id == p && l.identity.sub == s);
+        self.forget_where(move |l| l.identity.provider_id == p && l.identity.sub == s)
+            .await;
+    }
+
+    /// Removes the cached sessions `ended` picks, once no load is between
+    /// reading a row and caching it, then revokes remembered sessions.
+    async fn forget_where(&self, ended: impl Fn(&Live) -> bool + Send + Sync + 'static) {
+        let _ending = self.ending.write().await;
+        let _ = self.cache.invalidate_entries_if(move |_, l| ended(l));
         self.revoke();
     }
 
