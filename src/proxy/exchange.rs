@@ -85,6 +85,12 @@ impl Exchange {
         }
     }
 
+    /// Ends an exchange whose response went out without a `Tracked` body.
+    pub fn ended(mut self, status: u16, error: Option<&'static str>) {
+        self.status = status;
+        self.finish(error);
+    }
+
     /// Writes the log line and the metrics, once.
     fn finish(&mut self, error: Option<&'static str>) {
         if std::mem::replace(&mut self.finished, true) {

@@ -143,7 +143,7 @@ impl Gateway {
         parts.version = Version::HTTP_11;
     }
 
-    /// The 502 or 504 answer for a failed exchange, counted and logged.
+    /// The 502 or 504 response for a failed exchange, counted and logged.
     fn upstream_failed(
         &self,
         e: UpstreamError,
@@ -151,6 +151,12 @@ impl Gateway {
         http1: bool,
         mut ex: Exchange,
     ) -> Response<Tracked> {
+        let answer = self.failure_answer(e, html, &mut ex);
+        answered(ex, answer, http1)
+    }
+
+    /// The 502 or 504 answer for a failed exchange, counted and logged.
+    pub(super) fn failure_answer(&self, e: UpstreamError, html: bool, ex: &mut Exchange) -> Answer {
         let timed_out = e.timed_out();
         let (kind, answer) = if timed_out {
             ex.error = Some("upstream_timeout");
@@ -176,7 +182,7 @@ impl Gateway {
             .upstream_errors
             .with_label_values(&[kind])
             .inc();
-        answered(ex, Answer::error_page(html, &answer, None).close(), http1)
+        Answer::error_page(html, &answer, None).close()
     }
 }
 

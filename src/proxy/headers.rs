@@ -33,7 +33,8 @@ fn fold(c: u8) -> u8 {
     }
 }
 
-fn is_reserved(name: &[u8], reserved: &[String]) -> bool {
+/// Whether `name` is an identity header only the gateway may set.
+pub fn is_reserved(name: &[u8], reserved: &[String]) -> bool {
     (name.len() >= RESERVED_PREFIX.len()
         && same_name(&name[..RESERVED_PREFIX.len()], RESERVED_PREFIX))
         || reserved.iter().any(|r| same_name(name, r.as_bytes()))

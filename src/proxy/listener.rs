@@ -1,8 +1,9 @@
 //! The public listener: `server.threads` threads, each with a
 //! single-threaded runtime accepting on the same socket, so a connection
 //! and everything it does stays on one core without cross-thread wakeups.
-//! Each connection is served by hyper: HTTP/1.1 in clear, or TLS with
-//! HTTP/2 or HTTP/1.1 as ALPN agreed. At shutdown every connection is closed
+//! Each connection speaks HTTP/1.1 in clear, or TLS with HTTP/2 or
+//! HTTP/1.1 as ALPN agreed; HTTP/1.1 starts on the fast path (`h1`) and
+//! moves to hyper at its first request the fast path does not take. At shutdown every connection is closed
 //! gracefully: idle ones at once, busy ones after their answer.
 
 use std::convert::Infallible;
@@ -13,18 +14,22 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus::IntGauge;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use super::{tls, Gateway};
+use super::exchange::Tracked;
+use super::h1::rewind::Rewind;
+use super::h1::Served;
+use super::{tls, Conn, Gateway};
 use crate::metrics::InFlight;
 
 /// Longest wait for a request head (and for a TLS handshake), so idle or
 /// slow clients cannot hold connections open forever.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most header fields a request may carry.
-const MAX_HEADERS: usize = 256;
+const MAX_HEADERS: usize = super::h1::request::MAX_HEADERS;
 /// HTTP/2 connections are pinged this often, and closed when a ping goes
 /// unanswered this long: a vanished client does not keep its connection.
 const H2_PING_EVERY: Duration = Duration::from_secs(60);
@@ -108,22 +113,8 @@ async fn serve(
     let _open = InFlight::start(&settings.open_connections);
     let _ = stream.set_nodelay(true);
     let conn = Arc::new(gateway.connection(Some(client)));
-    let service = service_fn(move |req: hyper::Request<Incoming>| {
-        let (gateway, conn) = (gateway.clone(), conn.clone());
-        async move { Ok::<_, Infallible>(gateway.handle(&conn, req).await) }
-    });
-    let mut h1 = hyper::server::conn::http1::Builder::new();
-    h1.timer(TokioTimer::new())
-        .header_read_timeout(HEAD_TIMEOUT)
-        .max_buf_size(settings.max_head_bytes)
-        .max_headers(MAX_HEADERS);
     let served = match &settings.tls {
-        None => {
-            let conn = h1
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            until_stopped!(conn, stop)
-        }
+        None => serve_http1(stream, &settings, gateway, conn, stop).await,
         Some(acceptor) => {
             let stream = match tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => stream,
@@ -136,19 +127,59 @@ async fn serve(
                     .keep_alive_interval(Some(H2_PING_EVERY))
                     .keep_alive_timeout(H2_PING_TIMEOUT)
                     .max_header_list_size(settings.max_head_bytes as u32)
-                    .serve_connection(TokioIo::new(stream), service);
+                    .serve_connection(TokioIo::new(stream), service(gateway, conn));
                 until_stopped!(conn, stop)
             } else {
-                let conn = h1
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades();
-                until_stopped!(conn, stop)
+                serve_http1(stream, &settings, gateway, conn, stop).await
             }
         }
     };
     if let Err(e) = served {
         tracing::debug!(error = %e, "connection ended with an error");
     }
+}
+
+/// Serves an HTTP/1.1 connection: on the fast path while its requests are
+/// the fast path's, then on hyper.
+async fn serve_http1<C>(
+    io: C,
+    settings: &ListenerSettings,
+    gateway: Arc<Gateway>,
+    conn: Arc<Conn>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), hyper::Error>
+where
+    C: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (io, read) = match gateway.serve_h1(&conn, io, stop.clone()).await {
+        Served::Closed => return Ok(()),
+        Served::HandOff(io, read) => (io, read),
+    };
+    let mut h1 = hyper::server::conn::http1::Builder::new();
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .max_buf_size(settings.max_head_bytes)
+        .max_headers(MAX_HEADERS);
+    let conn = h1
+        .serve_connection(TokioIo::new(Rewind::new(read, io)), service(gateway, conn))
+        .with_upgrades();
+    until_stopped!(conn, stop)
+}
+
+/// hyper's service: every request goes to `Gateway::handle`.
+fn service(
+    gateway: Arc<Gateway>,
+    conn: Arc<Conn>,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = hyper::Response<Tracked>,
+    Error = Infallible,
+    Future = impl std::future::Future<Output = Result<hyper::Response<Tracked>, Infallible>> + Send,
+> + Clone {
+    service_fn(move |req: hyper::Request<Incoming>| {
+        let (gateway, conn) = (gateway.clone(), conn.clone());
+        async move { Ok::<_, Infallible>(gateway.handle(&conn, req).await) }
+    })
 }
 
 /// Serves a hyper connection to its end; once `stop` turns true it is told

@@ -1,12 +1,14 @@
-//! The data plane: hyper serves every request through `Gateway::handle`,
-//! which applies the size limits and header hygiene, answers the gateway's
-//! own routes, and hands signed-in requests to `forward`. `listener` accepts
-//! the connections; `exchange` writes the access log and metrics when a
-//! response has ended.
+//! The data plane. On HTTP/1.1 connections, `h1` forwards a signed-in
+//! person's ordinary requests itself; everything else (and HTTP/2) hyper
+//! serves through `Gateway::handle`, which applies the size limits and
+//! header hygiene, answers the gateway's own routes, and hands signed-in
+//! requests to `forward`. `listener` accepts the connections; `exchange`
+//! writes the access log and metrics when a response has ended.
 
 pub mod exchange;
 mod forward;
 pub mod gateway_routes;
+pub mod h1;
 pub mod headers;
 pub mod identity_headers;
 pub mod listener;
@@ -52,6 +54,8 @@ pub struct Gateway {
     upstream: Arc<Upstream>,
     metrics: Arc<Metrics>,
     auth: Auth,
+    /// Idle upstream connections of the HTTP/1 fast path.
+    wires: h1::wire::WirePool,
     /// Turns true at shutdown: listeners stop accepting, connections close
     /// after their answer, WebSocket tunnels close.
     stop: tokio::sync::watch::Sender<bool>,
@@ -78,6 +82,7 @@ impl Gateway {
             upstream,
             metrics: Arc::new(metrics),
             auth,
+            wires: h1::wire::WirePool::default(),
             stop: tokio::sync::watch::Sender::new(false),
         }
     }

@@ -115,7 +115,13 @@ impl Answer {
     /// The response. `close` is honoured on HTTP/1 (HTTP/2 has no
     /// `Connection`); a HEAD request gets the headers alone from hyper.
     pub fn into_response(self, http1: bool) -> Response<Full<Bytes>> {
-        let mut response = Response::new(Full::new(Bytes::from(self.body)));
+        let (response, body) = self.into_parts(http1);
+        response.map(|()| Full::new(body))
+    }
+
+    /// The response head and its body.
+    pub fn into_parts(self, http1: bool) -> (Response<()>, Bytes) {
+        let mut response = Response::new(());
         *response.status_mut() = http::StatusCode::from_u16(self.status)
             .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
         let h = response.headers_mut();
@@ -146,6 +152,6 @@ impl Answer {
         if self.close && http1 {
             h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
-        response
+        (response, Bytes::from(self.body))
     }
 }

@@ -32,11 +32,11 @@ use crate::config::UpstreamConfig;
 const RESOLVE_EVERY: Duration = Duration::from_secs(10);
 
 /// Idle upstream connections kept for downstream connections to come.
-const MAX_IDLE: usize = 256;
+pub const MAX_IDLE: usize = 256;
 
 /// A connection idle at least this long may have been closed by the
 /// upstream's keep-alive timeout just as a request goes out on it.
-const STALE_AFTER: Duration = Duration::from_secs(1);
+pub const STALE_AFTER: Duration = Duration::from_secs(1);
 
 /// Why a request could not be exchanged with the upstream.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,10 @@ pub enum UpstreamError {
     Exchange(hyper::Error),
     #[error("the upstream switched protocols without being asked for a WebSocket")]
     UnaskedSwitch,
+    #[error("exchange with the upstream failed: {0}")]
+    Wire(std::io::Error),
+    #[error("the upstream's answer is not valid HTTP/1.1: {0}")]
+    Malformed(&'static str),
 }
 
 impl UpstreamError {
@@ -67,6 +71,7 @@ impl UpstreamError {
     pub fn timed_out(&self) -> bool {
         match self {
             UpstreamError::ConnectTimeout | UpstreamError::Timeout => true,
+            UpstreamError::Wire(e) => e.kind() == std::io::ErrorKind::TimedOut,
             UpstreamError::Exchange(e) => {
                 let mut source = std::error::Error::source(e);
                 while let Some(s) = source {
@@ -157,6 +162,11 @@ impl Upstream {
 
     pub fn pass_host_header(&self) -> bool {
         self.options.pass_host_header
+    }
+
+    /// How long an unused connection is kept.
+    pub fn idle_timeout(&self) -> Duration {
+        self.options.idle_timeout
     }
 
     /// The longest silence from the upstream before the exchange fails.
@@ -270,6 +280,16 @@ impl Upstream {
     }
 
     async fn connect(&self) -> Result<Link, UpstreamError> {
+        let io = self.dial().await?;
+        Ok(Link {
+            sender: self.attach(io).await?,
+            idle_since: Instant::now(),
+        })
+    }
+
+    /// A new connection to the upstream, TLS when it is `https`; its writes
+    /// are limited by `write_timeout`.
+    pub async fn dial(&self) -> Result<Pin<Box<TimeoutStream<Box<dyn Io>>>>, UpstreamError> {
         let addr = *self.addr.load_full().ok_or(UpstreamError::NotResolved)?;
         let limit = self.options.connect_timeout;
         let tcp = tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr))
@@ -277,31 +297,27 @@ impl Upstream {
             .map_err(|_| UpstreamError::ConnectTimeout)?
             .map_err(UpstreamError::Connect)?;
         tcp.set_nodelay(true).map_err(UpstreamError::Connect)?;
-        let sender = match &self.tls {
-            None => self.attach(tcp).await?,
-            Some((connector, name)) => {
-                let tls = tokio::time::timeout(limit, connector.connect(name.clone(), tcp))
+        let io: Box<dyn Io> = match &self.tls {
+            None => Box::new(tcp),
+            Some((connector, name)) => Box::new(
+                tokio::time::timeout(limit, connector.connect(name.clone(), tcp))
                     .await
                     .map_err(|_| UpstreamError::ConnectTimeout)?
-                    .map_err(UpstreamError::Tls)?;
-                self.attach(tls).await?
-            }
+                    .map_err(UpstreamError::Tls)?,
+            ),
         };
-        Ok(Link {
-            sender,
-            idle_since: Instant::now(),
-        })
-    }
-
-    /// Runs HTTP/1.1 over `io` (writes limited by `write_timeout`) on a task
-    /// of its own; upgrades (WebSocket) are let through.
-    async fn attach<S>(&self, io: S) -> Result<SendRequest<Outgoing>, UpstreamError>
-    where
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    {
         let mut io = TimeoutStream::new(io);
         io.set_write_timeout(Some(self.options.write_timeout));
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(Box::pin(io)))
+        Ok(Box::pin(io))
+    }
+
+    /// Runs HTTP/1.1 over `io` on a task of its own; upgrades (WebSocket)
+    /// are let through.
+    async fn attach(
+        &self,
+        io: Pin<Box<TimeoutStream<Box<dyn Io>>>>,
+    ) -> Result<SendRequest<Outgoing>, UpstreamError> {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .map_err(UpstreamError::Exchange)?;
         tokio::spawn(async move {
@@ -312,6 +328,10 @@ impl Upstream {
         Ok(sender)
     }
 }
+
+/// A byte stream to the upstream: TCP, or TLS over TCP.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 /// A bodyless request like `req`, to send again.
 fn copy_head(req: &Request<Outgoing>) -> Request<Outgoing> {

@@ -177,36 +177,39 @@ impl Sessions {
         cookie_headers: http::header::GetAll<'_, HeaderValue>,
     ) -> Option<Arc<Live>> {
         let mut headers = cookie_headers.iter();
-        let single = match (headers.next(), headers.next()) {
-            (Some(cookie), None) => Some(cookie),
-            _ => None,
-        };
+        match (headers.next(), headers.next()) {
+            (Some(cookie), None) => self.find_by_cookie(memo, cookie.as_bytes()).await,
+            _ => self.find(cookie_headers.iter()).await,
+        }
+    }
+
+    /// The session of a request whose one `Cookie` header is `cookie`: the
+    /// one `memo` remembers for exactly these bytes, else looked up (and
+    /// then remembered).
+    pub async fn find_by_cookie(&self, memo: &Remembered, cookie: &[u8]) -> Option<Arc<Live>> {
         let revocations = self.revocations.load(Ordering::Acquire);
         let now = unix_now();
-        if let Some(cookie) = single {
-            let hit = memo
-                .0
-                .lock()
-                .expect("remembered session")
-                .as_ref()
-                .filter(|m| {
-                    m.revocations == revocations
-                        && m.live.cached_until > Instant::now()
-                        && bool::from(m.cookie.as_bytes().ct_eq(cookie.as_bytes()))
-                })
-                .map(|m| m.live.clone());
-            if let Some(live) = hit {
-                return self.admit(live, now).await;
-            }
+        let hit = memo
+            .0
+            .lock()
+            .expect("remembered session")
+            .as_ref()
+            .filter(|m| {
+                m.revocations == revocations
+                    && m.live.cached_until > Instant::now()
+                    && bool::from(m.cookie.as_bytes().ct_eq(cookie))
+            })
+            .map(|m| m.live.clone());
+        if let Some(live) = hit {
+            return self.admit(live, now).await;
         }
-        let live = self.find(cookie_headers.iter()).await?;
-        if let Some(cookie) = single {
-            *memo.0.lock().expect("remembered session") = Some(Memo {
-                cookie: cookie.clone(),
-                live: live.clone(),
-                revocations,
-            });
-        }
+        let cookie = HeaderValue::from_bytes(cookie).ok()?;
+        let live = self.find(std::iter::once(&cookie)).await?;
+        *memo.0.lock().expect("remembered session") = Some(Memo {
+            cookie,
+            live: live.clone(),
+            revocations,
+        });
         Some(live)
     }
 

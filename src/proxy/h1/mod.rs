@@ -1,0 +1,466 @@
+//! The HTTP/1 fast path. On an HTTP/1.1 connection, a signed-in person's
+//! ordinary requests are forwarded by the gateway itself: heads parsed with
+//! httparse and written anew as bytes for the upstream and for the client,
+//! with no header maps built on either side. The first request it does not
+//! take (the gateway's own routes, no session, chunked or large uploads,
+//! upgrades, `Expect`, HTTP/1.0, anything malformed) hands the connection,
+//! with the bytes read so far, to hyper for the rest of its life.
+
+pub mod chunked;
+pub mod request;
+pub mod response;
+pub mod rewind;
+pub mod wire;
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use super::exchange::Exchange;
+use super::respond::Answer;
+use super::upstream::UpstreamError;
+use super::{Conn, Gateway};
+use crate::metrics::RouteClass;
+use chunked::Chunks;
+use request::{Head, Limits, Rewrite, Verdict};
+use response::{Final, Framing, Reply};
+use wire::Wire;
+
+/// Longest wait for the next request head, or for the rest of a body.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest response head taken from the upstream.
+const MAX_RESPONSE_HEAD: usize = 256 * 1024;
+/// Read sizes: the client's buffer, the upstream's.
+const CLIENT_READ: usize = 8 * 1024;
+const UPSTREAM_READ: usize = 32 * 1024;
+
+/// How the fast path left a connection.
+pub enum Served<C> {
+    /// Done: the client or the gateway closed it.
+    Closed,
+    /// For hyper to serve on, the bytes read but not used first.
+    HandOff(C, Bytes),
+}
+
+/// The buffers one connection reuses from request to request.
+struct Buffers {
+    client: BytesMut,
+    upstream_head: Vec<u8>,
+    client_head: Vec<u8>,
+    fields: Vec<request::Field>,
+}
+
+/// Why an exchange with the upstream failed, and whether it may be tried
+/// again on a new connection.
+enum Trip {
+    /// Not all of the request went out: the upstream cannot have acted.
+    Unsent(UpstreamError),
+    /// Sent, and the connection closed before any answer.
+    Unanswered(UpstreamError),
+    Failed(UpstreamError),
+}
+
+impl Trip {
+    /// Whether sending again on a new connection is safe: always when the
+    /// request did not go out, and for idempotent requests when nothing
+    /// came back (RFC 9110 §9.2.2).
+    fn may_retry(&self, idempotent: bool) -> bool {
+        match self {
+            Trip::Unsent(_) => true,
+            Trip::Unanswered(_) => idempotent,
+            Trip::Failed(_) => false,
+        }
+    }
+
+    fn error(&self) -> &UpstreamError {
+        match self {
+            Trip::Unsent(e) | Trip::Unanswered(e) | Trip::Failed(e) => e,
+        }
+    }
+
+    fn into_error(self) -> UpstreamError {
+        match self {
+            Trip::Unsent(e) | Trip::Unanswered(e) | Trip::Failed(e) => e,
+        }
+    }
+}
+
+/// Why relaying a response body stopped short.
+enum Broken {
+    Upstream(UpstreamError),
+    Client,
+}
+
+impl Gateway {
+    /// Serves `io` for as long as its requests are the fast path's.
+    pub async fn serve_h1<C>(
+        &self,
+        conn: &Conn,
+        mut io: C,
+        mut stop: watch::Receiver<bool>,
+    ) -> Served<C>
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
+        // A trusted proxy's forwarding headers are merged on the general path.
+        if conn.peer.trusted {
+            return Served::HandOff(io, Bytes::new());
+        }
+        let mut bufs = Buffers {
+            client: BytesMut::with_capacity(CLIENT_READ),
+            upstream_head: Vec::with_capacity(4096),
+            client_head: Vec::with_capacity(4096),
+            fields: Vec::new(),
+        };
+        let mut wire: Option<Wire> = None;
+        let served = loop {
+            match self
+                .next(conn, &mut io, &mut bufs, &mut wire, &mut stop)
+                .await
+            {
+                Some(true) => {}
+                Some(false) => break Served::Closed,
+                None => break Served::HandOff(io, bufs.client.split().freeze()),
+            }
+        };
+        if let Some(wire) = wire {
+            self.wires.park(wire);
+        }
+        served
+    }
+
+    /// Serves one request: `Some(true)` to go on, `Some(false)` when the
+    /// connection is to close, `None` to hand it to hyper.
+    async fn next<C>(
+        &self,
+        conn: &Conn,
+        io: &mut C,
+        bufs: &mut Buffers,
+        wire: &mut Option<Wire>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<bool>
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
+        let limits = Limits {
+            max_uri_bytes: self.settings.max_uri_bytes,
+            max_header_bytes: self.settings.max_header_bytes,
+            identity_headers: &self.settings.identity_headers,
+        };
+        let head = loop {
+            if !bufs.client.is_empty() {
+                match request::parse(&bufs.client, &limits, &mut bufs.fields) {
+                    Verdict::Forward(head) => break head,
+                    Verdict::HandOff => return None,
+                    Verdict::Partial => {}
+                }
+            }
+            let idle = bufs.client.is_empty();
+            let read = read_client(io, &mut bufs.client);
+            let more = if idle {
+                tokio::select! {
+                    more = read => more,
+                    _ = stop.wait_for(|stop| *stop) => false,
+                }
+            } else {
+                read.await
+            };
+            if !more {
+                return Some(false);
+            }
+        };
+        let cookie = &bufs.client[head.cookie.clone()];
+        let live = self
+            .auth
+            .sessions
+            .find_by_cookie(&conn.session, cookie)
+            .await?;
+        let path = std::str::from_utf8(&bufs.client[head.path.clone()]).unwrap_or("/");
+        let mut ex = Exchange::start(&self.metrics, &head.method, path, conn.peer.client_ip);
+        ex.route = RouteClass::Proxy;
+        ex.live = Some(live.clone());
+
+        let body = usize::try_from(head.content_length.unwrap_or(0)).unwrap_or(usize::MAX);
+        while bufs.client.len() < head.len + body {
+            if !read_client(io, &mut bufs.client).await {
+                ex.error = Some("client_gone");
+                return Some(false);
+            }
+        }
+        bufs.upstream_head.clear();
+        let rewrite = Rewrite {
+            host: (!self.upstream.pass_host_header()).then(|| self.upstream.authority().as_bytes()),
+            client: conn.peer.client_value.as_bytes(),
+            proto: self.settings.proto.as_bytes(),
+        };
+        let signer = self.auth.keys.signer();
+        request::write_head(
+            &mut bufs.upstream_head,
+            &bufs.client,
+            &head,
+            &bufs.fields,
+            &rewrite,
+            |out| {
+                self.auth.headers.for_each(&live, &signer, |name, value| {
+                    request::line(out, name.as_str().as_bytes(), value.as_bytes())
+                })
+            },
+        );
+        bufs.upstream_head
+            .extend_from_slice(&bufs.client[head.len..head.len + body]);
+        bufs.client.advance(head.len + body);
+
+        let close = head.close || *stop.borrow();
+        let started = Instant::now();
+        bufs.client_head.clear();
+        let sent = self
+            .send(
+                wire,
+                &bufs.upstream_head,
+                &head,
+                close,
+                &mut bufs.client_head,
+            )
+            .await;
+        ex.upstream_time = Some(started.elapsed());
+        let (mut link, reply) = match sent {
+            Ok(sent) => sent,
+            Err(e) => {
+                let answer = self.failure_answer(e, head.html, &mut ex);
+                let status = self.write_answer(io, answer, &head).await;
+                ex.ended(status, None);
+                return Some(false);
+            }
+        };
+        match relay(io, &mut link, &reply, &mut bufs.client_head).await {
+            Ok(clean) => {
+                ex.ended(reply.status, None);
+                if reply.reusable && clean {
+                    link.rest();
+                    *wire = Some(link);
+                }
+                if reply.close {
+                    let _ = io.shutdown().await;
+                }
+                Some(!reply.close)
+            }
+            Err(Broken::Client) => {
+                ex.ended(reply.status, Some("client_gone"));
+                Some(false)
+            }
+            Err(Broken::Upstream(e)) => {
+                tracing::warn!(error = %e, "the upstream's answer broke off; the client's connection is closed");
+                let error = if e.timed_out() {
+                    "upstream_timeout"
+                } else {
+                    "upstream_body"
+                };
+                ex.ended(reply.status, Some(error));
+                Some(false)
+            }
+        }
+    }
+
+    /// Sends `request` on the kept connection (or a parked or new one) and
+    /// reads the final response head, written into `client_head`. A request
+    /// a reused connection did not take, or an idempotent one it closed on
+    /// before answering, goes once more on a new connection.
+    async fn send(
+        &self,
+        kept: &mut Option<Wire>,
+        request: &[u8],
+        head: &Head,
+        close: bool,
+        client_head: &mut Vec<u8>,
+    ) -> Result<(Wire, Final), UpstreamError> {
+        let idle_timeout = self.upstream.idle_timeout();
+        let reused = kept
+            .take()
+            .filter(|w| w.idle_for() < idle_timeout)
+            .and_then(|mut w| w.usable(idle_timeout).then_some(w))
+            .or_else(|| self.wires.take(idle_timeout));
+        let (mut link, mut again) = match reused {
+            Some(link) => (link, true),
+            None => (Wire::dial(&self.upstream).await?, false),
+        };
+        let head_request = head.method == http::Method::HEAD;
+        loop {
+            match round_trip(&mut link, request, head_request, close, client_head).await {
+                Ok(reply) => return Ok((link, reply)),
+                Err(trip) if again && trip.may_retry(head.method.is_idempotent()) => {
+                    tracing::debug!(error = %trip.error(), "reused upstream connection failed; sending again on a new one");
+                    again = false;
+                    link = Wire::dial(&self.upstream).await?;
+                }
+                Err(trip) => return Err(trip.into_error()),
+            }
+        }
+    }
+
+    /// Writes one of the gateway's own answers and returns its status.
+    async fn write_answer<C>(&self, io: &mut C, answer: Answer, head: &Head) -> u16
+    where
+        C: AsyncWrite + Unpin,
+    {
+        let (response, body) = answer.into_parts(true);
+        let status = response.status();
+        let mut out = Vec::with_capacity(512 + body.len());
+        let _ = write!(
+            out,
+            "HTTP/1.1 {} {}\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        );
+        for (name, value) in response.headers() {
+            request::line(&mut out, name.as_str().as_bytes(), value.as_bytes());
+        }
+        let _ = write!(out, "content-length: {}\r\n\r\n", body.len());
+        if head.method != http::Method::HEAD {
+            out.extend_from_slice(&body);
+        }
+        if io.write_all(&out).await.is_ok() {
+            let _ = io.flush().await;
+            let _ = io.shutdown().await;
+        }
+        status.as_u16()
+    }
+}
+
+/// Reads more of the client's bytes; false when the client closed, failed
+/// or stayed silent too long.
+async fn read_client<C: AsyncRead + Unpin>(io: &mut C, buf: &mut BytesMut) -> bool {
+    buf.reserve(CLIENT_READ);
+    matches!(
+        tokio::time::timeout(CLIENT_TIMEOUT, io.read_buf(buf)).await,
+        Ok(Ok(n)) if n > 0
+    )
+}
+
+/// One request out and its final response head in.
+async fn round_trip(
+    link: &mut Wire,
+    request: &[u8],
+    head_request: bool,
+    close: bool,
+    client_head: &mut Vec<u8>,
+) -> Result<Final, Trip> {
+    link.buf.clear();
+    let written = match link.io.write_all(request).await {
+        Ok(()) => link.io.flush().await,
+        Err(e) => Err(e),
+    };
+    written.map_err(|e| Trip::Unsent(UpstreamError::Wire(e)))?;
+    let mut interim = false;
+    loop {
+        match response::parse(
+            &link.buf,
+            MAX_RESPONSE_HEAD,
+            head_request,
+            close,
+            client_head,
+        ) {
+            Reply::Final(reply) => {
+                link.buf.advance(reply.len);
+                return Ok(reply);
+            }
+            Reply::Interim(len) => {
+                link.buf.advance(len);
+                interim = true;
+                continue;
+            }
+            Reply::Switch => return Err(Trip::Failed(UpstreamError::UnaskedSwitch)),
+            Reply::Malformed(why) => return Err(Trip::Failed(UpstreamError::Malformed(why))),
+            Reply::Partial => {}
+        }
+        link.buf.reserve(UPSTREAM_READ);
+        let nothing_yet = link.buf.is_empty() && !interim;
+        match link.io.read_buf(&mut link.buf).await {
+            Ok(0) => {
+                let e = UpstreamError::Wire(std::io::ErrorKind::UnexpectedEof.into());
+                return Err(if nothing_yet {
+                    Trip::Unanswered(e)
+                } else {
+                    Trip::Failed(e)
+                });
+            }
+            Ok(_) => {}
+            Err(e) if nothing_yet && e.kind() != std::io::ErrorKind::TimedOut => {
+                return Err(Trip::Unanswered(UpstreamError::Wire(e)))
+            }
+            Err(e) => return Err(Trip::Failed(UpstreamError::Wire(e))),
+        }
+    }
+}
+
+/// Sends the response head in `out` and the body after it as the upstream
+/// delivers it. Returns whether the upstream sent nothing beyond the body
+/// (so its connection can carry another request).
+async fn relay<C>(
+    io: &mut C,
+    link: &mut Wire,
+    reply: &Final,
+    out: &mut Vec<u8>,
+) -> Result<bool, Broken>
+where
+    C: AsyncWrite + Unpin,
+{
+    let mut left = match reply.framing {
+        Framing::Length(n) => n,
+        _ => 0,
+    };
+    let mut chunks = Chunks::default();
+    loop {
+        let finished = match reply.framing {
+            Framing::Empty => true,
+            Framing::Length(_) => {
+                let take = link
+                    .buf
+                    .len()
+                    .min(usize::try_from(left).unwrap_or(usize::MAX));
+                out.extend_from_slice(&link.buf[..take]);
+                link.buf.advance(take);
+                left -= take as u64;
+                left == 0
+            }
+            Framing::Chunked => {
+                let used = chunks.relay(&link.buf, out).map_err(|_| {
+                    Broken::Upstream(UpstreamError::Malformed("chunked body does not parse"))
+                })?;
+                link.buf.advance(used);
+                chunks.done()
+            }
+            Framing::UntilClose => {
+                out.extend_from_slice(&link.buf);
+                link.buf.clear();
+                false
+            }
+        };
+        if !out.is_empty() {
+            let written = match io.write_all(out).await {
+                Ok(()) => io.flush().await,
+                Err(e) => Err(e),
+            };
+            written.map_err(|_| Broken::Client)?;
+            out.clear();
+        }
+        if finished {
+            return Ok(link.buf.is_empty());
+        }
+        link.buf.reserve(UPSTREAM_READ);
+        match link.io.read_buf(&mut link.buf).await {
+            Ok(0) if reply.framing == Framing::UntilClose => return Ok(false),
+            Ok(0) => {
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the upstream closed before the end of its answer",
+                );
+                return Err(Broken::Upstream(UpstreamError::Wire(e)));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(Broken::Upstream(UpstreamError::Wire(e))),
+        }
+    }
+}

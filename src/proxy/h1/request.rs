@@ -1,0 +1,413 @@
+//! Request heads the HTTP/1 fast path forwards itself: parsed with
+//! httparse, taken only when nothing about their framing, routing or
+//! headers needs the general path, and rewritten for the upstream from the
+//! parsed fields (never copied through as received).
+
+use std::ops::Range;
+
+use http::Method;
+
+use crate::proxy::headers::is_reserved;
+use crate::proxy::routes::{self, Route};
+
+/// Most header fields a request may carry (as on the general path).
+pub const MAX_HEADERS: usize = 256;
+
+/// The largest request body the fast path takes; it is read whole before
+/// the request goes upstream. Larger uploads stream on the general path.
+pub const MAX_BODY: u64 = 64 * 1024;
+
+/// What the fast path may take, fixed at startup.
+pub struct Limits<'a> {
+    pub max_uri_bytes: usize,
+    pub max_header_bytes: usize,
+    pub identity_headers: &'a [String],
+}
+
+/// What to do with the bytes a client has sent so far.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The head is not complete yet.
+    Partial,
+    /// A signed-in person's ordinary request: forwarded by the fast path.
+    Forward(Head),
+    /// Anything else: served by the general path, from these bytes on.
+    HandOff,
+}
+
+/// A parsed request head; ranges index the client's buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Head {
+    /// Bytes of the head, its blank line included.
+    pub len: usize,
+    pub method: Method,
+    pub target: Range<usize>,
+    /// The path, without the query.
+    pub path: Range<usize>,
+    pub host: Range<usize>,
+    pub cookie: Range<usize>,
+    /// The body's length; `None` for a request without one.
+    pub content_length: Option<u64>,
+    /// The client asked to close the connection after this answer.
+    pub close: bool,
+    /// The client prefers pages (`Accept: text/html`).
+    pub html: bool,
+}
+
+/// A field forwarded as it came.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Field {
+    pub name: Range<usize>,
+    pub value: Range<usize>,
+}
+
+/// How the fast path treats a request header.
+#[derive(Clone, Copy)]
+enum Kind {
+    Keep,
+    Host,
+    Cookie,
+    ContentLength,
+    Connection,
+    Accept,
+    /// Hop-by-hop, identity, or forwarding headers the gateway rewrites.
+    Drop,
+    /// Framing or protocol switches the general path handles.
+    HandOff,
+}
+
+fn kind(name: &[u8], identity: &[String]) -> Kind {
+    const NAMED: &[(&[u8], Kind)] = &[
+        (b"host", Kind::Host),
+        (b"cookie", Kind::Cookie),
+        (b"content-length", Kind::ContentLength),
+        (b"connection", Kind::Connection),
+        (b"accept", Kind::Accept),
+        (b"transfer-encoding", Kind::HandOff),
+        (b"upgrade", Kind::HandOff),
+        (b"expect", Kind::HandOff),
+        (b"keep-alive", Kind::Drop),
+        (b"proxy-connection", Kind::Drop),
+        (b"proxy-authenticate", Kind::Drop),
+        (b"proxy-authorization", Kind::Drop),
+        (b"te", Kind::Drop),
+        (b"trailer", Kind::Drop),
+        (b"forwarded", Kind::Drop),
+        (b"x-real-ip", Kind::Drop),
+        (b"x-forwarded-for", Kind::Drop),
+        (b"x-forwarded-proto", Kind::Drop),
+        (b"x-forwarded-host", Kind::Drop),
+    ];
+    if let Some((_, k)) = NAMED.iter().find(|(n, _)| name.eq_ignore_ascii_case(n)) {
+        return *k;
+    }
+    if is_reserved(name, identity) {
+        Kind::Drop
+    } else {
+        Kind::Keep
+    }
+}
+
+/// Reads the request head at the start of `buf`, filling `fields` with the
+/// ones forwarded as they are.
+pub fn parse(buf: &[u8], limits: &Limits<'_>, fields: &mut Vec<Field>) -> Verdict {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut storage);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() <= limits.max_header_bytes => {
+            return Verdict::Partial
+        }
+        _ => return Verdict::HandOff,
+    };
+    if len > limits.max_header_bytes || req.version != Some(1) {
+        return Verdict::HandOff;
+    }
+    let at = |part: &[u8]| {
+        let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+        start..start + part.len()
+    };
+    let (Some(method), Some(target)) = (req.method, req.path) else {
+        return Verdict::HandOff;
+    };
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Verdict::HandOff;
+    };
+    let path = target.split('?').next().unwrap_or_default();
+    if method == Method::CONNECT
+        || target.len() > limits.max_uri_bytes
+        || !target.starts_with('/')
+        || !target.bytes().all(is_target_byte)
+        || routes::classify(&method, path) != Route::Proxy
+    {
+        return Verdict::HandOff;
+    }
+    let (target, path) = (at(target.as_bytes()), at(path.as_bytes()));
+
+    fields.clear();
+    let (mut host, mut cookie, mut length) = (None, None, None);
+    let (mut close, mut html) = (false, false);
+    for h in req.headers.iter() {
+        let (name, value) = (at(h.name.as_bytes()), at(h.value));
+        match kind(h.name.as_bytes(), limits.identity_headers) {
+            Kind::Keep => fields.push(Field { name, value }),
+            Kind::Accept => {
+                html |= h
+                    .value
+                    .windows(9)
+                    .any(|w| w.eq_ignore_ascii_case(b"text/html"));
+                fields.push(Field { name, value });
+            }
+            Kind::Host if host.is_none() => host = Some(value),
+            Kind::Cookie if cookie.is_none() => cookie = Some(value),
+            Kind::ContentLength if length.is_none() => match content_length(h.value) {
+                Some(n) if n <= MAX_BODY => length = Some(n),
+                _ => return Verdict::HandOff,
+            },
+            Kind::Connection => {
+                for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if !token.eq_ignore_ascii_case(b"keep-alive") && !token.is_empty() {
+                        // It names further hop-by-hop headers.
+                        return Verdict::HandOff;
+                    }
+                }
+            }
+            Kind::Drop => {}
+            // Repeated Host, Cookie or Content-Length; chunked bodies,
+            // upgrades and `Expect`.
+            _ => return Verdict::HandOff,
+        }
+    }
+    let (Some(host), Some(cookie)) = (host, cookie) else {
+        return Verdict::HandOff;
+    };
+    Verdict::Forward(Head {
+        len,
+        method,
+        target,
+        path,
+        host,
+        cookie,
+        content_length: length,
+        close,
+        html,
+    })
+}
+
+/// A Content-Length value: digits only, as RFC 9110 §8.6 has it.
+fn content_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+/// Bytes of an origin-form target that every parser reads alike: RFC 3986's
+/// unreserved, sub-delims, `:`, `@`, `/`, `?` and `%`.
+fn is_target_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)
+}
+
+/// What the upstream request says besides the client's fields.
+pub struct Rewrite<'a> {
+    /// `Host` naming the upstream instead of the client's.
+    pub host: Option<&'a [u8]>,
+    pub client: &'a [u8],
+    pub proto: &'a [u8],
+}
+
+/// Writes the upstream's request head into `out`; `identity` appends the
+/// identity header lines.
+pub fn write_head(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &Head,
+    fields: &[Field],
+    rewrite: &Rewrite<'_>,
+    identity: impl FnOnce(&mut Vec<u8>),
+) {
+    out.extend_from_slice(head.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(&buf[head.target.clone()]);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let client_host = &buf[head.host.clone()];
+    line(out, b"host", rewrite.host.unwrap_or(client_host));
+    line(out, b"cookie", &buf[head.cookie.clone()]);
+    if let Some(n) = head.content_length {
+        use std::io::Write as _;
+        let _ = write!(out, "content-length: {n}\r\n");
+    }
+    for f in fields {
+        line(out, &buf[f.name.clone()], &buf[f.value.clone()]);
+    }
+    line(out, b"x-forwarded-for", rewrite.client);
+    line(out, b"x-forwarded-proto", rewrite.proto);
+    line(out, b"x-forwarded-host", client_host);
+    identity(out);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends one `name: value` line.
+pub fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::proxy::headers::DEFAULT_IDENTITY_HEADERS;
+
+    fn limits() -> Limits<'static> {
+        let names = DEFAULT_IDENTITY_HEADERS.iter().map(|n| n.to_string());
+        Limits {
+            max_uri_bytes: 64,
+            max_header_bytes: 512,
+            identity_headers: Vec::leak(names.collect()),
+        }
+    }
+
+    fn verdict(raw: &str) -> Verdict {
+        parse(raw.as_bytes(), &limits(), &mut Vec::new())
+    }
+
+    fn forwarded(raw: &str) -> (Head, Vec<Field>) {
+        let mut fields = Vec::new();
+        match parse(raw.as_bytes(), &limits(), &mut fields) {
+            Verdict::Forward(head) => (head, fields),
+            other => panic!("not forwarded: {other:?}\n{raw}"),
+        }
+    }
+
+    fn upstream(raw: &str) -> String {
+        let (head, fields) = forwarded(raw);
+        let mut out = Vec::new();
+        let rewrite = Rewrite {
+            host: None,
+            client: b"192.0.2.7",
+            proto: b"http",
+        };
+        write_head(&mut out, raw.as_bytes(), &head, &fields, &rewrite, |o| {
+            line(o, b"x-forwarded-user", b"ada")
+        });
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn an_ordinary_signed_in_request_is_forwarded_rewritten() {
+        let raw = "GET /console/apps?x=1 HTTP/1.1\r\nHost: gw\r\nCookie: s=1\r\n\
+                   Accept: text/html\r\nX-Forwarded-User: mallory\r\nX-Idgate-Any: x\r\n\
+                   X-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nKeep-Alive: 5\r\n\
+                   Connection: keep-alive\r\nTE: trailers\r\nUser-Agent: t\r\n\r\nNEXT";
+        let (head, _) = forwarded(raw);
+        assert_eq!(head.len, raw.len() - 4);
+        assert!(head.html && !head.close);
+        assert_eq!(&raw[head.path.clone()], "/console/apps");
+        assert_eq!(
+            upstream(raw),
+            "GET /console/apps?x=1 HTTP/1.1\r\nhost: gw\r\ncookie: s=1\r\n\
+             Accept: text/html\r\nUser-Agent: t\r\nx-forwarded-for: 192.0.2.7\r\n\
+             x-forwarded-proto: http\r\nx-forwarded-host: gw\r\nx-forwarded-user: ada\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn bare_line_feeds_are_rewritten_with_crlf() {
+        let raw = "GET / HTTP/1.1\nHost: gw\nCookie: s=1\n\n";
+        assert_eq!(
+            upstream(raw),
+            "GET / HTTP/1.1\r\nhost: gw\r\ncookie: s=1\r\nx-forwarded-for: 192.0.2.7\r\n\
+             x-forwarded-proto: http\r\nx-forwarded-host: gw\r\nx-forwarded-user: ada\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_body_length_is_written_canonically() {
+        let raw = "POST /a HTTP/1.1\r\nHost: gw\r\nCookie: s=1\r\nContent-Length: 0005\r\n\r\n";
+        let (head, _) = forwarded(raw);
+        assert_eq!(head.content_length, Some(5));
+        assert!(upstream(raw).contains("\r\ncontent-length: 5\r\n"));
+        let bodyless = "POST /a HTTP/1.1\r\nHost: gw\r\nCookie: s=1\r\n\r\n";
+        assert_eq!(forwarded(bodyless).0.content_length, None);
+        assert!(!upstream(bodyless).contains("content-length"));
+    }
+
+    #[test]
+    fn connection_close_is_noted_and_not_forwarded() {
+        let raw = "GET / HTTP/1.1\r\nHost: gw\r\nCookie: s=1\r\nConnection: Close\r\n\r\n";
+        assert!(forwarded(raw).0.close);
+        assert!(!upstream(raw).to_ascii_lowercase().contains("connection"));
+    }
+
+    #[test]
+    fn an_incomplete_head_waits_for_more() {
+        assert_eq!(verdict("GET / HTTP/1.1\r\nHost: gw\r\n"), Verdict::Partial);
+        assert_eq!(verdict("GE"), Verdict::Partial);
+    }
+
+    #[test]
+    fn everything_unusual_goes_to_the_general_path() {
+        let base = "Host: gw\r\nCookie: s=1\r\n";
+        for raw in [
+            // Framing the general path decides on.
+            format!("POST / HTTP/1.1\r\n{base}Transfer-Encoding: chunked\r\n\r\n"),
+            format!("POST / HTTP/1.1\r\n{base}Content-Length: 1\r\nContent-Length: 1\r\n\r\n"),
+            format!("POST / HTTP/1.1\r\n{base}Content-Length: +5\r\n\r\n"),
+            format!("POST / HTTP/1.1\r\n{base}Content-Length: 0x5\r\n\r\n"),
+            format!("POST / HTTP/1.1\r\n{base}Content-Length: 5 5\r\n\r\n"),
+            format!("POST / HTTP/1.1\r\n{base}Content-Length: \r\n\r\n"),
+            format!("POST / HTTP/1.1\r\n{base}Content-Length: 65537\r\n\r\n"),
+            format!("POST / HTTP/1.1\r\n{base}Expect: 100-continue\r\n\r\n"),
+            // Protocol switches, other versions, tunnels, absolute targets.
+            format!("GET / HTTP/1.1\r\n{base}Upgrade: websocket\r\nConnection: upgrade\r\n\r\n"),
+            format!("GET / HTTP/1.0\r\n{base}\r\n"),
+            format!("CONNECT gw:443 HTTP/1.1\r\n{base}\r\n"),
+            format!("GET http://other/x HTTP/1.1\r\n{base}\r\n"),
+            format!("GET * HTTP/1.1\r\n{base}\r\n"),
+            format!("GET /a\"b HTTP/1.1\r\n{base}\r\n"),
+            // The gateway's own routes.
+            format!("GET /oauth/login HTTP/1.1\r\n{base}\r\n"),
+            format!("GET /.idgate/me HTTP/1.1\r\n{base}\r\n"),
+            // No session, two sessions, no or two hosts.
+            "GET / HTTP/1.1\r\nHost: gw\r\n\r\n".to_string(),
+            format!("GET / HTTP/1.1\r\n{base}Cookie: t=2\r\n\r\n"),
+            "GET / HTTP/1.1\r\nCookie: s=1\r\n\r\n".to_string(),
+            format!("GET / HTTP/1.1\r\n{base}Host: other\r\n\r\n"),
+            // Connection naming other headers.
+            format!("GET / HTTP/1.1\r\n{base}Connection: x-secret\r\nX-Secret: 1\r\n\r\n"),
+            // Malformed: obs-fold, space before the colon, control bytes.
+            format!("GET / HTTP/1.1\r\n{base}X-A: 1\r\n  folded\r\n\r\n"),
+            format!("GET / HTTP/1.1\r\n{base}X-A : 1\r\n\r\n"),
+            format!("GET / HTTP/1.1\r\n{base}X-A: a\0b\r\n\r\n"),
+            format!("GET / HTTP/1.1\r\n{base}X-A: a\rb\r\n\r\n"),
+            // Over the limits.
+            format!("GET /{} HTTP/1.1\r\n{base}\r\n", "a".repeat(64)),
+            format!("GET / HTTP/1.1\r\n{base}X-Big: {}\r\n\r\n", "a".repeat(512)),
+        ] {
+            assert_eq!(verdict(&raw), Verdict::HandOff, "{raw:?}");
+        }
+        let endless = format!("GET / HTTP/1.1\r\n{base}X-Big: {}", "a".repeat(600));
+        assert_eq!(verdict(&endless), Verdict::HandOff);
+    }
+
+    #[test]
+    fn configured_identity_headers_are_dropped_too() {
+        let names = ["x-remote-user".to_string()];
+        let limits = Limits {
+            identity_headers: &names,
+            ..limits()
+        };
+        let raw = "GET / HTTP/1.1\r\nHost: gw\r\nCookie: s=1\r\nX_Remote_User: root\r\n\r\n";
+        let mut fields = Vec::new();
+        assert!(matches!(
+            parse(raw.as_bytes(), &limits, &mut fields),
+            Verdict::Forward(_)
+        ));
+        assert!(fields.is_empty());
+    }
+}

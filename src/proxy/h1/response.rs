@@ -1,0 +1,278 @@
+//! The upstream's response heads on the HTTP/1 fast path: parsed with
+//! httparse, their framing decided as RFC 9112 §6.3 has it (anything
+//! ambiguous is refused), and rewritten for the client without hop-by-hop
+//! headers.
+
+use std::io::Write as _;
+
+use super::request::{line, MAX_HEADERS};
+
+/// How the response body is delimited.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Framing {
+    /// No body (HEAD, 204, 304).
+    Empty,
+    Length(u64),
+    /// Relayed chunk by chunk, written anew.
+    Chunked,
+    /// Until the upstream closes; the client's connection closes after it.
+    UntilClose,
+}
+
+/// What the bytes the upstream has sent so far hold.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply {
+    Partial,
+    /// A 1xx interim answer of this many bytes, skipped.
+    Interim(usize),
+    Final(Final),
+    /// A `101 Switching Protocols` nobody asked for.
+    Switch,
+    Malformed(&'static str),
+}
+
+/// A final response head, already written for the client.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Final {
+    /// Bytes of the head in the upstream's buffer.
+    pub len: usize,
+    pub status: u16,
+    pub framing: Framing,
+    /// The upstream connection may carry another request afterwards.
+    pub reusable: bool,
+    /// The client's connection closes after this answer.
+    pub close: bool,
+}
+
+/// Response headers that concern one connection only (RFC 9110 §7.6.1);
+/// `transfer-encoding` is written anew when the body is chunked, and
+/// trailers are not relayed.
+const HOP_BY_HOP: &[&[u8]] = &[
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"proxy-authenticate",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+];
+
+/// Parses the response head at the start of `buf` (an answer to a HEAD
+/// request when `head_request`); a final one is written into `out` for a
+/// client whose connection closes afterwards when `close`.
+pub fn parse(
+    buf: &[u8],
+    max_bytes: usize,
+    head_request: bool,
+    close: bool,
+    out: &mut Vec<u8>,
+) -> Reply {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut storage);
+    let len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len <= max_bytes => len,
+        Ok(httparse::Status::Partial) if buf.len() <= max_bytes => return Reply::Partial,
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => {
+            return Reply::Malformed("response head too large")
+        }
+        Err(_) => return Reply::Malformed("response head does not parse"),
+    };
+    let status = res.code.unwrap_or_default();
+    match status {
+        101 => return Reply::Switch,
+        100..=199 => return Reply::Interim(len),
+        _ => {}
+    }
+    let mut reusable = res.version == Some(1);
+    let mut named: Vec<&[u8]> = Vec::new();
+    let (mut length, mut chunked) = (None, false);
+    for h in res.headers.iter() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"connection") {
+            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    reusable = false;
+                } else if !token.is_empty() {
+                    named.push(token);
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            let n = match std::str::from_utf8(h.value) {
+                Ok(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => v.parse().ok(),
+                _ => None,
+            };
+            match (n, length) {
+                (None, _) => return Reply::Malformed("invalid Content-Length"),
+                (Some(n), Some(seen)) if n != seen => {
+                    return Reply::Malformed("conflicting Content-Length")
+                }
+                (n, _) => length = n,
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if chunked || !h.value.eq_ignore_ascii_case(b"chunked") {
+                return Reply::Malformed("transfer coding other than chunked");
+            }
+            chunked = true;
+        }
+    }
+    let framing = if head_request || status == 204 || status == 304 {
+        Framing::Empty
+    } else {
+        match (length, chunked) {
+            (Some(_), true) => return Reply::Malformed("both Content-Length and chunked"),
+            (Some(n), false) => Framing::Length(n),
+            (None, true) => Framing::Chunked,
+            (None, false) => Framing::UntilClose,
+        }
+    };
+    let close = close || framing == Framing::UntilClose;
+
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .or(res.reason)
+        .unwrap_or("");
+    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
+    for h in res.headers.iter() {
+        let name = h.name.as_bytes();
+        let hop = HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
+            || named.iter().any(|n| name.eq_ignore_ascii_case(n));
+        if !hop {
+            line(out, name, h.value);
+        }
+    }
+    if framing == Framing::Chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Reply::Final(Final {
+        len,
+        status,
+        framing,
+        reusable: reusable && framing != Framing::UntilClose,
+        close,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(raw: &str, head_request: bool) -> (Reply, String) {
+        let mut out = Vec::new();
+        let r = parse(raw.as_bytes(), 1024, head_request, false, &mut out);
+        (r, String::from_utf8(out).unwrap())
+    }
+
+    fn final_of(raw: &str) -> (Final, String) {
+        match reply(raw, false) {
+            (Reply::Final(f), out) => (f, out),
+            other => panic!("not a final answer: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_sized_answer_is_relayed_without_hop_by_hop_headers() {
+        let raw = "HTTP/1.1 200 Fine\r\nContent-Length: 2\r\nConnection: keep-alive, X-Foo\r\n\
+                   X-Foo: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: x\r\n\
+                   Set-Cookie: a=1\r\n\r\nhi";
+        let (f, out) = final_of(raw);
+        assert_eq!(f.len, raw.len() - 2);
+        assert_eq!(
+            (f.status, f.framing, f.reusable, f.close),
+            (200, Framing::Length(2), true, false)
+        );
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nSet-Cookie: a=1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn chunked_answers_are_announced_anew() {
+        let (f, out) =
+            final_of("HTTP/1.1 200 OK\r\nTransfer-Encoding: CHUNKED\r\nTrailer: x\r\n\r\n");
+        assert_eq!(f.framing, Framing::Chunked);
+        assert_eq!(out, "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+    }
+
+    #[test]
+    fn an_answer_until_close_closes_the_client_connection_too() {
+        let (f, out) = final_of("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n");
+        assert_eq!(
+            (f.framing, f.reusable, f.close),
+            (Framing::UntilClose, false, true)
+        );
+        assert!(out.ends_with("connection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn bodyless_answers_keep_their_length_header() {
+        for (raw, head) in [
+            ("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", true),
+            ("HTTP/1.1 204 No Content\r\n\r\n", false),
+            (
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n",
+                false,
+            ),
+        ] {
+            let (Reply::Final(f), out) = reply(raw, head) else {
+                panic!("{raw}")
+            };
+            assert_eq!((f.framing, f.reusable), (Framing::Empty, true), "{raw}");
+            assert_eq!(
+                out.contains("Content-Length"),
+                raw.contains("Content-Length")
+            );
+        }
+    }
+
+    #[test]
+    fn upstream_close_and_http_1_0_end_the_upstream_connection() {
+        let (f, _) = final_of("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+        assert!(!f.reusable && !f.close);
+        let (f, _) = final_of("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+        assert!(!f.reusable);
+    }
+
+    #[test]
+    fn interim_answers_and_switches_are_told_apart() {
+        let raw = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n";
+        assert_eq!(reply(raw, false).0, Reply::Interim(25));
+        let switch = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+        assert_eq!(reply(switch, false).0, Reply::Switch);
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused() {
+        for raw in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n",
+            "garbage\r\n\r\n",
+        ] {
+            assert!(matches!(reply(raw, false).0, Reply::Malformed(_)), "{raw}");
+        }
+        let (r, out) = reply(
+            &format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(2000)),
+            false,
+        );
+        assert!(matches!(r, Reply::Malformed(_)) && out.is_empty());
+    }
+
+    #[test]
+    fn a_partial_head_waits_for_more() {
+        assert_eq!(
+            reply("HTTP/1.1 200 OK\r\nContent-", false).0,
+            Reply::Partial
+        );
+    }
+}
