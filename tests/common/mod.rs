@@ -1,11 +1,14 @@
 //! Shared harness for the black-box tests: the real `idgate` binary started
-//! on loopback with a config written for the test, and a real upstream
-//! server (echo, streaming, SSE, WebSocket, slow and failing routes).
+//! on loopback with a config written for the test, a real upstream server
+//! (echo, streaming, SSE, WebSocket, slow and failing routes), a scripted
+//! raw HTTP/1 upstream, and a raw keep-alive client reading answers off the
+//! wire.
 
 #![allow(dead_code)]
 
 pub mod login;
 pub mod pg;
+pub mod raw_upstream;
 pub mod upstream;
 
 use std::net::{SocketAddr, TcpListener};
@@ -304,36 +307,173 @@ pub fn run_idgate(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> (i32, Stri
 /// One client connection kept open across requests, as a browser keeps it.
 pub struct KeepAlive(std::io::BufReader<std::net::TcpStream>);
 
+/// How long a read from the gateway may take before a test fails.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One response as it came off the wire, its body framed the way RFC 9112
+/// §6.3 says a client must.
+#[derive(Debug)]
+pub struct WireResponse {
+    pub status: u16,
+    /// Names and values exactly as sent.
+    pub headers: Vec<(String, String)>,
+    /// The body, chunked encoding removed.
+    pub body: Vec<u8>,
+}
+
+impl WireResponse {
+    /// Every value of header `name` (any letter case).
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
 impl KeepAlive {
     pub fn open(addr: std::net::SocketAddr) -> Self {
         let s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         Self(std::io::BufReader::new(s))
     }
 
     /// Sends `GET path` with `cookie`; returns the status of the answer.
     pub fn get(&mut self, path: &str, cookie: &str) -> u16 {
-        use std::io::BufRead;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: gw\r\nCookie: {cookie}\r\n\r\n");
-        std::io::Write::write_all(self.0.get_mut(), req.as_bytes()).unwrap();
-        let mut status = String::new();
-        self.0.read_line(&mut status).unwrap();
-        let mut length = 0usize;
+        self.send(format!(
+            "GET {path} HTTP/1.1\r\nHost: gw\r\nCookie: {cookie}\r\n\r\n"
+        ));
+        self.response(false).status
+    }
+
+    /// Writes `bytes` as they are.
+    pub fn send(&mut self, bytes: impl AsRef<[u8]>) {
+        std::io::Write::write_all(self.0.get_mut(), bytes.as_ref()).unwrap();
+    }
+
+    /// Reads the next response, an interim (1xx) one included; `to_head`
+    /// when it answers a HEAD request (no body then, whatever the headers
+    /// say). Panics on a head that declares its length twice over (both
+    /// Content-Length and Transfer-Encoding, or two lengths): the framing a
+    /// request smuggler plays with.
+    pub fn response(&mut self, to_head: bool) -> WireResponse {
+        use std::io::{BufRead, Read};
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = self.0.read_until(b'\n', &mut head).unwrap();
+            assert!(
+                n > 0,
+                "connection closed inside a response head: {:?}",
+                String::from_utf8_lossy(&head)
+            );
+        }
+        let mut fields = [httparse::EMPTY_HEADER; 64];
+        let mut parsed = httparse::Response::new(&mut fields);
+        let complete = parsed.parse(&head).unwrap_or_else(|e| {
+            panic!(
+                "malformed response head ({e}): {:?}",
+                String::from_utf8_lossy(&head)
+            )
+        });
+        assert!(complete.is_complete());
+        let status = parsed.code.unwrap();
+        let headers: Vec<(String, String)> = parsed
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect();
+        let mut response = WireResponse {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        let chunked = response.headers_named("transfer-encoding");
+        let lengths = response.headers_named("content-length");
+        assert!(
+            chunked.is_empty() || lengths.is_empty(),
+            "a response framed twice over: {response:?}"
+        );
+        assert!(
+            lengths.len() < 2,
+            "two Content-Length headers: {response:?}"
+        );
+        if to_head || status < 200 || status == 204 || status == 304 {
+            return response;
+        }
+        if let Some(te) = chunked.last() {
+            assert!(
+                te.trim().to_ascii_lowercase().ends_with("chunked"),
+                "not chunked: {response:?}"
+            );
+            response.body = self.chunked_body();
+        } else if let Some(length) = lengths.first() {
+            let length: usize = length.trim().parse().expect("a decimal Content-Length");
+            response.body = vec![0; length];
+            self.0.read_exact(&mut response.body).unwrap();
+        } else {
+            self.0.read_to_end(&mut response.body).unwrap();
+        }
+        response
+    }
+
+    fn chunked_body(&mut self) -> Vec<u8> {
+        use std::io::{BufRead, Read};
+        let mut body = Vec::new();
         loop {
-            let mut line = String::new();
-            self.0.read_line(&mut line).unwrap();
-            if line == "\r\n" {
+            let mut line = Vec::new();
+            self.0.read_until(b'\n', &mut line).unwrap();
+            let (_, size) = match httparse::parse_chunk_size(&line) {
+                Ok(httparse::Status::Complete(parsed)) => parsed,
+                _ => panic!("bad chunk size line {:?}", String::from_utf8_lossy(&line)),
+            };
+            if size == 0 {
                 break;
             }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap();
-                }
-            }
+            let start = body.len();
+            body.resize(start + size as usize + 2, 0);
+            self.0.read_exact(&mut body[start..]).unwrap();
+            assert!(body.ends_with(b"\r\n"), "chunk without its CRLF");
+            body.truncate(body.len() - 2);
         }
-        let mut body = vec![0; length];
-        std::io::Read::read_exact(&mut self.0, &mut body).unwrap();
-        status.split(' ').nth(1).unwrap().parse().unwrap()
+        // Trailer fields, up to the empty line.
+        loop {
+            let mut line = Vec::new();
+            self.0.read_until(b'\n', &mut line).unwrap();
+            if line == b"\r\n" {
+                return body;
+            }
+            assert!(!line.is_empty(), "connection closed inside a chunked body");
+        }
+    }
+
+    /// Whatever the gateway sends within `within` without being asked:
+    /// nothing, after a well-framed answer.
+    pub fn unasked(&mut self, within: Duration) -> Vec<u8> {
+        use std::io::{BufRead, Read};
+        let mut stray = self.0.buffer().to_vec();
+        self.0.consume(stray.len());
+        if stray.is_empty() {
+            self.0.get_mut().set_read_timeout(Some(within)).unwrap();
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = self.0.read(&mut buf) {
+                stray.extend_from_slice(&buf[..n]);
+            }
+            self.0
+                .get_mut()
+                .set_read_timeout(Some(READ_TIMEOUT))
+                .unwrap();
+        }
+        stray
     }
 
     /// Whether the gateway closed this connection within `within`.
