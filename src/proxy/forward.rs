@@ -99,6 +99,14 @@ impl Gateway {
                 }
             }
         }
+        // A chunked answer's Content-Length is no measure of it: drop it
+        // before forwarding (RFC 9112 §6.3).
+        if response
+            .headers()
+            .contains_key(http::header::TRANSFER_ENCODING)
+        {
+            response.headers_mut().remove(http::header::CONTENT_LENGTH);
+        }
         headers::strip_hop_by_hop(response.headers_mut(), switched);
         let silence = Some(self.upstream.read_timeout());
         response.map(|body| ex.body(status.as_u16(), Either::Left(body), silence))

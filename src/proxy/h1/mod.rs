@@ -433,8 +433,12 @@ where
                 chunks.done()
             }
             Framing::UntilClose => {
-                out.extend_from_slice(&link.buf);
-                link.buf.clear();
+                if !link.buf.is_empty() {
+                    let _ = write!(out, "{:x}\r\n", link.buf.len());
+                    out.extend_from_slice(&link.buf);
+                    out.extend_from_slice(b"\r\n");
+                    link.buf.clear();
+                }
                 false
             }
         };
@@ -451,7 +455,13 @@ where
         }
         link.buf.reserve(UPSTREAM_READ);
         match link.io.read_buf(&mut link.buf).await {
-            Ok(0) if reply.framing == Framing::UntilClose => return Ok(false),
+            Ok(0) if reply.framing == Framing::UntilClose => {
+                io.write_all(b"0\r\n\r\n")
+                    .await
+                    .map_err(|_| Broken::Client)?;
+                io.flush().await.map_err(|_| Broken::Client)?;
+                return Ok(false);
+            }
             Ok(0) => {
                 let e = std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
