@@ -60,7 +60,7 @@ fn bench_headers(c: &mut Criterion) {
     c.bench_function("strip identity headers (none present)", |b| {
         b.iter_batched_ref(
             || clean.clone(),
-            |req| headers::strip_identity_headers(black_box(req), &reserved),
+            |req| headers::strip_client_reserved(black_box(req), &reserved),
             criterion::BatchSize::SmallInput,
         )
     });
@@ -78,7 +78,7 @@ fn bench_headers(c: &mut Criterion) {
     c.bench_function("strip identity headers (three spoofed)", |b| {
         b.iter_batched_ref(
             || spoofed.clone(),
-            |req| headers::strip_identity_headers(black_box(req), &reserved),
+            |req| headers::strip_client_reserved(black_box(req), &reserved),
             criterion::BatchSize::SmallInput,
         )
     });

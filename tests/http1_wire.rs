@@ -772,3 +772,38 @@ async fn a_post_after_the_upstream_closed_an_idle_connection_goes_on_a_new_one()
     up.assert_received_only(&["/first", "/second"]);
     assert_eq!(up.connections(), 2);
 }
+
+/// Framing and forwarding headers spelt with `_` (which CGI-style upstreams
+/// read as the real ones) never reach the upstream, on either path: the
+/// first request is an ordinary one, the second a chunked upload.
+#[tokio::test(flavor = "multi_thread")]
+async fn underscore_lookalikes_of_framing_and_forwarding_headers_stay_behind() {
+    let up = RawUpstream::answering_targets().await;
+    let s = signed_in(&up.url(), "", None).await;
+    let lookalikes = "Content_Length: 3\r\nTransfer_Encoding: chunked\r\n\
+                      X_Forwarded_For: 10.0.0.1\r\nX_Forwarded_Host: admin.internal\r\n\
+                      X_Real_IP: 10.0.0.1\r\nX_Custom: kept\r\n";
+    let mut c = KeepAlive::open(s.gw.public);
+    c.send(format!(
+        "GET /plain HTTP/1.1\r\nHost: gw\r\nCookie: {}\r\n{lookalikes}\r\n\
+         POST /chunked HTTP/1.1\r\nHost: gw\r\nCookie: {}\r\n{lookalikes}\
+         Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+        s.cookie, s.cookie
+    ));
+    assert_eq!(c.response(false).body_text(), "/plain");
+    assert_eq!(c.response(false).body_text(), "/chunked");
+    up.assert_received_only(&["/plain", "/chunked"]);
+    for r in up.requests() {
+        let raw = String::from_utf8_lossy(&r.raw).to_ascii_lowercase();
+        for name in [
+            "content_length",
+            "transfer_encoding",
+            "x_forwarded",
+            "x_real_ip",
+        ] {
+            assert!(!raw.contains(name), "{name} reached the upstream:\n{raw}");
+        }
+        assert!(raw.contains("x_custom: kept"), "{raw}");
+        assert_eq!(r.headers_named("x-forwarded-for"), ["127.0.0.1"]);
+    }
+}

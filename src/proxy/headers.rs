@@ -40,13 +40,36 @@ pub fn is_reserved(name: &[u8], reserved: &[String]) -> bool {
         || reserved.iter().any(|r| same_name(name, r.as_bytes()))
 }
 
+/// Framing and forwarding headers that some upstream stacks also read when
+/// spelt with `_` for `-` (CGI-style variables make both one name).
+const LOOKALIKE_TARGETS: &[&[u8]] = &[
+    b"content-length",
+    b"transfer-encoding",
+    b"keep-alive",
+    b"proxy-connection",
+    b"proxy-authorization",
+    b"x-real-ip",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+];
+
+/// Whether `name` is a framing or forwarding header spelt with `_`: from a
+/// client it is dropped, so no upstream reads it as the real one.
+pub fn is_lookalike(name: &[u8]) -> bool {
+    name.contains(&b'_') && LOOKALIKE_TARGETS.iter().any(|t| same_name(name, t))
+}
+
 /// Removes every copy of every reserved identity header from `headers`,
-/// whatever its case or separator. Returns how many distinct names were
-/// removed.
-pub fn strip_identity_headers(headers: &mut HeaderMap, reserved: &[String]) -> usize {
+/// whatever its case or separator, and the `_` look-alikes of framing and
+/// forwarding headers. Returns how many distinct names were removed.
+pub fn strip_client_reserved(headers: &mut HeaderMap, reserved: &[String]) -> usize {
     let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| is_reserved(n.as_str().as_bytes(), reserved))
+        .filter(|n| {
+            let n = n.as_str().as_bytes();
+            is_reserved(n, reserved) || is_lookalike(n)
+        })
         .cloned()
         .collect();
     for name in &doomed {
@@ -250,10 +273,27 @@ mod tests {
             ("x-forwarded-users", "kept"),
             ("accept", "text/html"),
         ]);
-        strip_identity_headers(&mut h, &reserved());
+        strip_client_reserved(&mut h, &reserved());
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, vec!["accept", "x-forwarded-users"]);
+    }
+
+    #[test]
+    fn underscore_lookalikes_of_framing_and_forwarding_headers_are_stripped() {
+        let mut h = headers(&[
+            ("content_length", "5"),
+            ("Transfer_Encoding", "chunked"),
+            ("x_forwarded_for", "10.0.0.1"),
+            ("X_Forwarded_Host", "admin.internal"),
+            ("x_real_ip", "10.0.0.1"),
+            ("x-forwarded-for", "kept here, replaced later"),
+            ("x_custom_header", "kept"),
+        ]);
+        strip_client_reserved(&mut h, &reserved());
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, vec!["x-forwarded-for", "x_custom_header"]);
     }
 
     #[test]

@@ -123,7 +123,7 @@ impl Gateway {
             ex.route = RouteClass::Rejected;
             return answered(ex, refused, http1);
         }
-        headers::strip_identity_headers(&mut parts.headers, &self.settings.identity_headers);
+        headers::strip_client_reserved(&mut parts.headers, &self.settings.identity_headers);
         let route = routes::classify(&parts.method, parts.uri.path());
         ex.route = match route {
             Route::Proxy => RouteClass::Proxy,

@@ -29,7 +29,8 @@ use request::{Head, Limits, Rewrite, Verdict};
 use response::{Final, Framing, Reply};
 use wire::Wire;
 
-/// Longest wait for the next request head, or for the rest of a body.
+/// Longest wait for the next request, for the rest of its head once it has
+/// begun, and for its body.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest response head taken from the upstream.
 const MAX_RESPONSE_HEAD: usize = 256 * 1024;
@@ -150,6 +151,9 @@ impl Gateway {
             max_header_bytes: self.settings.max_header_bytes,
             identity_headers: &self.settings.identity_headers,
         };
+        // An idle connection waits this long for a request; once its first
+        // bytes came, the whole head must arrive within as long again.
+        let mut deadline = Instant::now() + CLIENT_TIMEOUT;
         let head = loop {
             if !bufs.client.is_empty() {
                 match request::parse(&bufs.client, &limits, &mut bufs.fields) {
@@ -159,17 +163,15 @@ impl Gateway {
                 }
             }
             let idle = bufs.client.is_empty();
-            let read = read_client(io, &mut bufs.client);
-            let more = if idle {
-                tokio::select! {
-                    more = read => more,
-                    _ = stop.wait_for(|stop| *stop) => false,
-                }
-            } else {
-                read.await
+            let more = tokio::select! {
+                more = read_client(io, &mut bufs.client, deadline) => more,
+                _ = stop.wait_for(|stop| *stop) => false,
             };
             if !more {
                 return Some(false);
+            }
+            if idle {
+                deadline = Instant::now() + CLIENT_TIMEOUT;
             }
         };
         let cookie = &bufs.client[head.cookie.clone()];
@@ -184,8 +186,9 @@ impl Gateway {
         ex.live = Some(live.clone());
 
         let body = usize::try_from(head.content_length.unwrap_or(0)).unwrap_or(usize::MAX);
+        let deadline = Instant::now() + CLIENT_TIMEOUT;
         while bufs.client.len() < head.len + body {
-            if !read_client(io, &mut bufs.client).await {
+            if !read_client(io, &mut bufs.client, deadline).await {
                 ex.error = Some("client_gone");
                 return Some(false);
             }
@@ -330,11 +333,15 @@ impl Gateway {
 }
 
 /// Reads more of the client's bytes; false when the client closed, failed
-/// or stayed silent too long.
-async fn read_client<C: AsyncRead + Unpin>(io: &mut C, buf: &mut BytesMut) -> bool {
+/// or sent nothing more by `deadline`.
+async fn read_client<C: AsyncRead + Unpin>(
+    io: &mut C,
+    buf: &mut BytesMut,
+    deadline: Instant,
+) -> bool {
     buf.reserve(CLIENT_READ);
     matches!(
-        tokio::time::timeout(CLIENT_TIMEOUT, io.read_buf(buf)).await,
+        tokio::time::timeout_at(deadline.into(), io.read_buf(buf)).await,
         Ok(Ok(n)) if n > 0
     )
 }

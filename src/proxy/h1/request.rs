@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use http::Method;
 
-use crate::proxy::headers::is_reserved;
+use crate::proxy::headers::{is_lookalike, is_reserved};
 use crate::proxy::routes::{self, Route};
 
 /// Most header fields a request may carry (as on the general path).
@@ -101,7 +101,7 @@ fn kind(name: &[u8], identity: &[String]) -> Kind {
     if let Some((_, k)) = NAMED.iter().find(|(n, _)| name.eq_ignore_ascii_case(n)) {
         return *k;
     }
-    if is_reserved(name, identity) {
+    if is_reserved(name, identity) || is_lookalike(name) {
         Kind::Drop
     } else {
         Kind::Keep
@@ -303,6 +303,7 @@ mod tests {
         let raw = "GET /console/apps?x=1 HTTP/1.1\r\nHost: gw\r\nCookie: s=1\r\n\
                    Accept: text/html\r\nX-Forwarded-User: mallory\r\nX-Idgate-Any: x\r\n\
                    X-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nKeep-Alive: 5\r\n\
+                   X_Forwarded_Host: evil\r\nContent_Length: 5\r\nTransfer_Encoding: chunked\r\n\
                    Connection: keep-alive\r\nTE: trailers\r\nUser-Agent: t\r\n\r\nNEXT";
         let (head, _) = forwarded(raw);
         assert_eq!(head.len, raw.len() - 4);

@@ -117,7 +117,11 @@ pub fn parse(
             chunked = true;
         }
     }
-    let framing = if head_request || status == 204 || status == 304 {
+    let bodyless = head_request || status == 204 || status == 304;
+    // An upstream that announces a body it must not send may send it all
+    // the same: its connection carries no further request.
+    reusable &= !(bodyless && (chunked || length.is_some_and(|n| n > 0)));
+    let framing = if bodyless {
         Framing::Empty
     } else {
         match (length, chunked) {
@@ -127,21 +131,33 @@ pub fn parse(
             (None, false) => Framing::UntilClose,
         }
     };
-    let reason = http::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .or(res.reason)
+    let reason = res
+        .reason
+        .filter(|r| !r.is_empty())
+        .or_else(|| http::StatusCode::from_u16(status).ok()?.canonical_reason())
         .unwrap_or("");
     let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
     for h in res.headers.iter() {
         let name = h.name.as_bytes();
-        let hop = HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
+        // Content-Length is written below from the framing, so that no
+        // `Connection` token can take it away.
+        let skipped = HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
             || named.iter().any(|n| name.eq_ignore_ascii_case(n))
-            // A 204 has no content to measure (RFC 9110 §8.6).
-            || (status == 204 && name.eq_ignore_ascii_case(b"content-length"));
-        if !hop {
+            || name.eq_ignore_ascii_case(b"content-length");
+        if !skipped {
             line(out, name, h.value);
         }
+    }
+    match (framing, length) {
+        (Framing::Length(n), _) => {
+            let _ = write!(out, "content-length: {n}\r\n");
+        }
+        // A 204 has no content to measure (RFC 9110 §8.6); a HEAD or 304
+        // answer tells the length of what a GET would get.
+        (Framing::Empty, Some(n)) if status != 204 => {
+            let _ = write!(out, "content-length: {n}\r\n");
+        }
+        _ => {}
     }
     if matches!(framing, Framing::Chunked | Framing::UntilClose) {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -189,7 +205,7 @@ mod tests {
         );
         assert_eq!(
             out,
-            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nSet-Cookie: a=1\r\n\r\n"
+            "HTTP/1.1 200 Fine\r\nSet-Cookie: a=1\r\ncontent-length: 2\r\n\r\n"
         );
     }
 
@@ -213,23 +229,46 @@ mod tests {
 
     #[test]
     fn bodyless_answers_keep_their_length_header_but_204() {
-        for (raw, head) in [
-            ("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", true),
+        for (raw, head, reusable) in [
             (
-                "HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n",
+                true,
                 false,
             ),
             (
+                "HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\n",
+                false,
+                false,
+            ),
+            ("HTTP/1.1 204 No Content\r\n\r\n", false, true),
+            (
                 "HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n",
                 false,
+                false,
+            ),
+            (
+                "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
+                false,
+                true,
             ),
         ] {
             let (Reply::Final(f), out) = reply(raw, head) else {
                 panic!("{raw}")
             };
-            assert_eq!((f.framing, f.reusable), (Framing::Empty, true), "{raw}");
-            assert_eq!(out.contains("Content-Length"), f.status != 204, "{raw}");
+            assert_eq!((f.framing, f.reusable), (Framing::Empty, reusable), "{raw}");
+            let length = raw.contains("Content-Length") && f.status != 204;
+            assert_eq!(out.contains("content-length"), length, "{raw}");
         }
+    }
+
+    #[test]
+    fn no_connection_token_takes_the_length_away() {
+        let raw = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: Content-Length\r\n\r\nhello";
+        let (f, out) = final_of(raw);
+        assert_eq!(f.framing, Framing::Length(5));
+        assert_eq!(out, "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n");
+        let twice = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(final_of(twice).1.matches("content-length").count(), 1);
     }
 
     #[test]
