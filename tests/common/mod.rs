@@ -310,6 +310,15 @@ pub struct KeepAlive(std::io::BufReader<std::net::TcpStream>);
 /// How long a read from the gateway may take before a test fails.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Every value of header `name` (any letter case) among `headers`.
+pub fn values_named<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
 /// One response as it came off the wire, its body framed the way RFC 9112
 /// §6.3 says a client must.
 #[derive(Debug)]
@@ -324,11 +333,7 @@ pub struct WireResponse {
 impl WireResponse {
     /// Every value of header `name` (any letter case).
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        values_named(&self.headers, name)
     }
 
     pub fn body_text(&self) -> String {

@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::values_named;
+
 /// One request as the upstream read it.
 #[derive(Debug, Clone)]
 pub struct ParsedRequest {
@@ -29,11 +31,7 @@ pub struct ParsedRequest {
 impl ParsedRequest {
     /// Every value of header `name` (any letter case).
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        values_named(&self.headers, name)
     }
 }
 
