@@ -282,7 +282,6 @@ impl Gateway {
         let idle_timeout = self.upstream.idle_timeout();
         let reused = kept
             .take()
-            .filter(|w| w.idle_for() < idle_timeout)
             .and_then(|mut w| w.usable(idle_timeout).then_some(w))
             .or_else(|| self.wires.take(idle_timeout));
         let (mut link, mut again) = match reused {
