@@ -36,7 +36,7 @@ pub const MAX_IDLE: usize = 256;
 
 /// A connection idle at least this long may have been closed by the
 /// upstream's keep-alive timeout just as a request goes out on it.
-pub const STALE_AFTER: Duration = Duration::from_secs(1);
+const STALE_AFTER: Duration = Duration::from_secs(1);
 
 /// Why a request could not be exchanged with the upstream.
 #[derive(Debug, thiserror::Error)]
