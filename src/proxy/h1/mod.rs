@@ -323,8 +323,7 @@ impl Gateway {
         if head.method != http::Method::HEAD {
             out.extend_from_slice(&body);
         }
-        if io.write_all(&out).await.is_ok() {
-            let _ = io.flush().await;
+        if write_flushed(io, &out).await.is_ok() {
             let _ = io.shutdown().await;
         }
         status.as_u16()
@@ -345,6 +344,12 @@ async fn read_client<C: AsyncRead + Unpin>(
     )
 }
 
+/// Writes all of `bytes` and flushes them (TLS holds them otherwise).
+async fn write_flushed<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    w.write_all(bytes).await?;
+    w.flush().await
+}
+
 /// One request out and its final response head in.
 async fn round_trip(
     link: &mut Wire,
@@ -354,11 +359,9 @@ async fn round_trip(
     client_head: &mut Vec<u8>,
 ) -> Result<Final, Trip> {
     link.buf.clear();
-    let written = match link.io.write_all(request).await {
-        Ok(()) => link.io.flush().await,
-        Err(e) => Err(e),
-    };
-    written.map_err(|e| Trip::Unsent(UpstreamError::Wire(e)))?;
+    write_flushed(&mut link.io, request)
+        .await
+        .map_err(|e| Trip::Unsent(UpstreamError::Wire(e)))?;
     let mut interim = false;
     loop {
         match response::parse(
@@ -449,11 +452,7 @@ where
             }
         };
         if !out.is_empty() {
-            let written = match io.write_all(out).await {
-                Ok(()) => io.flush().await,
-                Err(e) => Err(e),
-            };
-            written.map_err(|_| Broken::Client)?;
+            write_flushed(io, out).await.map_err(|_| Broken::Client)?;
             out.clear();
         }
         if finished {
@@ -462,10 +461,9 @@ where
         link.buf.reserve(UPSTREAM_READ);
         match link.io.read_buf(&mut link.buf).await {
             Ok(0) if reply.framing == Framing::UntilClose => {
-                io.write_all(b"0\r\n\r\n")
+                write_flushed(io, b"0\r\n\r\n")
                     .await
                     .map_err(|_| Broken::Client)?;
-                io.flush().await.map_err(|_| Broken::Client)?;
                 return Ok(false);
             }
             Ok(0) => {
