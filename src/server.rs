@@ -100,6 +100,7 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
     let settings = ProxySettings {
         max_header_bytes: s.max_header_bytes,
         max_uri_bytes: s.max_uri_bytes,
+        client_timeout: s.client_timeout,
         trusted_proxies: cfg.trusted_proxies.clone(),
         identity_headers: DEFAULT_IDENTITY_HEADERS
             .iter()
@@ -116,6 +117,7 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
         },
         tls: cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from),
         max_head_bytes: head_buffer(s.max_header_bytes, s.max_uri_bytes),
+        client_timeout: s.client_timeout,
         open_connections: metrics.open_connections.clone(),
     };
     let mut signals = {

@@ -93,6 +93,7 @@ format = "xml"
 listen = "localhost"
 public_url = "/relative"
 trusted_proxies = ["10.0.0.0/33"]
+client_timeout = "0s"
 
 [server.tls]
 cert = "/nonexistent/cert.pem"
@@ -114,6 +115,7 @@ format = "xml"
         "server.listen: \"localhost\" is not an address",
         "server.public_url: \"/relative\" is not an absolute URL; write one like http://localhost:8080",
         "server.trusted_proxies: \"10.0.0.0/33\" is not an IP address or CIDR",
+        "server.client_timeout: must be longer than zero",
         "server.tls.cert: cannot read /nonexistent/cert.pem",
         "server.tls.key: cannot read /nonexistent/key.pem",
         "upstream.url: \"127.0.0.1:1885\" is not an absolute URL; write it with a scheme, e.g. http://127.0.0.1:1885",

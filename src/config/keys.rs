@@ -64,6 +64,11 @@ pub const KEYS: &[Key] = &[
         "how long SIGTERM waits for in-flight requests",
     ),
     key(
+        "server.client_timeout",
+        Kind::Duration,
+        "longest wait on a client: for a request, between parts of it, to take the answer",
+    ),
+    key(
         "server.threads",
         Kind::Int,
         "proxy worker threads (0 = one per core)",

@@ -200,6 +200,8 @@ pub struct ServerConfig {
     pub max_uri_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    #[serde(with = "humantime_serde")]
+    pub client_timeout: Duration,
     pub threads: usize,
     pub tls: TlsConfig,
 }
@@ -257,6 +259,7 @@ impl Default for ServerConfig {
             max_header_bytes: 32 * 1024,
             max_uri_bytes: 8 * 1024,
             shutdown_grace: Duration::from_secs(30),
+            client_timeout: Duration::from_secs(30),
             threads: 0,
             tls: TlsConfig::default(),
         }

@@ -232,6 +232,7 @@ fn check_limits(config: &Config, p: &mut Vec<Problem>) {
     }
     let u = &config.upstream;
     for (key, d) in [
+        ("server.client_timeout", s.client_timeout),
         ("upstream.connect_timeout", u.connect_timeout),
         ("upstream.read_timeout", u.read_timeout),
         ("upstream.write_timeout", u.write_timeout),

@@ -4,7 +4,6 @@
 //! request counts as in flight until then, and a proxied body that stays
 //! silent longer than the upstream read timeout is cut off.
 
-use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,8 +15,8 @@ use http::Method;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use tokio::time::Sleep;
 
+use super::silence::Silence;
 use crate::metrics::{InFlight, Metrics, RouteClass};
 use crate::session::Live;
 
@@ -75,11 +74,7 @@ impl Exchange {
         self.status = status;
         Tracked {
             inner,
-            silence: silence.map(|limit| Silence {
-                limit,
-                timer: None,
-                armed: false,
-            }),
+            silence: silence.map(Silence::new),
             polled: false,
             exchange: self,
         }
@@ -126,14 +121,6 @@ impl Drop for Exchange {
     }
 }
 
-/// The upstream read timeout applied to each chunk of a proxied body.
-struct Silence {
-    limit: Duration,
-    /// Made at the first wait, then reset for each later one.
-    timer: Option<Pin<Box<Sleep>>>,
-    armed: bool,
-}
-
 /// The response body as the client receives it.
 pub struct Tracked {
     inner: Inner,
@@ -156,7 +143,7 @@ impl Body for Tracked {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(silence) = &mut this.silence {
-                    silence.armed = false;
+                    silence.heard();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -172,14 +159,7 @@ impl Body for Tracked {
                 let Some(silence) = &mut this.silence else {
                     return Poll::Pending;
                 };
-                let limit = silence.limit;
-                let timer = silence
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-                if !std::mem::replace(&mut silence.armed, true) {
-                    timer.as_mut().reset(tokio::time::Instant::now() + limit);
-                }
-                if timer.as_mut().poll(cx).is_ready() {
+                if silence.poll_quiet(cx).is_ready() {
                     tracing::warn!("the upstream went silent in the middle of an answer; cut off");
                     this.exchange.finish(Some("upstream_timeout"));
                     return Poll::Ready(Some(Err("the upstream went silent".into())));

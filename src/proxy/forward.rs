@@ -37,7 +37,7 @@ impl Gateway {
         self.upstream_head(conn, &mut parts, &live, upgrade);
         ex.live = Some(live);
 
-        let (body, sent) = Outgoing::new(body);
+        let (body, sent) = Outgoing::new(body, self.settings.client_timeout);
         let mut req = Request::from_parts(parts, body);
         let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
         let started = Instant::now();
@@ -62,6 +62,12 @@ impl Gateway {
 
         let mut response = match result {
             Ok(response) => response,
+            Err(e) if e.client_stalled() => {
+                tracing::debug!(error = %e, "client stalled during its upload");
+                ex.error = Some("client_timeout");
+                let answer = Answer::error_page(html, &respond::BODY_TIMEOUT, None).close();
+                return answered(ex, answer, http1);
+            }
             Err(e) if e.client_aborted() => {
                 // The client stopped sending its body: nothing the
                 // upstream did wrong, and nobody left to read an answer.

@@ -3,8 +3,10 @@
 //! and everything it does stays on one core without cross-thread wakeups.
 //! Each connection speaks HTTP/1.1 in clear, or TLS with HTTP/2 or
 //! HTTP/1.1 as ALPN agreed; HTTP/1.1 starts on the fast path (`h1`) and
-//! moves to hyper at its first request the fast path does not take. At shutdown every connection is closed
-//! gracefully: idle ones at once, busy ones after their answer.
+//! moves to hyper at its first request the fast path does not take. A
+//! client that takes no bytes of an answer for `client_timeout` loses its
+//! connection. At shutdown every connection is closed gracefully: idle ones
+//! at once, busy ones after their answer.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use prometheus::IntGauge;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::exchange::Tracked;
@@ -25,9 +28,6 @@ use super::h1::Served;
 use super::{tls, Conn, Gateway};
 use crate::metrics::InFlight;
 
-/// Longest wait for a request head (and for a TLS handshake), so idle or
-/// slow clients cannot hold connections open forever.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most header fields a request may carry.
 const MAX_HEADERS: usize = super::h1::request::MAX_HEADERS;
 /// HTTP/2 connections are pinged this often, and closed when a ping goes
@@ -42,6 +42,9 @@ pub struct ListenerSettings {
     /// The largest request head hyper buffers; the gateway's own, smaller
     /// limits answer with a page before that.
     pub max_head_bytes: usize,
+    /// Longest wait for a TLS handshake, a request head, or a client to
+    /// take bytes written to it.
+    pub client_timeout: Duration,
     /// Counts open client connections.
     pub open_connections: IntGauge,
 }
@@ -112,28 +115,35 @@ async fn serve(
 ) {
     let _open = InFlight::start(&settings.open_connections);
     let _ = stream.set_nodelay(true);
+    let mut stream = TimeoutStream::new(stream);
+    stream.set_write_timeout(Some(settings.client_timeout));
+    let stream = Box::pin(stream);
     let conn = Arc::new(gateway.connection(Some(client)));
-    let served = match &settings.tls {
-        None => serve_http1(stream, &settings, gateway, conn, stop).await,
-        Some(acceptor) => {
-            let stream = match tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
-                Err(_) => return tracing::debug!("TLS handshake timed out"),
-            };
-            if tls::is_h2(stream.get_ref().1) {
-                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    .keep_alive_interval(Some(H2_PING_EVERY))
-                    .keep_alive_timeout(H2_PING_TIMEOUT)
-                    .max_header_list_size(settings.max_head_bytes as u32)
-                    .serve_connection(TokioIo::new(stream), service(gateway, conn));
-                until_stopped!(conn, stop)
-            } else {
-                serve_http1(stream, &settings, gateway, conn, stop).await
+    let served =
+        match &settings.tls {
+            None => serve_http1(stream, &settings, gateway, conn, stop).await,
+            Some(acceptor) => {
+                let stream =
+                    match tokio::time::timeout(settings.client_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => return tracing::debug!("TLS handshake timed out"),
+                    };
+                if tls::is_h2(stream.get_ref().1) {
+                    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .timer(TokioTimer::new())
+                        .keep_alive_interval(Some(H2_PING_EVERY))
+                        .keep_alive_timeout(H2_PING_TIMEOUT)
+                        .max_header_list_size(settings.max_head_bytes as u32)
+                        .serve_connection(TokioIo::new(stream), service(gateway, conn));
+                    until_stopped!(conn, stop)
+                } else {
+                    serve_http1(stream, &settings, gateway, conn, stop).await
+                }
             }
-        }
-    };
+        };
     if let Err(e) = served {
         tracing::debug!(error = %e, "connection ended with an error");
     }
@@ -157,7 +167,7 @@ where
     };
     let mut h1 = hyper::server::conn::http1::Builder::new();
     h1.timer(TokioTimer::new())
-        .header_read_timeout(HEAD_TIMEOUT)
+        .header_read_timeout(settings.client_timeout)
         .max_buf_size(settings.max_head_bytes)
         .max_headers(MAX_HEADERS);
     let conn = h1

@@ -16,6 +16,7 @@ pub mod rate_limit;
 pub mod respond;
 pub mod return_target;
 pub mod routes;
+mod silence;
 pub mod tls;
 pub mod upstream;
 
@@ -39,6 +40,9 @@ use upstream::{Pinned, Upstream};
 pub struct ProxySettings {
     pub max_header_bytes: usize,
     pub max_uri_bytes: usize,
+    /// Longest wait for a client's next request, the rest of its head or
+    /// body, or its next piece of body.
+    pub client_timeout: std::time::Duration,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub identity_headers: Vec<String>,
     /// `https` when the public listener terminates TLS.

@@ -16,6 +16,15 @@ pub struct ErrorAnswer<'a> {
     pub message: &'a str,
 }
 
+/// The answer to a client whose request body stopped coming for longer
+/// than the client timeout.
+pub const BODY_TIMEOUT: ErrorAnswer<'static> = ErrorAnswer {
+    status: 408,
+    code: "request_timeout",
+    title: "Request timed out",
+    message: "The rest of the request did not arrive in time. Try sending it again.",
+};
+
 /// Whether the client prefers a page a person reads (`Accept: text/html`).
 pub fn wants_html(headers: &HeaderMap) -> bool {
     headers.get_all(http::header::ACCEPT).iter().any(|v| {

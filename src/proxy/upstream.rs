@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsConnector;
 
+use super::silence::Silence;
 use super::tls;
 use crate::config::UpstreamConfig;
 
@@ -61,10 +62,30 @@ pub enum UpstreamError {
     Malformed(&'static str),
 }
 
+/// A client that sent nothing of its body for the client timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("the client sent nothing of its body for {0:?}")]
+pub struct ClientStalled(Duration);
+
 impl UpstreamError {
-    /// The client's own body failed (it went away mid-upload).
+    /// The client's own body failed (it went away mid-upload, or stalled).
     pub fn client_aborted(&self) -> bool {
         matches!(self, UpstreamError::Exchange(e) if e.is_user())
+    }
+
+    /// The client's body stopped coming for longer than the client timeout.
+    pub fn client_stalled(&self) -> bool {
+        let UpstreamError::Exchange(e) = self else {
+            return false;
+        };
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            if s.is::<ClientStalled>() {
+                return true;
+            }
+            source = s.source();
+        }
+        false
     }
 
     /// The upstream was too slow (504), rather than unreachable (502).
@@ -381,17 +402,21 @@ impl Drop for Pinned {
 
 /// A client's request body on its way upstream; it tells when the upstream
 /// has taken all of it, so that waiting for the answer is timed from then
-/// on and a long upload is not mistaken for a silent upstream.
+/// on and a long upload is not mistaken for a silent upstream. A client
+/// that sends nothing more of it for `patience` while the upstream waits
+/// fails the upload (`ClientStalled`).
 pub struct Outgoing {
     /// `None` for a request without a body.
     inner: Option<Incoming>,
     sent: Option<Arc<Notify>>,
+    /// Runs while the upstream waits for the client's next bytes.
+    silence: Option<Silence>,
 }
 
 impl Outgoing {
     /// The body, and what is notified once it is all sent (`None` when
     /// there is no body to send).
-    pub fn new(inner: Incoming) -> (Self, Option<Arc<Notify>>) {
+    pub fn new(inner: Incoming, patience: Duration) -> (Self, Option<Arc<Notify>>) {
         if inner.is_end_stream() {
             return (Self::empty(), None);
         }
@@ -399,6 +424,7 @@ impl Outgoing {
         let body = Self {
             inner: Some(inner),
             sent: Some(sent.clone()),
+            silence: Some(Silence::new(patience)),
         };
         (body, Some(sent))
     }
@@ -407,6 +433,7 @@ impl Outgoing {
         Self {
             inner: None,
             sent: None,
+            silence: None,
         }
     }
 
@@ -428,21 +455,33 @@ impl Drop for Outgoing {
 
 impl Body for Outgoing {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         let Some(inner) = &mut this.inner else {
             return Poll::Ready(None);
         };
         let polled = Pin::new(&mut *inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None)) || inner.is_end_stream() {
+        let end = inner.is_end_stream();
+        if let Some(silence) = &mut this.silence {
+            if polled.is_pending() {
+                return match silence.poll_quiet(cx) {
+                    Poll::Ready(()) => {
+                        Poll::Ready(Some(Err(ClientStalled(silence.limit()).into())))
+                    }
+                    Poll::Pending => Poll::Pending,
+                };
+            }
+            silence.heard();
+        }
+        if matches!(polled, Poll::Ready(None)) || end {
             this.done();
         }
-        polled
+        polled.map_err(Into::into)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -509,6 +509,12 @@ impl KeepAlive {
         stray
     }
 
+    /// The connection's reading side, for reading past what `response`
+    /// frames.
+    pub fn reader(&mut self) -> &mut impl std::io::Read {
+        &mut self.0
+    }
+
     /// Whether the gateway closed this connection within `within`.
     pub fn closed_within(&mut self, within: Duration) -> bool {
         use std::io::Read;

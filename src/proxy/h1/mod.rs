@@ -13,14 +13,14 @@ pub mod rewind;
 pub mod wire;
 
 use std::io::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::exchange::Exchange;
-use super::respond::Answer;
+use super::respond::{Answer, BODY_TIMEOUT};
 use super::upstream::UpstreamError;
 use super::{Conn, Gateway};
 use crate::metrics::RouteClass;
@@ -29,9 +29,6 @@ use request::{Head, Limits, Rewrite, Verdict};
 use response::{Final, Framing, Reply};
 use wire::Wire;
 
-/// Longest wait for the next request, for the rest of its head once it has
-/// begun, and for its body.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest response head taken from the upstream.
 const MAX_RESPONSE_HEAD: usize = 256 * 1024;
 /// Read sizes: the client's buffer, the upstream's.
@@ -151,9 +148,11 @@ impl Gateway {
             max_header_bytes: self.settings.max_header_bytes,
             identity_headers: &self.settings.identity_headers,
         };
-        // An idle connection waits this long for a request; once its first
-        // bytes came, the whole head must arrive within as long again.
-        let mut deadline = Instant::now() + CLIENT_TIMEOUT;
+        // An idle connection waits the client timeout for a request; once
+        // its first bytes came, the whole head must arrive within as long
+        // again, and then its body.
+        let patience = self.settings.client_timeout;
+        let mut deadline = Instant::now() + patience;
         let head = loop {
             if !bufs.client.is_empty() {
                 match request::parse(&bufs.client, &limits, &mut bufs.fields) {
@@ -163,15 +162,15 @@ impl Gateway {
                 }
             }
             let idle = bufs.client.is_empty();
-            let more = tokio::select! {
-                more = read_client(io, &mut bufs.client, deadline) => more,
-                _ = stop.wait_for(|stop| *stop) => false,
+            let got = tokio::select! {
+                got = read_client(io, &mut bufs.client, deadline) => got,
+                _ = stop.wait_for(|stop| *stop) => Got::Closed,
             };
-            if !more {
+            if got != Got::More {
                 return Some(false);
             }
             if idle {
-                deadline = Instant::now() + CLIENT_TIMEOUT;
+                deadline = Instant::now() + patience;
             }
         };
         let cookie = &bufs.client[head.cookie.clone()];
@@ -186,11 +185,20 @@ impl Gateway {
         ex.live = Some(live.clone());
 
         let body = usize::try_from(head.content_length.unwrap_or(0)).unwrap_or(usize::MAX);
-        let deadline = Instant::now() + CLIENT_TIMEOUT;
+        let deadline = Instant::now() + patience;
         while bufs.client.len() < head.len + body {
-            if !read_client(io, &mut bufs.client, deadline).await {
-                ex.error = Some("client_gone");
-                return Some(false);
+            match read_client(io, &mut bufs.client, deadline).await {
+                Got::More => {}
+                Got::Closed => {
+                    ex.error = Some("client_gone");
+                    return Some(false);
+                }
+                Got::Late => {
+                    let answer = Answer::error_page(head.html, &BODY_TIMEOUT, None);
+                    let status = self.write_answer(io, answer, &head).await;
+                    ex.ended(status, Some("client_timeout"));
+                    return Some(false);
+                }
             }
         }
         bufs.upstream_head.clear();
@@ -330,18 +338,27 @@ impl Gateway {
     }
 }
 
-/// Reads more of the client's bytes; false when the client closed, failed
-/// or sent nothing more by `deadline`.
+/// What reading more of the client's bytes gave.
+#[derive(PartialEq)]
+enum Got {
+    More,
+    /// The client closed or failed.
+    Closed,
+    /// Nothing came by the deadline.
+    Late,
+}
+
 async fn read_client<C: AsyncRead + Unpin>(
     io: &mut C,
     buf: &mut BytesMut,
     deadline: Instant,
-) -> bool {
+) -> Got {
     buf.reserve(CLIENT_READ);
-    matches!(
-        tokio::time::timeout_at(deadline.into(), io.read_buf(buf)).await,
-        Ok(Ok(n)) if n > 0
-    )
+    match tokio::time::timeout_at(deadline.into(), io.read_buf(buf)).await {
+        Ok(Ok(n)) if n > 0 => Got::More,
+        Ok(_) => Got::Closed,
+        Err(_) => Got::Late,
+    }
 }
 
 /// Writes all of `bytes` and flushes them (TLS holds them otherwise).

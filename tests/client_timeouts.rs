@@ -1,0 +1,164 @@
+//! `server.client_timeout`: how long the gateway waits on a client. A
+//! request body that stops coming gets 408 and reaches the upstream as no
+//! request; a client that stops reading an answer loses its connection; an
+//! idle keep-alive connection is closed. Each on the fast path (requests a
+//! signed-in person's connection starts with) and on hyper's (the rest of a
+//! connection after a request of the gateway's own).
+
+mod common;
+
+use std::io::Read;
+use std::time::Duration;
+
+use common::login::{signed_in, SignedIn};
+use common::raw_upstream::RawUpstream;
+use common::upstream::Upstream;
+use common::KeepAlive;
+
+const TOML: &str = "[server]\nclient_timeout = \"1s\"\n[log]\nformat = \"json\"";
+/// Well past the client timeout, well within any test's patience.
+const PAST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection on the path under test: the fast path's, or hyper's once a
+/// request for the login page (the gateway's own) has moved it there.
+fn connection(s: &SignedIn, hyper: bool) -> KeepAlive {
+    let mut c = KeepAlive::open(s.gw.public);
+    if hyper {
+        c.send("GET /oauth/login HTTP/1.1\r\nHost: gw\r\n\r\n");
+        assert_eq!(c.response(false).status, 200);
+    }
+    c
+}
+
+/// The gateway's access log line for its `nth` (from 0) request for `path`
+/// (the log leaves out query strings), once it is written.
+async fn access_line(s: &SignedIn, path: &str, nth: usize) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + PAST_TIMEOUT;
+    loop {
+        let logs = s.gw.logs();
+        let line = logs
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["target"] == "idgate::access" && l["path"] == path)
+            .nth(nth);
+        if let Some(line) = line {
+            return line;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access line {nth} for {path}:\n{logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An upload that stops halfway: the client is told 408 (a page for a
+/// browser, JSON otherwise), its connection is closed, the upstream has no
+/// complete request, and the operator's log says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_upload_gets_408_and_reaches_no_one() {
+    let up = RawUpstream::answering_targets().await;
+    let s = signed_in(&up.url(), TOML, None).await;
+    for (hyper, framing, part) in [
+        (false, "Content-Length: 100", "hello"),
+        (true, "Transfer-Encoding: chunked", "5\r\nhello\r\n"),
+    ] {
+        for html in [false, true] {
+            let path = format!("/upload-{hyper}-{html}");
+            let accept = if html { "text/html" } else { "*/*" };
+            let mut c = connection(&s, hyper);
+            c.send(format!(
+                "POST {path} HTTP/1.1\r\nHost: gw\r\nCookie: {}\r\nAccept: {accept}\r\n{framing}\r\n\r\n{part}",
+                s.cookie
+            ));
+            let answer = c.response(false);
+            assert_eq!(answer.status, 408, "{path}: {answer:?}");
+            if html {
+                assert!(
+                    answer.body_text().contains("Request timed out"),
+                    "{path}: {answer:?}"
+                );
+            } else {
+                let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+                assert_eq!(json["error"], "request_timeout", "{path}: {answer:?}");
+            }
+            assert!(
+                c.closed_within(PAST_TIMEOUT),
+                "{path}: connection left open"
+            );
+            let line = access_line(&s, &path, 0).await;
+            assert_eq!(line["status"], 408, "{line}");
+            assert_eq!(line["error"], "client_timeout", "{line}");
+        }
+    }
+    assert!(
+        up.requests().is_empty(),
+        "the upstream took a stalled upload as a request:\n{}",
+        up.received_text()
+    );
+}
+
+/// A client that asks for a large answer and then reads none of it: once
+/// its socket is full and the client timeout passes, the gateway closes the
+/// connection, so the client finds far less than the answer when it reads.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_loses_its_connection() {
+    const TOTAL: usize = 256 * 1024 * 1024;
+    let up = Upstream::start().await;
+    let s = signed_in(&up.url(), TOML, None).await;
+    for (nth, hyper) in [false, true].into_iter().enumerate() {
+        let path = format!("/download?bytes={TOTAL}");
+        let mut c = connection(&s, hyper);
+        c.send(format!(
+            "GET {path} HTTP/1.1\r\nHost: gw\r\nCookie: {}\r\n\r\n",
+            s.cookie
+        ));
+        tokio::time::sleep(PAST_TIMEOUT).await;
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1 << 20];
+        while let Ok(n) = c.reader().read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        assert!(
+            got < TOTAL,
+            "hyper={hyper}: the client read all {got} bytes; the connection outlived its stall"
+        );
+        let line = access_line(&s, "/download", nth).await;
+        assert_eq!(line["error"], "client_gone", "{line}");
+    }
+}
+
+/// A kept-alive connection with no next request is closed after the client
+/// timeout, on both paths.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_connection_is_closed_after_the_client_timeout() {
+    let up = RawUpstream::answering_targets().await;
+    let s = signed_in(&up.url(), TOML, None).await;
+    for hyper in [false, true] {
+        let mut c = connection(&s, hyper);
+        assert_eq!(c.get("/first", &s.cookie), 200);
+        assert!(
+            c.closed_within(PAST_TIMEOUT),
+            "hyper={hyper}: an idle connection stayed open"
+        );
+    }
+}
+
+/// A request head that stops halfway is not waited on forever either.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_head_that_stops_halfway_is_closed_after_the_client_timeout() {
+    let up = RawUpstream::answering_targets().await;
+    let s = signed_in(&up.url(), TOML, None).await;
+    for hyper in [false, true] {
+        let mut c = connection(&s, hyper);
+        c.send("GET /half HTTP/1.1\r\nHost: gw\r\n");
+        assert!(
+            c.closed_within(PAST_TIMEOUT),
+            "hyper={hyper}: a half head held the connection"
+        );
+    }
+    assert!(up.requests().is_empty());
+}
