@@ -13,9 +13,12 @@ use http::{HeaderMap, HeaderName};
 use idgate::config::HeadersConfig;
 use idgate::demo::provider::{spawn_local, Client};
 use idgate::identity::assertion::{Signer, SigningKey};
+use idgate::identity::email::Vouching;
 use idgate::identity::Identity;
 use idgate::metrics::Metrics;
 use idgate::oidc::{verify, CacheConfig, Expectations, OidcCache};
+use idgate::providers::registry::Registry;
+use idgate::providers::validate::Rules;
 use idgate::proxy::headers::{self, Peer, DEFAULT_IDENTITY_HEADERS};
 use idgate::proxy::identity_headers::IdentityHeaders;
 use idgate::session::cookies::CookieCodec;
@@ -133,15 +136,22 @@ fn bench_sessions(c: &mut Criterion) {
     let codec = CookieCodec::new(&master, false);
     let (sessions, set_cookie) = rt.block_on(async {
         let store = Store::open(&url, 2).await.expect("store opens");
+        let providers = Registry::load(store.clone(), Vec::new(), Rules::default())
+            .await
+            .expect("providers load");
         let sessions = Sessions::new(
             store,
+            providers,
             codec.clone(),
             Lifetimes {
                 absolute: 12 * 3600,
                 idle: 3600,
             },
         );
-        let set_cookie = sessions.create(identity()).await.expect("session created");
+        let set_cookie = sessions
+            .create(identity(), Vouching::default())
+            .await
+            .expect("session created");
         (sessions, set_cookie)
     });
     let valid = cookie_header(&set_cookie);

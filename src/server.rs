@@ -185,7 +185,12 @@ async fn build_auth(cfg: &Loaded, store: &Store, providers: Arc<Registry>) -> an
         absolute: cfg.config.session.lifetime.as_secs() as i64,
         idle: cfg.config.session.idle_timeout.as_secs() as i64,
     };
-    let sessions = Arc::new(Sessions::new(store.clone(), cookies, lifetimes));
+    let sessions = Arc::new(Sessions::new(
+        store.clone(),
+        providers.clone(),
+        cookies,
+        lifetimes,
+    ));
     let oidc = OidcCache::new(CacheConfig {
         timeout: cfg.config.oidc.timeout,
         allow_insecure_http: cfg.config.oidc.allow_insecure_http,

@@ -224,6 +224,9 @@ async fn update(
         ));
     }
     let updated = s.registry.update(&id, &change).await?;
+    // Its sessions are checked against the new rules at their next request
+    // here, and within the session cache's lifetime on other replicas.
+    s.sessions.forget_provider(&id).await;
     tracing::info!(provider = %id, "provider updated");
     Ok(Json(updated))
 }

@@ -1,6 +1,10 @@
 //! The email rules: Entra does not verify email, so an address is trusted
 //! only when the provider's domain list, or the provider itself, vouches for
 //! it. Identity is (provider, `sub`); the email is only ever an attribute.
+//! A session keeps what its sign-in's email was vouched by, so the rules
+//! can be applied again after the provider's have changed.
+
+use serde::{Deserialize, Serialize};
 
 use crate::providers::Provider;
 
@@ -11,6 +15,45 @@ pub struct Evidence<'a> {
     pub email_verified: Option<bool>,
     pub xms_edov: Option<bool>,
     pub tid: Option<&'a str>,
+}
+
+/// What vouched for an accepted email at sign-in, beyond the address and
+/// the tenant (which the identity keeps).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vouching {
+    /// The provider's issuer is a multi-tenant one.
+    pub multi_tenant: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xms_edov: Option<bool>,
+}
+
+impl Vouching {
+    pub fn of(multi_tenant: bool, ev: &Evidence<'_>) -> Self {
+        Self {
+            multi_tenant,
+            email_verified: ev.email_verified,
+            xms_edov: ev.xms_edov,
+        }
+    }
+}
+
+/// Whether `provider`'s rules as they are now still admit an email they
+/// admitted at sign-in, going by the same evidence.
+pub fn check_again(
+    provider: &Provider,
+    email: &str,
+    tid: Option<&str>,
+    vouching: Vouching,
+) -> Result<(), Refusal> {
+    let ev = Evidence {
+        email: Some(email),
+        email_verified: vouching.email_verified,
+        xms_edov: vouching.xms_edov,
+        tid,
+    };
+    check(provider, vouching.multi_tenant, &ev).map(drop)
 }
 
 /// Why an email was not accepted; each is a 403 for the person.

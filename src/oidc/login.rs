@@ -351,16 +351,18 @@ impl LoginFlow {
                 .await
                 .map_err(|e| Refusal::from_oidc(&e))?,
         );
-        let email = email::check(&provider, metadata.is_multi_tenant(), &evidence(&claims))
-            .map_err(|r| {
-                Refusal::new(
-                    403,
-                    "email_refused",
-                    "You cannot sign in here",
-                    r.message(),
-                    r.reason(),
-                )
-            })?;
+        let evidence = evidence(&claims);
+        let multi_tenant = metadata.is_multi_tenant();
+        let vouching = email::Vouching::of(multi_tenant, &evidence);
+        let email = email::check(&provider, multi_tenant, &evidence).map_err(|r| {
+            Refusal::new(
+                403,
+                "email_refused",
+                "You cannot sign in here",
+                r.message(),
+                r.reason(),
+            )
+        })?;
         let user = registry::sign_in(&self.store, &provider, &claims, &email)
             .await
             .map_err(sign_in_refusal)?;
@@ -377,10 +379,14 @@ impl LoginFlow {
             roles: claims.roles,
         };
         tracing::info!(target: "idgate::login", provider = provider_id, username = %identity.username, "signed in");
-        let session_cookie = self.sessions.create(identity).await.map_err(|e| {
-            tracing::error!(error = %e, "cannot store the session");
-            internal()
-        })?;
+        let session_cookie = self
+            .sessions
+            .create(identity, vouching)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot store the session");
+                internal()
+            })?;
         Ok(Redirect {
             location: return_target::sanitize(Some(&pending.rd)),
             cookies: vec![session_cookie],

@@ -1,6 +1,9 @@
 //! Sessions: a 256-bit random ID in a signed cookie, the session record in
 //! a moka cache in front of the database (so a restart logs no one out and
 //! any replica recognises the cookie), absolute lifetime and idle timeout.
+//! A session read from the database is checked against its provider as it
+//! is now: one whose provider is gone, or whose rules no longer admit its
+//! email, is ended.
 
 pub mod cookies;
 
@@ -14,11 +17,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use http::{HeaderName, HeaderValue};
 use rand::RngCore;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::identity::assertion::{AssertionError, Identity as AssertedIdentity, Signer};
+use crate::identity::email::{self, Vouching};
 use crate::identity::Identity;
+use crate::providers::registry::Registry;
 use crate::store::sessions::SessionRow;
 use crate::store::{Store, StoreError};
 use cookies::CookieCodec;
@@ -75,6 +81,16 @@ impl Live {
     }
 }
 
+/// What a session row holds: the identity, and what vouched for its email.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    identity: Identity,
+    /// Absent in rows written before it was kept: no evidence then.
+    #[serde(default)]
+    vouching: Vouching,
+}
+
 /// Lifetimes of sessions, in seconds.
 #[derive(Debug, Clone, Copy)]
 pub struct Lifetimes {
@@ -84,6 +100,7 @@ pub struct Lifetimes {
 
 pub struct Sessions {
     store: Store,
+    providers: Arc<Registry>,
     cache: moka::sync::Cache<String, Arc<Live>>,
     cookies: CookieCodec,
     lifetimes: Lifetimes,
@@ -108,7 +125,12 @@ struct Memo {
 }
 
 impl Sessions {
-    pub fn new(store: Store, cookies: CookieCodec, lifetimes: Lifetimes) -> Self {
+    pub fn new(
+        store: Store,
+        providers: Arc<Registry>,
+        cookies: CookieCodec,
+        lifetimes: Lifetimes,
+    ) -> Self {
         let cache = moka::sync::Cache::builder()
             .max_capacity(200_000)
             .time_to_live(CACHE_TTL)
@@ -116,6 +138,7 @@ impl Sessions {
             .build();
         Self {
             store,
+            providers,
             cache,
             cookies,
             lifetimes,
@@ -128,19 +151,25 @@ impl Sessions {
         &self.cookies
     }
 
-    /// Starts a session (always a new ID: no fixation) and returns its
-    /// `Set-Cookie` value.
-    pub async fn create(&self, identity: Identity) -> Result<String, StoreError> {
+    /// Starts a session (always a new ID: no fixation) for an identity
+    /// whose email `vouching` vouched for, and returns its `Set-Cookie`
+    /// value.
+    pub async fn create(
+        &self,
+        identity: Identity,
+        vouching: Vouching,
+    ) -> Result<String, StoreError> {
         let mut raw = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let id = URL_SAFE_NO_PAD.encode(raw);
         let id_hash = hash(&id);
         let now = unix_now();
+        let stored = Stored { identity, vouching };
         let row = SessionRow {
             id_hash: id_hash.clone(),
-            provider_id: identity.provider_id.clone(),
-            sub: identity.sub.clone(),
-            identity: serde_json::to_string(&identity).expect("identity serialises"),
+            provider_id: stored.identity.provider_id.clone(),
+            sub: stored.identity.sub.clone(),
+            identity: serde_json::to_string(&stored).expect("identity serialises"),
             created_at: now,
             expires_at: now + self.lifetimes.absolute,
             last_seen: now,
@@ -148,7 +177,7 @@ impl Sessions {
         self.store.insert_session(&row).await?;
         self.cache.insert(
             id_hash.clone(),
-            Arc::new(live(identity, id_hash, row.expires_at, now)),
+            Arc::new(live(stored.identity, id_hash, row.expires_at, now)),
         );
         Ok(self.cookies.session_cookie(&id, self.lifetimes.absolute))
     }
@@ -253,10 +282,44 @@ impl Sessions {
                 return None;
             }
         };
-        let identity: Identity = serde_json::from_str(&row.identity).ok()?;
-        let l = Arc::new(live(identity, row.id_hash, row.expires_at, row.last_seen));
+        let stored: Stored = serde_json::from_str(&row.identity).ok()?;
+        if let Err(reason) = self.still_admitted(&stored) {
+            tracing::info!(
+                provider = %stored.identity.provider_id,
+                username = %stored.identity.username,
+                reason,
+                "session ended: its provider no longer admits it"
+            );
+            if let Err(e) = self.store.delete_session(id_hash).await {
+                tracing::warn!(error = %e, "cannot delete an ended session");
+            }
+            return None;
+        }
+        let l = Arc::new(live(
+            stored.identity,
+            row.id_hash,
+            row.expires_at,
+            row.last_seen,
+        ));
         self.cache.insert(id_hash.to_string(), l.clone());
         Some(l)
+    }
+
+    /// Whether the session's provider still exists and its rules, as they
+    /// are now, still admit the session's email; else why not.
+    fn still_admitted(&self, stored: &Stored) -> Result<(), &'static str> {
+        let identity = &stored.identity;
+        let provider = self
+            .providers
+            .get(&identity.provider_id)
+            .ok_or("provider_removed")?;
+        email::check_again(
+            &provider,
+            &identity.email,
+            identity.tid.as_deref(),
+            stored.vouching,
+        )
+        .map_err(email::Refusal::reason)
     }
 
     /// Ends one session on the server: the row first (so a failure leaves
@@ -272,10 +335,16 @@ impl Sessions {
     /// Ends every session that came through `provider_id`.
     pub async fn end_provider(&self, provider_id: &str) -> Result<(), StoreError> {
         self.store.delete_sessions_of_provider(provider_id).await?;
+        self.forget_provider(provider_id).await;
+        Ok(())
+    }
+
+    /// Forgets every cached session of `provider_id`: each is read from
+    /// the database, and checked against the provider, at its next request.
+    pub async fn forget_provider(&self, provider_id: &str) {
         let id = provider_id.to_string();
         self.forget_where(move |l| l.identity.provider_id == id)
             .await;
-        Ok(())
     }
 
     /// Forgets every cached session of one person (their rows are gone).
