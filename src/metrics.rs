@@ -16,6 +16,7 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     pub active_requests: IntGauge,
     pub open_connections: IntGauge,
+    pub refused_connections: IntCounterVec,
     /// Handles of `requests` and `duration`, resolved at first use, so that
     /// counting a request does not hash its labels.
     resolved: Arc<[RouteHandles; RouteClass::ALL.len()]>,
@@ -68,12 +69,21 @@ impl Metrics {
             "Client connections open on the public listener",
         )
         .expect("valid metric");
+        let refused_connections = IntCounterVec::new(
+            Opts::new(
+                "idgate_refused_connections_total",
+                "Client connections ended on a request head that does not parse, or on a failed TLS handshake, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
             Box::new(upstream_errors.clone()),
             Box::new(active_requests.clone()),
             Box::new(open_connections.clone()),
+            Box::new(refused_connections.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -84,6 +94,7 @@ impl Metrics {
             upstream_errors,
             active_requests,
             open_connections,
+            refused_connections,
             resolved: Arc::new(Default::default()),
         }
     }

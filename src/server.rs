@@ -119,6 +119,7 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
         max_head_bytes: head_buffer(s.max_header_bytes, s.max_uri_bytes),
         client_timeout: s.client_timeout,
         open_connections: metrics.open_connections.clone(),
+        refused_connections: metrics.refused_connections.clone(),
     };
     let mut signals = {
         let _runtime = control.enter();

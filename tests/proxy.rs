@@ -6,9 +6,9 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::client;
 use common::login::signed_in;
 use common::upstream::{echoed, hex, pattern_chunk, Upstream};
+use common::{client, Gateway};
 use futures_util::{SinkExt, StreamExt};
 use sha2::{Digest, Sha256};
 
@@ -426,6 +426,30 @@ async fn tls_listener_serves_http1_and_http2() {
         let echo: serde_json::Value = r.json().await.unwrap();
         assert_eq!(echoed(&echo, "x-forwarded-proto"), vec!["https"]);
     }
+    // Plain HTTP at the TLS listener: no handshake, counted, nothing served.
+    let mut plain = common::KeepAlive::open(s.gw.public);
+    plain.send("GET / HTTP/1.1\r\nHost: gw\r\n\r\n");
+    let mut back = Vec::new();
+    plain.reader().read_to_end(&mut back).unwrap();
+    assert!(!back.starts_with(b"HTTP/"), "{back:?}");
+    s.gw.metrics_with("idgate_refused_connections_total{reason=\"tls_handshake\"} 1")
+        .await;
+}
+
+/// A request head the HTTP layer cannot parse gets its 400 there, before
+/// any routing; the operator sees it counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn unparseable_requests_are_refused_and_counted() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&up.url(), "").await;
+    for garbage in ["GARBAGE\r\n\r\n", "GET / HTTP/1.1\r\nHost gw\r\n\r\n"] {
+        let mut c = common::KeepAlive::open(gw.public);
+        c.send(garbage);
+        assert_eq!(c.response(false).status, 400, "{garbage:?}");
+        assert!(c.closed_within(Duration::from_secs(5)));
+    }
+    gw.metrics_with("idgate_refused_connections_total{reason=\"malformed\"} 2")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,7 +15,7 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use prometheus::IntGauge;
+use prometheus::{IntCounterVec, IntGauge};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -47,6 +47,9 @@ pub struct ListenerSettings {
     pub client_timeout: Duration,
     /// Counts open client connections.
     pub open_connections: IntGauge,
+    /// Counts connections ended on hyper's own answer to a request head it
+    /// cannot parse, or on a failed TLS handshake.
+    pub refused_connections: IntCounterVec,
 }
 
 /// Starts the accepting threads; they stop accepting when the gateway
@@ -119,33 +122,64 @@ async fn serve(
     stream.set_write_timeout(Some(settings.client_timeout));
     let stream = Box::pin(stream);
     let conn = Arc::new(gateway.connection(Some(client)));
-    let served =
-        match &settings.tls {
-            None => serve_http1(stream, &settings, gateway, conn, stop).await,
-            Some(acceptor) => {
-                let stream =
-                    match tokio::time::timeout(settings.client_timeout, acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
-                        Err(_) => return tracing::debug!("TLS handshake timed out"),
-                    };
-                if tls::is_h2(stream.get_ref().1) {
-                    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .timer(TokioTimer::new())
-                        .keep_alive_interval(Some(H2_PING_EVERY))
-                        .keep_alive_timeout(H2_PING_TIMEOUT)
-                        .max_header_list_size(settings.max_head_bytes as u32)
-                        .serve_connection(TokioIo::new(stream), service(gateway, conn));
-                    until_stopped!(conn, stop)
-                } else {
-                    serve_http1(stream, &settings, gateway, conn, stop).await
-                }
+    let served = match &settings.tls {
+        None => serve_http1(stream, &settings, gateway, conn, stop).await,
+        Some(acceptor) => {
+            let Some(stream) = handshake(acceptor, stream, &settings).await else {
+                return;
+            };
+            if tls::is_h2(stream.get_ref().1) {
+                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .keep_alive_interval(Some(H2_PING_EVERY))
+                    .keep_alive_timeout(H2_PING_TIMEOUT)
+                    .max_header_list_size(settings.max_head_bytes as u32)
+                    .serve_connection(TokioIo::new(stream), service(gateway, conn));
+                until_stopped!(conn, stop)
+            } else {
+                serve_http1(stream, &settings, gateway, conn, stop).await
             }
-        };
+        }
+    };
     if let Err(e) = served {
+        if e.is_parse() || e.is_parse_too_large() {
+            settings.refused("malformed");
+        }
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// The TLS handshake, within the client timeout. A failed one is counted,
+/// unless the client closed before saying anything (a TCP health check, or
+/// the readiness probe's own connect).
+async fn handshake<IO>(
+    acceptor: &TlsAcceptor,
+    stream: IO,
+    settings: &ListenerSettings,
+) -> Option<tokio_rustls::server::TlsStream<IO>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(settings.client_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => return Some(stream),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            tracing::debug!(error = %e, "client closed before its TLS handshake");
+        }
+        Ok(Err(e)) => {
+            settings.refused("tls_handshake");
+            tracing::debug!(error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            settings.refused("tls_handshake");
+            tracing::debug!("TLS handshake timed out");
+        }
+    }
+    None
+}
+
+impl ListenerSettings {
+    fn refused(&self, reason: &str) {
+        self.refused_connections.with_label_values(&[reason]).inc();
     }
 }
 
