@@ -120,16 +120,20 @@ async fn echo(req: Request) -> Json<serde_json::Value> {
     }))
 }
 
-async fn upload(body: Body) -> Json<serde_json::Value> {
+/// The length and SHA-256 of the body; 400 when it breaks off (the gateway
+/// gave up on a client's upload).
+async fn upload(body: Body) -> Result<Json<serde_json::Value>, StatusCode> {
     let mut stream = body.into_data_stream();
     let mut hasher = Sha256::new();
     let mut len = 0u64;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.unwrap();
+        let chunk = chunk.map_err(|_| StatusCode::BAD_REQUEST)?;
         len += chunk.len() as u64;
         hasher.update(&chunk);
     }
-    Json(serde_json::json!({ "len": len, "sha256": hex(&hasher.finalize()) }))
+    Ok(Json(
+        serde_json::json!({ "len": len, "sha256": hex(&hasher.finalize()) }),
+    ))
 }
 
 /// Every value of header `name` (any letter case) in an echo answer.
