@@ -59,15 +59,6 @@ const ADA: &[(&str, &str)] = &[
     ("preferred_username", "ada@example.com"),
 ];
 
-async fn me(b: &Browser, gw: &Gateway) -> reqwest::StatusCode {
-    b.http
-        .get(gw.url("/.idgate/me"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn form_post_login_reaches_the_upstream_with_verified_identity() {
     let s = stack(DOMAINS, "").await;
@@ -165,7 +156,7 @@ async fn query_response_mode_works_too() {
     let r = b.deliver(&cb).await;
     assert_eq!(r.status(), 302);
     assert_eq!(r.headers()["location"], "/x");
-    assert_eq!(me(&b, &s.gw).await, 200);
+    assert_eq!(b.me(&s.gw).await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -254,7 +245,7 @@ async fn refused(s: &Stack, claims: &[(&str, &str)]) -> (u16, String) {
         page.contains("href=\"/oauth/login\""),
         "no way back: {page}"
     );
-    assert_eq!(me(&b, &s.gw).await, 401);
+    assert_eq!(b.me(&s.gw).await, 401);
     (status, page)
 }
 
@@ -311,7 +302,7 @@ async fn broken_or_replayed_flows_are_refused() {
     let cb = a.authorize(authorize, ADA).await;
     let other = Browser::new();
     assert_eq!(other.deliver(&cb).await.status(), 400);
-    assert_eq!(me(&other, &s.gw).await, 401);
+    assert_eq!(other.me(&s.gw).await, 401);
     // Wrong state in this browser.
     let wrong = match &cb {
         Callback::Post(url, fields) => Callback::Post(
@@ -489,7 +480,7 @@ async fn sessions_survive_a_restart_and_logout_ends_them() {
     let toml = s.toml.clone();
     let s = restart(s, toml).await;
     let gw = &s.gw;
-    assert_eq!(me(&b, gw).await, 200, "session survives the restart");
+    assert_eq!(b.me(gw).await, 200, "session survives the restart");
 
     let cross = b
         .http
@@ -500,7 +491,7 @@ async fn sessions_survive_a_restart_and_logout_ends_them() {
         .await
         .unwrap();
     assert_eq!(cross.status(), 403);
-    assert_eq!(me(&b, gw).await, 200, "a cross-site logout changes nothing");
+    assert_eq!(b.me(gw).await, 200, "a cross-site logout changes nothing");
 
     let out = b
         .http
@@ -511,7 +502,7 @@ async fn sessions_survive_a_restart_and_logout_ends_them() {
         .unwrap();
     assert_eq!(out.status(), 303);
     assert_eq!(out.headers()["location"], "/oauth/login");
-    assert_eq!(me(&b, gw).await, 401);
+    assert_eq!(b.me(gw).await, 401);
 }
 
 #[tokio::test(flavor = "multi_thread")]

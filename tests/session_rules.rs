@@ -10,7 +10,6 @@ use common::login::{provider, provider_toml, register, Browser, CLIENT_ID, CLIEN
 use common::upstream::Upstream;
 use common::{client, Gateway, Options};
 use idgate::demo::provider::Provider;
-use reqwest::StatusCode;
 
 const TOKEN: &str = "test-admin-token-0123456789";
 const ADA: &[(&str, &str)] = &[("email", "ada@example.com"), ("preferred_username", "ada")];
@@ -26,22 +25,23 @@ const CAROL: &[(&str, &str)] = &[
 ];
 const BOTH_DOMAINS: &str = r#"allowed_email_domains = ["example.com", "other.example"]"#;
 
-async fn me(b: &Browser, gw: &Gateway) -> StatusCode {
-    b.http
-        .get(gw.url("/.idgate/me"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
 /// A new browser signed in at `gw`'s provider `entra` as `claims`.
 async fn signed_in(gw: &Gateway, claims: &[(&str, &str)]) -> Browser {
     let b = Browser::new();
     let r = b.login(gw, "entra", "/", claims).await;
     assert_eq!(r.status(), 302, "sign-in as {claims:?}");
-    assert_eq!(me(&b, gw).await, 200);
+    assert_eq!(b.me(gw).await, 200);
     b
+}
+
+/// A gateway in front of a new upstream with the provider `entra` declared
+/// in its config with `extra`, and registered at a new local provider.
+async fn declared(extra: &str) -> (Provider, Upstream, Gateway) {
+    let idp = provider().await;
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&up.url(), &provider_toml(&idp, "entra", TENANT, extra)).await;
+    register(&idp, &gw, "entra");
+    (idp, up, gw)
 }
 
 /// Stops `gw` and starts it again on the same database with `toml`.
@@ -103,12 +103,8 @@ async fn narrowing_domains_through_the_api_ends_the_sessions_no_longer_admitted(
             .status(),
         200
     );
-    assert_eq!(
-        me(&ada, &gw).await,
-        401,
-        "example.com is no longer admitted"
-    );
-    assert_eq!(me(&bob, &gw).await, 200, "other.example still is");
+    assert_eq!(ada.me(&gw).await, 401, "example.com is no longer admitted");
+    assert_eq!(bob.me(&gw).await, 200, "other.example still is");
     gw.logs_with(&[
         "session ended: its provider no longer admits it",
         "email_domain_not_allowed",
@@ -123,31 +119,20 @@ async fn narrowing_domains_through_the_api_ends_the_sessions_no_longer_admitted(
             .status(),
         200
     );
-    assert_eq!(me(&ada, &gw).await, 401);
-    assert_eq!(me(&bob, &gw).await, 200);
+    assert_eq!(ada.me(&gw).await, 401);
+    assert_eq!(bob.me(&gw).await, 200);
 
     let deleted = admin(&gw, reqwest::Method::DELETE, "/api/v1/providers/entra")
         .send()
         .await
         .unwrap();
     assert_eq!(deleted.status(), 204);
-    assert_eq!(
-        me(&bob, &gw).await,
-        401,
-        "a deleted provider's sessions end"
-    );
+    assert_eq!(bob.me(&gw).await, 401, "a deleted provider's sessions end");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_config_change_takes_effect_on_sessions_at_the_next_start() {
-    let idp = provider().await;
-    let up = Upstream::start().await;
-    let gw = Gateway::start(
-        &up.url(),
-        &provider_toml(&idp, "entra", TENANT, BOTH_DOMAINS),
-    )
-    .await;
-    register(&idp, &gw, "entra");
+    let (idp, up, gw) = declared(BOTH_DOMAINS).await;
     let ada = signed_in(&gw, ADA).await;
     let bob = signed_in(&gw, BOB).await;
 
@@ -158,19 +143,11 @@ async fn a_config_change_takes_effect_on_sessions_at_the_next_start() {
         r#"allowed_email_domains = ["other.example"]"#,
     );
     let gw = restart(gw, &up, &idp, &narrowed).await;
-    assert_eq!(
-        me(&ada, &gw).await,
-        401,
-        "example.com is no longer admitted"
-    );
-    assert_eq!(me(&bob, &gw).await, 200);
+    assert_eq!(ada.me(&gw).await, 401, "example.com is no longer admitted");
+    assert_eq!(bob.me(&gw).await, 200);
 
     let gw = restart(gw, &up, &idp, "").await;
-    assert_eq!(
-        me(&bob, &gw).await,
-        401,
-        "a removed provider's sessions end"
-    );
+    assert_eq!(bob.me(&gw).await, 401, "a removed provider's sessions end");
     gw.logs_with(&["provider_removed"]).await;
 }
 
@@ -179,19 +156,12 @@ async fn a_config_change_takes_effect_on_sessions_at_the_next_start() {
 /// admitted and one that only the list vouched for does not.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_check_goes_by_the_evidence_of_the_sign_in() {
-    let idp = provider().await;
-    let up = Upstream::start().await;
-    let gw = Gateway::start(
-        &up.url(),
-        &provider_toml(&idp, "entra", TENANT, BOTH_DOMAINS),
-    )
-    .await;
-    register(&idp, &gw, "entra");
+    let (idp, up, gw) = declared(BOTH_DOMAINS).await;
     let ada = signed_in(&gw, ADA).await;
     let carol = signed_in(&gw, CAROL).await;
 
     let gw = restart(gw, &up, &idp, &provider_toml(&idp, "entra", TENANT, "")).await;
-    assert_eq!(me(&ada, &gw).await, 401, "only the list vouched for ada");
-    assert_eq!(me(&carol, &gw).await, 200, "her tenant vouched for carol");
+    assert_eq!(ada.me(&gw).await, 401, "only the list vouched for ada");
+    assert_eq!(carol.me(&gw).await, 200, "her tenant vouched for carol");
     gw.logs_with(&["email_not_verified"]).await;
 }

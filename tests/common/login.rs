@@ -83,6 +83,16 @@ impl Browser {
     }
 
     /// The `Cookie` header this browser sends to `gw`.
+    /// The status of `/.idgate/me`: 200 while signed in, 401 otherwise.
+    pub async fn me(&self, gw: &Gateway) -> reqwest::StatusCode {
+        self.http
+            .get(gw.url("/.idgate/me"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
     pub fn cookies(&self, gw: &Gateway) -> String {
         use reqwest::cookie::CookieStore;
         let url = url::Url::parse(&gw.url("/")).unwrap();
