@@ -19,10 +19,11 @@ use idgate::metrics::Metrics;
 use idgate::oidc::{verify, CacheConfig, Expectations, OidcCache};
 use idgate::providers::registry::Registry;
 use idgate::providers::validate::Rules;
+use idgate::providers::ProviderChange;
 use idgate::proxy::headers::{self, Peer, DEFAULT_IDENTITY_HEADERS};
 use idgate::proxy::identity_headers::IdentityHeaders;
 use idgate::session::cookies::CookieCodec;
-use idgate::session::{Lifetimes, Sessions};
+use idgate::session::{Lifetimes, Sessions, SignIn};
 use idgate::store::Store;
 use sha2::{Digest, Sha256};
 use tokio::runtime::Runtime;
@@ -136,7 +137,19 @@ fn bench_sessions(c: &mut Criterion) {
     let codec = CookieCodec::new(&master, false);
     let (sessions, set_cookie) = rt.block_on(async {
         let store = Store::open(&url, 2).await.expect("store opens");
-        let providers = Registry::load(store.clone(), Vec::new(), Rules::default())
+        // The session's provider, so that a session read again from the
+        // database once its cached copy expires is still admitted.
+        let entra = ProviderChange {
+            allowed_email_domains: Some(vec!["example.com".into()]),
+            ..Default::default()
+        }
+        .into_new("entra", "");
+        let sign_in = SignIn {
+            provider_url: entra.configuration.oidc.provider_url.clone(),
+            client_id: entra.configuration.oidc.client_id.clone(),
+            vouching: Vouching::default(),
+        };
+        let providers = Registry::load(store.clone(), vec![entra], Rules::default())
             .await
             .expect("providers load");
         let sessions = Sessions::new(
@@ -149,7 +162,7 @@ fn bench_sessions(c: &mut Criterion) {
             },
         );
         let set_cookie = sessions
-            .create(identity(), Vouching::default())
+            .create(identity(), sign_in)
             .await
             .expect("session created");
         (sessions, set_cookie)

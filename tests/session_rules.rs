@@ -145,10 +145,25 @@ async fn a_config_change_takes_effect_on_sessions_at_the_next_start() {
     let gw = restart(gw, &up, &idp, &narrowed).await;
     assert_eq!(ada.me(&gw).await, 401, "example.com is no longer admitted");
     assert_eq!(bob.me(&gw).await, 200);
+    gw.logs_with(&[
+        "session ended: its provider no longer admits it",
+        "email_domain_not_allowed",
+    ])
+    .await;
 
+    // The provider moves to another tenant: sessions signed in at the old
+    // one end.
+    const OTHER_TENANT: &str = "99999999-8888-7777-6666-555555555555";
+    let moved = provider_toml(&idp, "entra", OTHER_TENANT, BOTH_DOMAINS);
+    let gw = restart(gw, &up, &idp, &moved).await;
+    assert_eq!(bob.me(&gw).await, 401, "signed in at another tenant");
+    gw.logs_with(&["provider_changed"]).await;
+
+    let bob = signed_in(&gw, BOB).await;
     let gw = restart(gw, &up, &idp, "").await;
     assert_eq!(bob.me(&gw).await, 401, "a removed provider's sessions end");
-    gw.logs_with(&["provider_removed"]).await;
+    gw.logs_with(&["session refused: its provider is not configured here"])
+        .await;
 }
 
 /// A session is checked again with the evidence of its sign-in: when the

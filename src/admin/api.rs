@@ -223,10 +223,14 @@ async fn update(
             "ids.provider_id cannot be changed; create a new provider instead",
         ));
     }
+    let before = s.registry.get(&id);
     let updated = s.registry.update(&id, &change).await?;
-    // Its sessions are checked against the new rules at their next request
-    // here, and within the session cache's lifetime on other replicas.
-    s.sessions.forget_provider(&id).await;
+    // When the rules changed, its sessions are checked against the new ones
+    // at their next request here, and within about 35 s (the providers'
+    // refresh and the session cache) on other replicas.
+    if before.is_none_or(|b| !b.same_sign_in_rules(&updated)) {
+        s.sessions.forget_provider(&id).await;
+    }
     tracing::info!(provider = %id, "provider updated");
     Ok(Json(updated))
 }

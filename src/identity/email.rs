@@ -20,6 +20,7 @@ pub struct Evidence<'a> {
 /// What vouched for an accepted email at sign-in, beyond the address and
 /// the tenant (which the identity keeps).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Vouching {
     /// The provider's issuer is a multi-tenant one.
     pub multi_tenant: bool,
@@ -40,13 +41,17 @@ impl Vouching {
 }
 
 /// Whether `provider`'s rules as they are now still admit an email they
-/// admitted at sign-in, going by the same evidence.
+/// admitted at sign-in, going by the same evidence; with no evidence kept
+/// (a session from before it was), by the domain list alone.
 pub fn check_again(
     provider: &Provider,
     email: &str,
     tid: Option<&str>,
-    vouching: Vouching,
+    vouching: Option<Vouching>,
 ) -> Result<(), Refusal> {
+    let Some(vouching) = vouching else {
+        return check_domain(provider, email);
+    };
     let ev = Evidence {
         email: Some(email),
         email_verified: vouching.email_verified,
@@ -130,14 +135,20 @@ pub fn check(
         }
         return Err(Refusal::NotVerified);
     }
-    if !provider
-        .allowed_email_domains
-        .iter()
-        .any(|allowed| domain_matches(allowed, domain))
-    {
-        return Err(Refusal::DomainNotAllowed);
-    }
+    check_domain(provider, email)?;
     Ok(email.to_string())
+}
+
+/// Whether the provider's domain list, when it has one, admits the domain
+/// of `email`.
+fn check_domain(provider: &Provider, email: &str) -> Result<(), Refusal> {
+    let domain = split(email).ok_or(Refusal::Malformed)?.1;
+    let listed = provider.allowed_email_domains.is_empty()
+        || provider
+            .allowed_email_domains
+            .iter()
+            .any(|allowed| domain_matches(allowed, domain));
+    listed.then_some(()).ok_or(Refusal::DomainNotAllowed)
 }
 
 /// Local part and domain of an address with exactly one `@`.
@@ -274,5 +285,46 @@ mod tests {
             ..plain
         };
         assert_eq!(check(&p, true, &other), Err(Refusal::TenantNotAllowed));
+    }
+
+    #[test]
+    fn a_session_is_checked_again_by_its_sign_ins_evidence() {
+        let listed = provider(&["example.com"], &[]);
+        let unlisted = provider(&[], &[]);
+        let edov = Vouching {
+            xms_edov: Some(true),
+            ..Default::default()
+        };
+        let list_only = Vouching::default();
+        assert_eq!(
+            check_again(&listed, "a@example.com", None, Some(list_only)),
+            Ok(())
+        );
+        assert_eq!(
+            check_again(&listed, "a@other.example", None, Some(edov)),
+            Err(Refusal::DomainNotAllowed)
+        );
+        assert_eq!(
+            check_again(&unlisted, "a@example.com", None, Some(list_only)),
+            Err(Refusal::NotVerified)
+        );
+        assert_eq!(
+            check_again(&unlisted, "a@example.com", None, Some(edov)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_session_without_evidence_is_checked_by_the_domain_list_alone() {
+        let listed = provider(&["example.com"], &[]);
+        assert_eq!(check_again(&listed, "a@example.com", None, None), Ok(()));
+        assert_eq!(
+            check_again(&listed, "a@other.example", None, None),
+            Err(Refusal::DomainNotAllowed)
+        );
+        assert_eq!(
+            check_again(&provider(&[], &[]), "a@example.com", None, None),
+            Ok(())
+        );
     }
 }

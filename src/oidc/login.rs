@@ -25,7 +25,7 @@ use crate::providers::registry::Registry;
 use crate::providers::Provider;
 use crate::proxy::return_target;
 use crate::session::cookies::PendingLogin;
-use crate::session::Sessions;
+use crate::session::{Sessions, SignIn};
 use crate::store::Store;
 
 /// A login that cannot go on: what the person sees and what the log says.
@@ -366,6 +366,11 @@ impl LoginFlow {
         let user = registry::sign_in(&self.store, &provider, &claims, &email)
             .await
             .map_err(sign_in_refusal)?;
+        let sign_in = SignIn {
+            provider_url: provider.configuration.oidc.provider_url.clone(),
+            client_id: provider.configuration.oidc.client_id.clone(),
+            vouching,
+        };
         let identity = Identity {
             provider_id: provider_id.to_string(),
             sub: claims.sub,
@@ -379,14 +384,10 @@ impl LoginFlow {
             roles: claims.roles,
         };
         tracing::info!(target: "idgate::login", provider = provider_id, username = %identity.username, "signed in");
-        let session_cookie = self
-            .sessions
-            .create(identity, vouching)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot store the session");
-                internal()
-            })?;
+        let session_cookie = self.sessions.create(identity, sign_in).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot store the session");
+            internal()
+        })?;
         Ok(Redirect {
             location: return_target::sanitize(Some(&pending.rd)),
             cookies: vec![session_cookie],

@@ -57,6 +57,16 @@ impl Provider {
         self.source.as_deref() == Some(SOURCE_CONFIG)
     }
 
+    /// Whether `other` decides who may sign in as this one does: the same
+    /// endpoint, client, email domains and tenants.
+    pub fn same_sign_in_rules(&self, other: &Provider) -> bool {
+        let (a, b) = (&self.configuration.oidc, &other.configuration.oidc);
+        a.provider_url == b.provider_url
+            && a.client_id == b.client_id
+            && self.allowed_email_domains == other.allowed_email_domains
+            && self.allowed_tenants == other.allowed_tenants
+    }
+
     /// The same provider without its client secret.
     pub fn without_secret(mut self) -> Provider {
         self.configuration.oidc.client_secret = None;

@@ -2,8 +2,9 @@
 //! a moka cache in front of the database (so a restart logs no one out and
 //! any replica recognises the cookie), absolute lifetime and idle timeout.
 //! A session read from the database is checked against its provider as it
-//! is now: one whose provider is gone, or whose rules no longer admit its
-//! email, is ended.
+//! is now: one whose provider has another URL or client ID, or whose rules
+//! no longer admit its email, is ended; one whose provider this replica
+//! does not know is refused (but kept: another replica may know it).
 
 pub mod cookies;
 
@@ -81,14 +82,32 @@ impl Live {
     }
 }
 
-/// What a session row holds: the identity, and what vouched for its email.
+/// What a session row holds: the identity, and what its sign-in went by.
 #[derive(Serialize, Deserialize)]
 struct Stored {
     #[serde(flatten)]
     identity: Identity,
-    /// Absent in rows written before it was kept: no evidence then.
-    #[serde(default)]
-    vouching: Vouching,
+    /// Absent in rows written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sign_in: Option<SignIn>,
+}
+
+/// What a sign-in went by: the provider's endpoint and client as they were,
+/// and what vouched for the email.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SignIn {
+    pub provider_url: String,
+    pub client_id: String,
+    pub vouching: Vouching,
+}
+
+/// Why a session read from the database is not used.
+enum Verdict {
+    /// Its provider's rules, or its endpoint or client, changed: ended.
+    Refused(&'static str),
+    /// This replica does not know its provider: refused, row kept.
+    Unknown,
 }
 
 /// Lifetimes of sessions, in seconds.
@@ -152,19 +171,17 @@ impl Sessions {
     }
 
     /// Starts a session (always a new ID: no fixation) for an identity
-    /// whose email `vouching` vouched for, and returns its `Set-Cookie`
-    /// value.
-    pub async fn create(
-        &self,
-        identity: Identity,
-        vouching: Vouching,
-    ) -> Result<String, StoreError> {
+    /// signed in by `sign_in`, and returns its `Set-Cookie` value.
+    pub async fn create(&self, identity: Identity, sign_in: SignIn) -> Result<String, StoreError> {
         let mut raw = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let id = URL_SAFE_NO_PAD.encode(raw);
         let id_hash = hash(&id);
         let now = unix_now();
-        let stored = Stored { identity, vouching };
+        let stored = Stored {
+            identity,
+            sign_in: Some(sign_in),
+        };
         let row = SessionRow {
             id_hash: id_hash.clone(),
             provider_id: stored.identity.provider_id.clone(),
@@ -282,18 +299,27 @@ impl Sessions {
                 return None;
             }
         };
-        let stored: Stored = serde_json::from_str(&row.identity).ok()?;
-        if let Err(reason) = self.still_admitted(&stored) {
-            tracing::info!(
-                provider = %stored.identity.provider_id,
-                username = %stored.identity.username,
-                reason,
-                "session ended: its provider no longer admits it"
-            );
-            if let Err(e) = self.store.delete_session(id_hash).await {
-                tracing::warn!(error = %e, "cannot delete an ended session");
+        let stored: Stored = match serde_json::from_str(&row.identity) {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(error = %e, "a stored session does not decode; treating as signed out");
+                return None;
             }
-            return None;
+        };
+        let (provider, username) = (&stored.identity.provider_id, &stored.identity.username);
+        match self.still_admitted(&stored).await {
+            Ok(()) => {}
+            Err(Verdict::Refused(reason)) => {
+                tracing::info!(provider = %provider, username = %username, reason, "session ended: its provider no longer admits it");
+                if let Err(e) = self.store.delete_session(id_hash).await {
+                    tracing::warn!(error = %e, "cannot delete an ended session");
+                }
+                return None;
+            }
+            Err(Verdict::Unknown) => {
+                tracing::info!(provider = %provider, username = %username, "session refused: its provider is not configured here");
+                return None;
+            }
         }
         let l = Arc::new(live(
             stored.identity,
@@ -305,21 +331,36 @@ impl Sessions {
         Some(l)
     }
 
-    /// Whether the session's provider still exists and its rules, as they
-    /// are now, still admit the session's email; else why not.
-    fn still_admitted(&self, stored: &Stored) -> Result<(), &'static str> {
+    /// Whether the session's provider is known here (the providers are
+    /// read again once before it is taken as unknown), has the endpoint and
+    /// client the sign-in went by, and admits the session's email by its
+    /// rules as they are now.
+    async fn still_admitted(&self, stored: &Stored) -> Result<(), Verdict> {
         let identity = &stored.identity;
-        let provider = self
-            .providers
-            .get(&identity.provider_id)
-            .ok_or("provider_removed")?;
+        let provider = match self.providers.get(&identity.provider_id) {
+            Some(p) => p,
+            None => {
+                if let Err(e) = self.providers.refresh().await {
+                    tracing::warn!(error = %e, "cannot read the providers again");
+                }
+                self.providers
+                    .get(&identity.provider_id)
+                    .ok_or(Verdict::Unknown)?
+            }
+        };
+        let oidc = &provider.configuration.oidc;
+        if let Some(s) = &stored.sign_in {
+            if s.provider_url != oidc.provider_url || s.client_id != oidc.client_id {
+                return Err(Verdict::Refused("provider_changed"));
+            }
+        }
         email::check_again(
             &provider,
             &identity.email,
             identity.tid.as_deref(),
-            stored.vouching,
+            stored.sign_in.as_ref().map(|s| s.vouching),
         )
-        .map_err(email::Refusal::reason)
+        .map_err(|r| Verdict::Refused(r.reason()))
     }
 
     /// Ends one session on the server: the row first (so a failure leaves
@@ -399,4 +440,46 @@ fn hash(id: &str) -> String {
         out.push(char::from(HEX[usize::from(b & 15)]));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row written before sign-ins were kept with sessions still reads,
+    /// as one with no sign-in evidence.
+    #[test]
+    fn rows_from_before_sign_ins_were_kept_still_read() {
+        let old = r#"{"provider_id":"entra","sub":"s1","username":"ada","email":"ada@example.com","tid":"t1"}"#;
+        let stored: Stored = serde_json::from_str(old).unwrap();
+        assert_eq!(stored.identity.username, "ada");
+        assert_eq!(stored.identity.tid.as_deref(), Some("t1"));
+        assert!(stored.sign_in.is_none());
+    }
+
+    #[test]
+    fn a_sign_in_is_kept_beside_the_identity() {
+        let stored = Stored {
+            identity: serde_json::from_str(
+                r#"{"provider_id":"entra","sub":"s1","username":"ada","email":"ada@example.com"}"#,
+            )
+            .unwrap(),
+            sign_in: Some(SignIn {
+                provider_url: "https://login.example/t/v2.0".into(),
+                client_id: "c".into(),
+                vouching: Vouching {
+                    multi_tenant: true,
+                    email_verified: None,
+                    xms_edov: Some(true),
+                },
+            }),
+        };
+        let json = serde_json::to_string(&stored).unwrap();
+        let again: Stored = serde_json::from_str(&json).unwrap();
+        let sign_in = again.sign_in.unwrap();
+        assert_eq!(sign_in.client_id, "c");
+        assert!(sign_in.vouching.multi_tenant);
+        assert_eq!(sign_in.vouching.xms_edov, Some(true));
+        assert_eq!(again.identity.email, "ada@example.com");
+    }
 }

@@ -5,7 +5,8 @@ use sqlx::Row;
 
 use super::{Store, StoreError};
 
-/// A stored session; `identity` is the JSON of what the upstream learns.
+/// A stored session; `identity` is the JSON of the identity and of what its
+/// sign-in went by.
 #[derive(Debug, Clone)]
 pub struct SessionRow {
     pub id_hash: String,
