@@ -54,7 +54,9 @@ async fn access_line(s: &SignedIn, path: &str, nth: usize) -> serde_json::Value 
 
 /// An upload that stops halfway: the client is told 408 (a page for a
 /// browser, JSON otherwise), its connection is closed, the upstream has no
-/// complete request, and the operator's log says why.
+/// complete request, and the operator's log says why. The fast path holds
+/// a small body until it is whole, so the upstream hears nothing of it;
+/// hyper's path streams it, so the upstream sees a request that breaks off.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_upload_gets_408_and_reaches_no_one() {
     let up = RawUpstream::answering_targets().await;
@@ -90,12 +92,42 @@ async fn a_stalled_upload_gets_408_and_reaches_no_one() {
             assert_eq!(line["status"], 408, "{line}");
             assert_eq!(line["error"], "client_timeout", "{line}");
         }
+        if !hyper {
+            assert_eq!(up.connections(), 0, "{}", up.received_text());
+        }
     }
+    assert!(
+        up.received_text().contains("POST /upload-true-false"),
+        "hyper's path streams the upload: {}",
+        up.received_text()
+    );
     assert!(
         up.requests().is_empty(),
         "the upstream took a stalled upload as a request:\n{}",
         up.received_text()
     );
+}
+
+/// An upload that keeps coming, each part well within the client timeout,
+/// may take far longer than the timeout as a whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_but_steady_upload_gets_through() {
+    let up = Upstream::start().await;
+    let s = signed_in(&up.url(), TOML, None).await;
+    let mut c = connection(&s, true);
+    c.send(format!(
+        "POST /upload HTTP/1.1\r\nHost: gw\r\nCookie: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+        s.cookie
+    ));
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        c.send("5\r\nhello\r\n");
+    }
+    c.send("0\r\n\r\n");
+    let answer = c.response(false);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(json["len"], 30);
 }
 
 /// A client that asks for a large answer and then reads none of it: once

@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::login::{provider, provider_toml, register, Browser, Callback, TENANT};
+use common::login::{
+    provider, provider_that_stops, provider_toml, register, Browser, Callback, TENANT,
+};
 use common::upstream::{echoed, Upstream};
 use common::{client, Gateway, Options};
 use idgate::demo::provider::Provider;
@@ -507,14 +509,21 @@ async fn sessions_survive_a_restart_and_logout_ends_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_provider_that_is_down_keeps_sessions_working_and_fails_new_logins() {
-    let s = stack(DOMAINS, "[oidc]\ntimeout = \"2s\"").await;
+    let (idp, stop) = provider_that_stops();
+    let up = Upstream::start().await;
+    let toml = format!(
+        "[oidc]\ntimeout = \"2s\"\n{}",
+        provider_toml(&idp, "entra", TENANT, DOMAINS)
+    );
+    let gw = Gateway::start(&up.url(), &toml).await;
+    register(&idp, &gw, "entra");
+    let s = Stack { idp, up, gw, toml };
     let b = Browser::new();
     assert_eq!(b.login(&s.gw, "entra", "/", ADA).await.status(), 302);
-    // The provider moves away: the gateway now finds nothing at its URL.
-    let dead = format!("http://127.0.0.1:{}", common::free_port());
-    let toml = s
-        .toml
-        .replace(s.idp.base_url().trim_end_matches('/'), &dead);
+    // The provider goes down, and the gateway starts again with nothing
+    // cached of it.
+    stop();
+    let toml = s.toml.clone();
     let s = restart(s, toml).await;
     let echo = b.echo(&s.gw, "/still-works").await;
     assert_eq!(echoed(&echo, "x-forwarded-user"), vec!["ada-example-com"]);

@@ -37,7 +37,7 @@ impl Gateway {
         self.upstream_head(conn, &mut parts, &live, upgrade);
         ex.live = Some(live);
 
-        let (body, sent) = Outgoing::new(body, self.settings.client_timeout);
+        let (body, upload) = Outgoing::new(body, self.settings.client_timeout);
         let mut req = Request::from_parts(parts, body);
         let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
         let started = Instant::now();
@@ -45,11 +45,11 @@ impl Gateway {
         tokio::pin!(send);
         // The answer is awaited for at most read_timeout once the upload
         // (if any) has all been taken.
-        let early = match sent {
+        let early = match &upload {
             None => None,
-            Some(sent) => tokio::select! {
+            Some(upload) => tokio::select! {
                 result = &mut send => Some(result),
-                () = sent.notified() => None,
+                () = upload.sent() => None,
             },
         };
         let result = match early {
@@ -58,6 +58,9 @@ impl Gateway {
                 .await
                 .unwrap_or(Err(UpstreamError::Timeout)),
         };
+        if let Some(upload) = &upload {
+            upload.answered();
+        }
         ex.upstream_time = Some(started.elapsed());
 
         let mut response = match result {

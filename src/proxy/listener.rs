@@ -34,6 +34,10 @@ const MAX_HEADERS: usize = super::h1::request::MAX_HEADERS;
 /// unanswered this long: a vanished client does not keep its connection.
 const H2_PING_EVERY: Duration = Duration::from_secs(60);
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// An HTTP/2 connection's receive window: room for eight streams' windows
+/// (1 MiB each), so a stream whose upstream reads its upload slowly does not
+/// hold up the uploads of the others (they would stall, and get 408).
+const H2_CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
 
 /// How the listener serves connections.
 pub struct ListenerSettings {
@@ -133,6 +137,7 @@ async fn serve(
                     .timer(TokioTimer::new())
                     .keep_alive_interval(Some(H2_PING_EVERY))
                     .keep_alive_timeout(H2_PING_TIMEOUT)
+                    .initial_connection_window_size(H2_CONNECTION_WINDOW)
                     .max_header_list_size(settings.max_head_bytes as u32)
                     .serve_connection(TokioIo::new(stream), service(gateway, conn));
                 until_stopped!(conn, stop)

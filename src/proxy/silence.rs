@@ -36,13 +36,16 @@ impl Silence {
 
     /// The stream has nothing new: ready once it has been quiet this long.
     pub fn poll_quiet(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let deadline = Instant::now() + self.limit;
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         if !std::mem::replace(&mut self.armed, true) {
-            timer.as_mut().reset(deadline);
+            let deadline = Instant::now() + self.limit;
+            match &mut self.timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
         }
-        timer.as_mut().poll(cx)
+        match &mut self.timer {
+            Some(timer) => timer.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
     }
 }

@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -404,43 +405,70 @@ impl Drop for Pinned {
 /// has taken all of it, so that waiting for the answer is timed from then
 /// on and a long upload is not mistaken for a silent upstream. A client
 /// that sends nothing more of it for `patience` while the upstream waits
-/// fails the upload (`ClientStalled`).
+/// for it (has not answered yet) fails the upload (`ClientStalled`).
 pub struct Outgoing {
     /// `None` for a request without a body.
     inner: Option<Incoming>,
-    sent: Option<Arc<Notify>>,
+    upload: Option<Arc<Upload>>,
     /// Runs while the upstream waits for the client's next bytes.
     silence: Option<Silence>,
 }
 
+/// What the forwarding side and an upload body share.
+#[derive(Default)]
+pub struct Upload {
+    sent: Notify,
+    answered: AtomicBool,
+}
+
+impl Upload {
+    /// Returns once the upstream has taken the whole body.
+    pub async fn sent(&self) {
+        self.sent.notified().await
+    }
+
+    /// The upstream has answered: from now on the client may pause its
+    /// upload for as long as it likes (the exchange streams both ways).
+    pub fn answered(&self) {
+        self.answered.store(true, Ordering::Relaxed);
+    }
+}
+
 impl Outgoing {
-    /// The body, and what is notified once it is all sent (`None` when
+    /// The body, and what it shares with the forwarding side (`None` when
     /// there is no body to send).
-    pub fn new(inner: Incoming, patience: Duration) -> (Self, Option<Arc<Notify>>) {
+    pub fn new(inner: Incoming, patience: Duration) -> (Self, Option<Arc<Upload>>) {
         if inner.is_end_stream() {
             return (Self::empty(), None);
         }
-        let sent = Arc::new(Notify::new());
+        let upload = Arc::new(Upload::default());
         let body = Self {
             inner: Some(inner),
-            sent: Some(sent.clone()),
+            upload: Some(upload.clone()),
             silence: Some(Silence::new(patience)),
         };
-        (body, Some(sent))
+        (body, Some(upload))
     }
 
     fn empty() -> Self {
         Self {
             inner: None,
-            sent: None,
+            upload: None,
             silence: None,
         }
     }
 
     fn done(&mut self) {
-        if let Some(sent) = self.sent.take() {
-            sent.notify_one();
+        if let Some(upload) = self.upload.take() {
+            upload.sent.notify_one();
         }
+    }
+
+    /// Whether the upstream is waiting on the client's body.
+    fn awaited(&self) -> bool {
+        self.upload
+            .as_ref()
+            .is_some_and(|u| !u.answered.load(Ordering::Relaxed))
     }
 }
 
@@ -467,8 +495,9 @@ impl Body for Outgoing {
         };
         let polled = Pin::new(&mut *inner).poll_frame(cx);
         let end = inner.is_end_stream();
+        let awaited = this.awaited();
         if let Some(silence) = &mut this.silence {
-            if polled.is_pending() {
+            if polled.is_pending() && awaited {
                 return match silence.poll_quiet(cx) {
                     Poll::Ready(()) => {
                         Poll::Ready(Some(Err(ClientStalled(silence.limit()).into())))

@@ -15,6 +15,24 @@ pub async fn provider() -> Provider {
     provider::spawn_local(0).await.expect("provider starts").0
 }
 
+/// A local provider served from a runtime of its own, and what stops it:
+/// afterwards nothing answers at its address.
+pub fn provider_that_stops() -> (Provider, impl FnOnce()) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        tx.send(rt.block_on(provider())).unwrap();
+        let _ = rt.block_on(stopped);
+    });
+    let idp = rx.recv().expect("provider starts");
+    let stop = move || {
+        let _ = stop.send(());
+        thread.join().unwrap();
+    };
+    (idp, stop)
+}
+
 /// `[[providers]]` TOML for `id` at `idp`'s tenant `tenant`.
 pub fn provider_toml(idp: &Provider, id: &str, tenant: &str, extra: &str) -> String {
     format!(
