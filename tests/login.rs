@@ -21,7 +21,11 @@ struct Stack {
 }
 
 async fn stack(extra_provider: &str, extra_toml: &str) -> Stack {
-    let idp = provider().await;
+    stack_at(provider().await, extra_provider, extra_toml).await
+}
+
+/// A gateway with the provider `entra` at `idp`.
+async fn stack_at(idp: Provider, extra_provider: &str, extra_toml: &str) -> Stack {
     let up = Upstream::start().await;
     let toml = format!(
         "{extra_toml}\n{}",
@@ -510,14 +514,7 @@ async fn sessions_survive_a_restart_and_logout_ends_them() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_provider_that_is_down_keeps_sessions_working_and_fails_new_logins() {
     let (idp, stop) = provider_that_stops();
-    let up = Upstream::start().await;
-    let toml = format!(
-        "[oidc]\ntimeout = \"2s\"\n{}",
-        provider_toml(&idp, "entra", TENANT, DOMAINS)
-    );
-    let gw = Gateway::start(&up.url(), &toml).await;
-    register(&idp, &gw, "entra");
-    let s = Stack { idp, up, gw, toml };
+    let s = stack_at(idp, DOMAINS, "[oidc]\ntimeout = \"2s\"").await;
     let b = Browser::new();
     assert_eq!(b.login(&s.gw, "entra", "/", ADA).await.status(), 302);
     // The provider goes down, and the gateway starts again with nothing
