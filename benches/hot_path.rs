@@ -144,11 +144,7 @@ fn bench_sessions(c: &mut Criterion) {
             ..Default::default()
         }
         .into_new("entra", "");
-        let sign_in = SignIn {
-            provider_url: entra.configuration.oidc.provider_url.clone(),
-            client_id: entra.configuration.oidc.client_id.clone(),
-            vouching: Vouching::default(),
-        };
+        let sign_in = SignIn::at(&entra, Vouching::default());
         let providers = Registry::load(store.clone(), vec![entra], Rules::default())
             .await
             .expect("providers load");

@@ -366,11 +366,7 @@ impl LoginFlow {
         let user = registry::sign_in(&self.store, &provider, &claims, &email)
             .await
             .map_err(sign_in_refusal)?;
-        let sign_in = SignIn {
-            provider_url: provider.configuration.oidc.provider_url.clone(),
-            client_id: provider.configuration.oidc.client_id.clone(),
-            vouching,
-        };
+        let sign_in = SignIn::at(&provider, vouching);
         let identity = Identity {
             provider_id: provider_id.to_string(),
             sub: claims.sub,

@@ -76,17 +76,7 @@ impl UpstreamError {
 
     /// The client's body stopped coming for longer than the client timeout.
     pub fn client_stalled(&self) -> bool {
-        let UpstreamError::Exchange(e) = self else {
-            return false;
-        };
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            if s.is::<ClientStalled>() {
-                return true;
-            }
-            source = s.source();
-        }
-        false
+        matches!(self, UpstreamError::Exchange(e) if cause::<ClientStalled>(e).is_some())
     }
 
     /// The upstream was too slow (504), rather than unreachable (502).
@@ -94,19 +84,23 @@ impl UpstreamError {
         match self {
             UpstreamError::ConnectTimeout | UpstreamError::Timeout => true,
             UpstreamError::Wire(e) => e.kind() == std::io::ErrorKind::TimedOut,
-            UpstreamError::Exchange(e) => {
-                let mut source = std::error::Error::source(e);
-                while let Some(s) = source {
-                    if let Some(io) = s.downcast_ref::<std::io::Error>() {
-                        return io.kind() == std::io::ErrorKind::TimedOut;
-                    }
-                    source = s.source();
-                }
-                false
-            }
+            UpstreamError::Exchange(e) => cause::<std::io::Error>(e)
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut),
             _ => false,
         }
     }
+}
+
+/// The first error of type `T` among the causes of `e`.
+fn cause<T: std::error::Error + 'static>(e: &hyper::Error) -> Option<&T> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(found) = s.downcast_ref::<T>() {
+            return Some(found);
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// One HTTP/1.1 connection to the upstream.

@@ -26,6 +26,7 @@ use crate::identity::assertion::{AssertionError, Identity as AssertedIdentity, S
 use crate::identity::email::{self, Vouching};
 use crate::identity::Identity;
 use crate::providers::registry::Registry;
+use crate::providers::Provider;
 use crate::store::sessions::SessionRow;
 use crate::store::{Store, StoreError};
 use cookies::CookieCodec;
@@ -100,6 +101,24 @@ pub struct SignIn {
     pub provider_url: String,
     pub client_id: String,
     pub vouching: Vouching,
+}
+
+impl SignIn {
+    /// A sign-in at `provider` as it is now.
+    pub fn at(provider: &Provider, vouching: Vouching) -> Self {
+        let oidc = &provider.configuration.oidc;
+        Self {
+            provider_url: oidc.provider_url.clone(),
+            client_id: oidc.client_id.clone(),
+            vouching,
+        }
+    }
+
+    /// Whether `provider` still has the endpoint and client of this sign-in.
+    fn same_endpoint(&self, provider: &Provider) -> bool {
+        let oidc = &provider.configuration.oidc;
+        self.provider_url == oidc.provider_url && self.client_id == oidc.client_id
+    }
 }
 
 /// Why a session read from the database is not used.
@@ -348,11 +367,12 @@ impl Sessions {
                     .ok_or(Verdict::Unknown)?
             }
         };
-        let oidc = &provider.configuration.oidc;
-        if let Some(s) = &stored.sign_in {
-            if s.provider_url != oidc.provider_url || s.client_id != oidc.client_id {
-                return Err(Verdict::Refused("provider_changed"));
-            }
+        if stored
+            .sign_in
+            .as_ref()
+            .is_some_and(|s| !s.same_endpoint(&provider))
+        {
+            return Err(Verdict::Refused("provider_changed"));
         }
         email::check_again(
             &provider,
