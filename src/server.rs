@@ -15,7 +15,8 @@ use crate::identity::assertion::SigningKey;
 use crate::identity::keys::{AssertionKeys, SignerSettings};
 use crate::metrics::Metrics;
 use crate::oidc::jwks::{CacheConfig, OidcCache};
-use crate::oidc::login::LoginFlow;
+use crate::oidc::login::{ConsoleSignIn, LoginFlow};
+use crate::policy::Policy;
 use crate::providers::registry::Registry;
 use crate::proxy::headers::DEFAULT_IDENTITY_HEADERS;
 use crate::proxy::identity_headers::IdentityHeaders;
@@ -27,6 +28,9 @@ use crate::session::cookies::CookieCodec;
 use crate::session::{Lifetimes, Sessions};
 use crate::shutdown::{self, Signals};
 use crate::store::Store;
+use crate::tts::bridge::Bridge;
+use crate::tts::client::StackClient;
+use crate::tts::owners::Owners;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
@@ -109,6 +113,10 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
             .collect(),
         proto: if tls { "https" } else { "http" },
         login_attempts_per_minute: cfg.config.oidc.login_attempts_per_minute,
+        policy: Policy::new(
+            cfg.routes.clone(),
+            cfg.tts.as_ref().map(|t| t.account_mount.as_str()),
+        ),
     };
     let listener_settings = ListenerSettings {
         threads: match s.threads {
@@ -198,6 +206,20 @@ async fn build_auth(cfg: &Loaded, store: &Store, providers: Arc<Registry>) -> an
         ..CacheConfig::default()
     })
     .context("cannot build the HTTP client for identity providers")?;
+    let console = match &cfg.tts {
+        Some(t) => {
+            let client = StackClient::new(&t.url, &t.api_key, &t.account_mount, t.timeout)
+                .context("cannot build the HTTP client for The Things Stack")?;
+            Some(Arc::new(ConsoleSignIn {
+                bridge: Bridge::new(client, store.clone()),
+                owners: Owners::default(),
+                account_mount: t.account_mount.clone(),
+                console_mount: t.console_mount.clone(),
+                secure: cfg.public_is_https(),
+            }))
+        }
+        None => None,
+    };
     let login = Arc::new(LoginFlow::new(
         oidc,
         providers.clone(),
@@ -205,6 +227,7 @@ async fn build_auth(cfg: &Loaded, store: &Store, providers: Arc<Registry>) -> an
         sessions.clone(),
         &cfg.public_url,
         cfg.config.oidc.login_timeout,
+        console,
     ));
     let a = &cfg.config.assertion;
     let settings = SignerSettings {

@@ -3,6 +3,7 @@
 pub mod admin_client;
 pub mod ap;
 pub mod probe;
+pub mod tts;
 pub mod user;
 
 use std::path::PathBuf;
@@ -68,6 +69,11 @@ enum Command {
         #[command(subcommand)]
         command: user::UserCommand,
     },
+    /// The Things Stack console sign-in configured in [tts].
+    Tts {
+        #[command(subcommand)]
+        command: tts::TtsCommand,
+    },
     /// Manage authentication providers through the running gateway's admin API
     /// (the same flags and JSON as The Things Stack's `tti-lw-cli ap`).
     Ap {
@@ -79,7 +85,7 @@ enum Command {
 }
 
 #[derive(clap::Args)]
-struct ConfigArg {
+pub struct ConfigArg {
     /// Path of the TOML configuration file.
     #[arg(long, env = "IDGATE_CONFIG", value_name = "PATH")]
     config: Option<PathBuf>,
@@ -99,10 +105,11 @@ pub fn run() -> ExitCode {
         Command::DevProvider(args) => crate::demo::dev_provider::run(args),
         Command::User { conn, command } => user::run(conn, command),
         Command::Probe { url, timeout } => probe::run(&url, timeout),
+        Command::Tts { command } => tts::run(command),
     }
 }
 
-fn load(arg: &ConfigArg) -> Result<config::Loaded, ExitCode> {
+pub(crate) fn load(arg: &ConfigArg) -> Result<config::Loaded, ExitCode> {
     config::load(arg.config.as_deref()).map_err(|problems| {
         eprintln!("{problems}");
         ExitCode::from(1)

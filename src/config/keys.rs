@@ -218,10 +218,38 @@ pub const KEYS: &[Key] = &[
         Kind::Str,
         "PEM ES256 key (empty: generated and stored)",
     ),
+    key(
+        "tts.url",
+        Kind::Str,
+        "The Things Stack's HTTP address as idgate reaches it (empty: upstream.url)",
+    ),
+    key(
+        "tts.api_key",
+        Kind::Str,
+        "API key of an admin user of the stack (empty with api_key_file: no console sign-in)",
+    ),
+    key(
+        "tts.api_key_file",
+        Kind::Str,
+        "file holding that API key (instead of tts.api_key)",
+    ),
+    key(
+        "tts.account_mount",
+        Kind::Str,
+        "the stack's is.oauth.mount (its account app)",
+    ),
+    key("tts.console_mount", Kind::Str, "the stack's console mount"),
+    key(
+        "tts.timeout",
+        Kind::Duration,
+        "limit for each call to the stack (502 past it)",
+    ),
 ];
 
 /// The array of tables `[[providers]]`, checked field by field by serde.
 pub const PROVIDERS: &str = "providers";
+/// The array of tables `[[routes]]`, checked field by field by serde.
+pub const ROUTES: &str = "routes";
 
 /// Environment variables that start with `IDGATE_` but are not config keys.
 const NON_CONFIG_ENV: &[&str] = &["IDGATE_CONFIG", "IDGATE_ADMIN_URL"];
@@ -273,6 +301,10 @@ fn walk(table: &toml::Table, prefix: &str, problems: &mut Vec<Problem>) {
             check_providers(value, problems);
             continue;
         }
+        if path == ROUTES {
+            check_routes(value, problems);
+            continue;
+        }
         match (find(&path), value) {
             (Some(k), v) if type_matches(k.kind, v) => {}
             (Some(k), _) => problems.push(Problem::new(
@@ -289,17 +321,30 @@ fn walk(table: &toml::Table, prefix: &str, problems: &mut Vec<Problem>) {
 }
 
 fn check_providers(value: &toml::Value, problems: &mut Vec<Problem>) {
+    check_tables::<crate::providers::ProviderChange>(PROVIDERS, value, problems);
+}
+
+fn check_routes(value: &toml::Value, problems: &mut Vec<Problem>) {
+    check_tables::<super::RouteConfig>(ROUTES, value, problems);
+}
+
+/// Each table of the array `[[name]]` read as a `T`, every failure reported.
+fn check_tables<T: serde::de::DeserializeOwned>(
+    name: &str,
+    value: &toml::Value,
+    problems: &mut Vec<Problem>,
+) {
     let Some(items) = value.as_array() else {
         problems.push(Problem::new(
-            PROVIDERS,
-            "must be an array of tables ([[providers]])",
+            name,
+            format!("must be an array of tables ([[{name}]])"),
         ));
         return;
     };
     for (i, item) in items.iter().enumerate() {
-        if let Err(e) = item.clone().try_into::<crate::providers::ProviderChange>() {
+        if let Err(e) = item.clone().try_into::<T>() {
             problems.push(Problem::new(
-                format!("providers[{i}]"),
+                format!("{name}[{i}]"),
                 e.message().trim().to_string(),
             ));
         }
@@ -325,6 +370,7 @@ fn unknown_key_message(path: &str) -> String {
     }
     if section.is_empty() {
         names.push(PROVIDERS);
+        names.push(ROUTES);
     }
     format!("unknown key (expected one of: {})", names.join(", "))
 }

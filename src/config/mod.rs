@@ -74,6 +74,50 @@ pub struct Config {
     pub assertion: AssertionConfig,
     /// Providers declared here are read-only through the admin API.
     pub providers: Vec<crate::providers::ProviderChange>,
+    /// Requests that pass without a session; first match wins.
+    pub routes: Vec<RouteConfig>,
+    pub tts: TtsConfig,
+}
+
+/// One `[[routes]]` entry as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// A prefix when it ends in `/` (also covering the path without it),
+    /// else the exact path.
+    pub path: String,
+    /// Empty: every method.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// `public` or `bearer`.
+    pub allow: String,
+}
+
+/// `[tts]`: signing people in to The Things Stack's console.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct TtsConfig {
+    /// The stack's HTTP address as idgate reaches it; empty: `upstream.url`.
+    pub url: String,
+    pub api_key: String,
+    pub api_key_file: String,
+    pub account_mount: String,
+    pub console_mount: String,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for TtsConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            api_key: String::new(),
+            api_key_file: String::new(),
+            account_mount: "/oauth".into(),
+            console_mount: "/console".into(),
+            timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -341,6 +385,20 @@ pub struct Loaded {
     pub providers: Vec<crate::providers::Provider>,
     /// The public listener's TLS settings, when `server.tls` is set.
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// The `[[routes]]`, validated.
+    pub routes: Vec<crate::policy::PassRule>,
+    /// The console sign-in, when `[tts]` has an API key.
+    pub tts: Option<TtsSettings>,
+}
+
+/// `[tts]` once validated: console sign-in is on.
+#[derive(Debug, Clone)]
+pub struct TtsSettings {
+    pub url: url::Url,
+    pub api_key: String,
+    pub account_mount: String,
+    pub console_mount: String,
+    pub timeout: Duration,
 }
 
 impl Loaded {

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{Config, Loaded, Problem, Problems, Source};
+use super::{Config, Loaded, Problem, Problems, Source, TtsSettings};
+use crate::policy::{rules, PassRule};
 use crate::providers::validate::{self, Rules};
 use crate::providers::{Provider, SOURCE_CONFIG};
 use crate::time::timestamp_now;
@@ -40,6 +41,8 @@ pub fn validate(config: Config, source: Source) -> Result<Loaded, Problems> {
     check_database(&config.database.url, &mut p);
     check_log(&config, &mut p);
     let providers = declared_providers(&config, &mut p);
+    let routes = pass_rules(&config, &mut p);
+    let tts = tts_settings(&config, upstream_url.as_ref(), &mut p);
     match (listen, admin_listen, public_url, upstream_url) {
         (Some(listen), Some(admin_listen), Some(public_url), Some(upstream_url))
             if p.is_empty() =>
@@ -54,6 +57,8 @@ pub fn validate(config: Config, source: Source) -> Result<Loaded, Problems> {
                 trusted_proxies,
                 providers,
                 tls,
+                routes,
+                tts,
             })
         }
         _ => Err(Problems(p)),
@@ -88,6 +93,94 @@ fn declared_providers(config: &Config, p: &mut Vec<Problem>) -> Vec<Provider> {
         }
     }
     out
+}
+
+/// The `[[routes]]`, each checked alone and against the ones before it.
+fn pass_rules(config: &Config, p: &mut Vec<Problem>) -> Vec<PassRule> {
+    let configured: Vec<(String, Vec<String>, String)> = config
+        .routes
+        .iter()
+        .map(|r| (r.path.clone(), r.methods.clone(), r.allow.clone()))
+        .collect();
+    let (rules, problems) = rules::check_all(&configured);
+    p.extend(
+        problems
+            .into_iter()
+            .map(|(i, message)| Problem::new(format!("routes[{i}]"), message)),
+    );
+    rules
+}
+
+/// `[tts]`: console sign-in is on when an API key is given.
+fn tts_settings(
+    config: &Config,
+    upstream: Option<&url::Url>,
+    p: &mut Vec<Problem>,
+) -> Option<TtsSettings> {
+    let t = &config.tts;
+    let url = if t.url.is_empty() {
+        upstream.cloned()
+    } else {
+        http_url("tts.url", &t.url, p)
+    };
+    for (key, mount) in [
+        ("tts.account_mount", &t.account_mount),
+        ("tts.console_mount", &t.console_mount),
+    ] {
+        if !mount.starts_with('/')
+            || mount.len() < 2
+            || mount.ends_with('/')
+            || crate::paths::for_routes(mount).as_deref() != Some(mount.as_str())
+        {
+            p.push(Problem::new(
+                key,
+                format!("{mount:?} must be a path like /oauth: a leading /, no trailing /"),
+            ));
+        }
+    }
+    if t.timeout.is_zero() {
+        p.push(Problem::new("tts.timeout", "must be longer than zero"));
+    }
+    let key = match (t.api_key.is_empty(), t.api_key_file.is_empty()) {
+        (true, true) => return None,
+        (false, false) => {
+            p.push(Problem::new(
+                "tts.api_key_file",
+                "set either tts.api_key or tts.api_key_file, not both",
+            ));
+            return None;
+        }
+        (false, true) => t.api_key.trim().to_string(),
+        (true, false) => match std::fs::read_to_string(&t.api_key_file) {
+            Ok(text) => text.trim().to_string(),
+            Err(e) => {
+                p.push(Problem::new(
+                    "tts.api_key_file",
+                    format!("cannot read {}: {e}", t.api_key_file),
+                ));
+                return None;
+            }
+        },
+    };
+    if key.is_empty() || key.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        let which = if t.api_key.is_empty() {
+            "tts.api_key_file"
+        } else {
+            "tts.api_key"
+        };
+        p.push(Problem::new(
+            which,
+            "holds no usable API key (one line, no spaces); create one with `ttn-lw-cli users api-keys create` for an admin user",
+        ));
+        return None;
+    }
+    Some(TtsSettings {
+        url: url?,
+        api_key: key,
+        account_mount: t.account_mount.clone(),
+        console_mount: t.console_mount.clone(),
+        timeout: t.timeout,
+    })
 }
 
 fn socket_addr(key: &str, value: &str, p: &mut Vec<Problem>) -> Option<SocketAddr> {

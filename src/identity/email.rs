@@ -40,6 +40,15 @@ impl Vouching {
     }
 }
 
+/// Whether an email that passed [`check`] was vouched for by the domain
+/// list, `email_verified` or `xms_edov` (and not only by an allowed tenant):
+/// what The Things Stack may be told is a validated address.
+pub fn vouched_for(provider: &Provider, vouching: &Vouching) -> bool {
+    vouching.xms_edov == Some(true)
+        || vouching.email_verified == Some(true)
+        || !provider.allowed_email_domains.is_empty()
+}
+
 /// Whether `provider`'s rules as they are now still admit an email they
 /// admitted at sign-in, going by the same evidence; with no evidence kept
 /// (a session from before it was), by the domain list alone.

@@ -1,13 +1,17 @@
 //! The user registry: finds the person behind (provider, `sub`) or registers
 //! them under a new username. The database's uniqueness decides every race:
 //! two people wanting one username get two, one person logging in twice at
-//! once gets one record.
+//! once gets one record. With the console sign-in on, a username is only
+//! free when The Things Stack has it free too: each candidate is held in
+//! the database first, then claimed at the stack, and let go when the stack
+//! has it.
 
 use super::username::{self, NameClaims};
 use crate::oidc::id_token::IdClaims;
 use crate::providers::Provider;
 use crate::store::users::{NewUserError, UserRecord};
 use crate::store::{Store, StoreError};
+use crate::tts::bridge::{Bridge, BridgeError, Claim};
 
 /// Why a person was not let in.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +22,15 @@ pub enum SignInError {
     NoUsername,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Stack(#[from] BridgeError),
+}
+
+/// The Things Stack, when usernames must be free there too.
+pub struct StackGate<'a> {
+    pub bridge: &'a Bridge,
+    /// Whether the gateway vouches for the email.
+    pub vouched: bool,
 }
 
 /// The record for a person whose verified claims are `p` and whose email
@@ -46,6 +59,7 @@ pub async fn sign_in(
     provider: &Provider,
     claims: &IdClaims,
     email: &str,
+    stack: Option<StackGate<'_>>,
 ) -> Result<UserRecord, SignInError> {
     let now = crate::time::timestamp_now();
     let build = |username: String| record(provider.id(), claims, email, username, &now);
@@ -62,10 +76,27 @@ pub async fn sign_in(
         family_name: claims.family_name.as_deref(),
     };
     let attempts = username::attempts(&names, provider.id(), &mut rand::thread_rng());
+    let mut unexplained = false;
     for name in attempts {
         let new = build(name);
         match store.insert_user(&new).await {
-            Ok(()) => return Ok(new),
+            Ok(()) => {
+                let Some(gate) = &stack else {
+                    return Ok(new);
+                };
+                let claim = gate.bridge.claim(&new, gate.vouched).await;
+                if !matches!(claim, Ok(Claim::Created)) {
+                    store.delete_user(&new.username).await?;
+                }
+                match claim? {
+                    Claim::Created => return Ok(new),
+                    Claim::Taken => continue,
+                    // The stack refuses a second free-looking ID as held:
+                    // it is the email that it holds for another user.
+                    Claim::Unexplained if unexplained => return Err(BridgeError::EmailTaken.into()),
+                    Claim::Unexplained => unexplained = true,
+                }
+            }
             Err(NewUserError::UsernameTaken) => continue,
             Err(NewUserError::AlreadyRegistered) => {
                 let known = store

@@ -19,14 +19,17 @@ use super::discovery::Metadata;
 use super::id_token::{self, Expectations, IdClaims};
 use super::jwks::{OidcCache, OidcError};
 use crate::identity::email::{self, Evidence};
-use crate::identity::registry::{self, SignInError};
+use crate::identity::registry::{self, SignInError, StackGate};
 use crate::identity::Identity;
 use crate::providers::registry::Registry;
 use crate::providers::Provider;
 use crate::proxy::return_target;
 use crate::session::cookies::PendingLogin;
 use crate::session::{Sessions, SignIn};
+use crate::store::users::UserRecord;
 use crate::store::Store;
+use crate::tts::bridge::{BridgeError, Console};
+use crate::tts::client::StackError;
 
 /// A login that cannot go on: what the person sees and what the log says.
 #[derive(Debug)]
@@ -69,6 +72,28 @@ impl Refusal {
         )
     }
 
+    /// The stack could not say whose session a browser holds.
+    pub fn stack_unreachable() -> Self {
+        Self::new(
+            502,
+            "stack_failed",
+            "The Things Stack is not answering",
+            "The gateway could not check your console session with The Things Stack. Try again in a moment.",
+            "stack_unreachable",
+        )
+    }
+
+    /// The session could not be ended.
+    pub fn logout_failed() -> Self {
+        Self::new(
+            500,
+            "logout_failed",
+            "Sign-out failed",
+            "The gateway could not end your session. Try again in a moment.",
+            "logout_failed",
+        )
+    }
+
     pub fn unknown_provider() -> Self {
         Self::new(
             404,
@@ -102,6 +127,63 @@ impl Refusal {
 pub struct Redirect {
     pub location: String,
     pub cookies: Vec<String>,
+    /// Instead of going on at once: a page to show, with a link to
+    /// `location`.
+    pub notice: Option<Notice>,
+}
+
+/// A page shown after a sign-in that did not do all it could.
+#[derive(Debug)]
+pub struct Notice {
+    pub title: &'static str,
+    pub message: &'static str,
+    pub label: &'static str,
+}
+
+/// The console sign-in of a login, when `[tts]` is on.
+pub struct ConsoleSignIn {
+    pub bridge: crate::tts::bridge::Bridge,
+    pub owners: crate::tts::owners::Owners,
+    pub account_mount: String,
+    pub console_mount: String,
+    /// Whether the browser's cookies need `Secure`.
+    pub secure: bool,
+}
+
+impl ConsoleSignIn {
+    /// Signs `user` in to the console: the cookies that hand the browser
+    /// its stack session, or a notice for an administrator.
+    pub async fn sign_in(
+        &self,
+        user: &UserRecord,
+        vouched: bool,
+    ) -> Result<(Vec<String>, Option<Notice>), Refusal> {
+        match self.bridge.console(user, vouched).await {
+            Ok(Console::Session(session)) => {
+                self.owners.remember(&session, &user.username);
+                let cookies = crate::tts::hand_over(&session, &self.console_mount, self.secure);
+                Ok((cookies, None))
+            }
+            Ok(Console::Administrator) => {
+                tracing::info!(target: "idgate::tts", username = %user.username, "an administrator of the stack: no console session");
+                Ok((Vec::new(), Some(administrator())))
+            }
+            Err(e) => Err(bridge_refusal(&e)),
+        }
+    }
+
+    /// Where an administrator signs in with their password.
+    pub fn stack_login(&self) -> String {
+        format!("{}/login", self.account_mount)
+    }
+}
+
+fn administrator() -> Notice {
+    Notice {
+        title: "Signed in, but not to the console",
+        message: "You are an administrator of The Things Stack, and the stack never lets an administrator in without their password. Use the stack's own sign-in with your stack password for the console.",
+        label: "Sign in to the stack with your password",
+    }
 }
 
 /// The parameters a callback carries (query or `form_post` body).
@@ -138,6 +220,7 @@ pub struct LoginFlow {
     public_url: String,
     login_timeout: Duration,
     consumed: moka::sync::Cache<String, ()>,
+    console: Option<Arc<ConsoleSignIn>>,
 }
 
 /// Unfinished logins a browser may hold (tabs) before they are cleared.
@@ -157,6 +240,7 @@ impl LoginFlow {
         sessions: Arc<Sessions>,
         public_url: &url::Url,
         login_timeout: Duration,
+        console: Option<Arc<ConsoleSignIn>>,
     ) -> Self {
         let consumed = moka::sync::Cache::builder()
             .max_capacity(1_000_000)
@@ -170,7 +254,50 @@ impl LoginFlow {
             public_url: public_url.as_str().trim_end_matches('/').to_string(),
             login_timeout,
             consumed,
+            console,
         }
+    }
+
+    /// The console sign-in, when `[tts]` is on.
+    pub fn console(&self) -> Option<&ConsoleSignIn> {
+        self.console.as_deref()
+    }
+
+    /// Signs a signed-in person in to the console again (their stack
+    /// session was lost, or the browser holds someone else's): the cookies
+    /// to set, or a notice for an administrator.
+    pub async fn console_again(
+        &self,
+        identity: &Identity,
+    ) -> Result<(Vec<String>, Option<Notice>), Refusal> {
+        let Some(console) = self.console.as_deref() else {
+            return Ok((Vec::new(), None));
+        };
+        let user = self
+            .store
+            .find_user(&identity.provider_id, &identity.sub)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "user registry failed");
+                internal()
+            })?
+            .ok_or_else(|| {
+                Refusal::new(
+                    403,
+                    "user_removed",
+                    "Your account was removed",
+                    "This gateway no longer has your account. Sign in again.",
+                    "user_removed",
+                )
+            })?;
+        console
+            .bridge
+            .check_key()
+            .await
+            .map_err(|e| bridge_refusal(&BridgeError::Stack(e)))?;
+        // The email was brought to the stack at sign-in: nothing to vouch
+        // for again.
+        console.sign_in(&user, false).await
     }
 
     /// The redirect URI registered at the provider.
@@ -238,6 +365,7 @@ impl LoginFlow {
         Ok(Redirect {
             location: url.to_string(),
             cookies,
+            notice: None,
         })
     }
 
@@ -363,9 +491,25 @@ impl LoginFlow {
                 r.reason(),
             )
         })?;
-        let user = registry::sign_in(&self.store, &provider, &claims, &email)
+        let vouched = email::vouched_for(&provider, &vouching);
+        let console = self.console.as_deref();
+        if let Some(c) = console {
+            c.bridge
+                .check_key()
+                .await
+                .map_err(|e| bridge_refusal(&BridgeError::Stack(e)))?;
+        }
+        let gate = console.map(|c| StackGate {
+            bridge: &c.bridge,
+            vouched,
+        });
+        let user = registry::sign_in(&self.store, &provider, &claims, &email, gate)
             .await
             .map_err(sign_in_refusal)?;
+        let (mut cookies, notice) = match console {
+            Some(c) => c.sign_in(&user, vouched).await?,
+            None => (Vec::new(), None),
+        };
         let sign_in = SignIn::at(&provider, vouching);
         let identity = Identity {
             provider_id: provider_id.to_string(),
@@ -384,9 +528,15 @@ impl LoginFlow {
             tracing::error!(error = %e, "cannot store the session");
             internal()
         })?;
+        cookies.insert(0, session_cookie);
+        let location = match (&notice, console) {
+            (Some(_), Some(c)) => c.stack_login(),
+            _ => return_target::sanitize(Some(&pending.rd)),
+        };
         Ok(Redirect {
-            location: return_target::sanitize(Some(&pending.rd)),
-            cookies: vec![session_cookie],
+            location,
+            cookies,
+            notice,
         })
     }
 
@@ -484,7 +634,73 @@ fn sign_in_refusal(e: SignInError) -> Refusal {
             "None of the names your account shares can be turned into a username here. Ask an administrator.",
             "no_username",
         ),
+        SignInError::Stack(e) => bridge_refusal(&e),
         SignInError::Store(err) => {
+            tracing::error!(error = %err, "user registry failed");
+            internal()
+        }
+    }
+}
+
+/// What a person is told when the console sign-in failed; the log names
+/// the stack's own error.
+fn bridge_refusal(e: &BridgeError) -> Refusal {
+    tracing::warn!(target: "idgate::tts", error = %e, "console sign-in failed");
+    let stack_failed = |reason: &'static str, message: &str| {
+        Refusal::new(
+            502,
+            "stack_failed",
+            "The Things Stack could not sign you in",
+            message,
+            reason,
+        )
+    };
+    match e {
+        BridgeError::Stack(StackError::Unreachable { .. } | StackError::TimedOut(_)) => stack_failed(
+            "stack_unreachable",
+            "The Things Stack is not reachable from this gateway, so the console sign-in cannot be completed. Try again in a moment; if it keeps failing, tell the operator.",
+        ),
+        BridgeError::Stack(StackError::KeyRefused { .. } | StackError::KeyNotAdmin { .. }) => stack_failed(
+            "stack_key_refused",
+            "The Things Stack refused the gateway's API key (revoked, expired, or not an administrator's). Tell the operator: `idgate tts check` says what to fix.",
+        ),
+        BridgeError::Stack(StackError::TokensDisabled) => stack_failed(
+            "stack_login_tokens_disabled",
+            "Login tokens are disabled in The Things Stack, so the gateway cannot sign you in to the console. Tell the operator to set is.login-tokens.enabled: true.",
+        ),
+        BridgeError::Stack(StackError::Failed { .. }) => stack_failed(
+            "stack_error",
+            "The Things Stack answered with an error, so the console sign-in cannot be completed. Try again in a moment; if it keeps failing, tell the operator.",
+        ),
+        BridgeError::EmailTaken => Refusal::new(
+            409,
+            "email_taken",
+            "Your email address is already in use in The Things Stack",
+            "The Things Stack already has another account with your email address. Ask an administrator of the stack to link or remove that account; nothing was created.",
+            "stack_email_taken",
+        ),
+        BridgeError::IdHeldByOther(_) => Refusal::new(
+            409,
+            "username_taken",
+            "Your username belongs to another account in The Things Stack",
+            "The Things Stack has an account under your username that was not made for you. Ask an administrator of the stack.",
+            "stack_username_held",
+        ),
+        BridgeError::Removed(_) => Refusal::new(
+            409,
+            "account_removed",
+            "Your console account was removed",
+            "Your account in The Things Stack was deleted, and the stack keeps its name reserved. Ask an administrator of the stack to restore or purge it.",
+            "stack_user_removed",
+        ),
+        BridgeError::NotApproved(..) => Refusal::new(
+            403,
+            "account_not_approved",
+            "Your console account is not active",
+            "Your account in The Things Stack is suspended, rejected or waiting for approval. Ask an administrator of the stack.",
+            "stack_user_not_approved",
+        ),
+        BridgeError::Store(err) => {
             tracing::error!(error = %err, "user registry failed");
             internal()
         }

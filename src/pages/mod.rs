@@ -42,3 +42,19 @@ impl LoginPage {
             .unwrap_or_else(|_| "Sign in: the page could not be rendered".to_string())
     }
 }
+
+/// A page that tells a person something and offers one way on.
+#[derive(Template)]
+#[template(path = "notice.html")]
+pub struct NoticePage<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
+    pub href: &'a str,
+    pub label: &'a str,
+}
+
+impl NoticePage<'_> {
+    pub fn html(&self) -> String {
+        self.render().unwrap_or_else(|_| self.title.to_string())
+    }
+}

@@ -28,14 +28,14 @@ impl Gateway {
         conn: &Conn,
         mut parts: Parts,
         body: Incoming,
-        live: Arc<Live>,
+        live: Option<Arc<Live>>,
         mut ex: Exchange,
     ) -> Response<Tracked> {
         let http1 = parts.version < Version::HTTP_2;
         let html = respond::wants_html(&parts.headers);
         let upgrade = http1 && headers::is_websocket(&parts.method, &parts.headers);
-        self.upstream_head(conn, &mut parts, &live, upgrade);
-        ex.live = Some(live);
+        self.upstream_head(conn, &mut parts, live.as_deref(), upgrade);
+        ex.live = live;
 
         let (body, upload) = Outgoing::new(body, self.settings.client_timeout);
         let mut req = Request::from_parts(parts, body);
@@ -121,8 +121,9 @@ impl Gateway {
         response.map(|body| ex.body(status.as_u16(), Either::Left(body), silence))
     }
 
-    /// Turns the client's request head into the upstream's.
-    fn upstream_head(&self, conn: &Conn, parts: &mut Parts, live: &Live, upgrade: bool) {
+    /// Turns the client's request head into the upstream's; the identity
+    /// headers go with a signed-in person's.
+    fn upstream_head(&self, conn: &Conn, parts: &mut Parts, live: Option<&Live>, upgrade: bool) {
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h, upgrade);
         // HTTP/2 (and absolute-form HTTP/1) name the host in the target;
@@ -133,11 +134,13 @@ impl Gateway {
         });
         headers::set_forwarded(h, authority.as_deref(), &conn.peer);
         // Client copies were stripped before routing: append, no search.
-        self.auth
-            .headers
-            .for_each(live, &self.auth.keys.signer(), |name, value| {
-                h.append(name.clone(), value);
-            });
+        if let Some(live) = live {
+            self.auth
+                .headers
+                .for_each(live, &self.auth.keys.signer(), |name, value| {
+                    h.append(name.clone(), value);
+                });
+        }
         if !self.upstream.pass_host_header() {
             h.insert(HOST, self.upstream.authority().clone());
         } else if let Some(v) = authority

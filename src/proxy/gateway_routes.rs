@@ -11,11 +11,12 @@ use hyper::body::Incoming;
 
 use super::respond::{self, Answer, ErrorAnswer};
 use super::return_target;
-use super::routes::{self, Route};
 use super::Gateway;
 use crate::identity::keys::AssertionKeys;
 use crate::oidc::login::{CallbackParams, LoginFlow, Redirect, Refusal};
-use crate::pages::{LoginButton, LoginPage};
+use crate::pages::{LoginButton, LoginPage, NoticePage};
+use crate::policy::own as routes;
+use crate::policy::Route;
 use crate::providers::registry::Registry;
 use crate::session::{Live, Sessions};
 
@@ -135,6 +136,19 @@ impl Gateway {
         result: Result<Redirect, Refusal>,
     ) -> Answer {
         match result {
+            Ok(Redirect {
+                location,
+                cookies,
+                notice: Some(notice),
+            }) => {
+                let page = NoticePage {
+                    title: notice.title,
+                    message: notice.message,
+                    href: &location,
+                    label: notice.label,
+                };
+                Answer::html(200, page.html()).cookies(&cookies)
+            }
             Ok(r) => Answer::redirect(302, &r.location).cookies(&r.cookies),
             Err(refusal) => {
                 tracing::warn!(
@@ -182,17 +196,38 @@ impl Gateway {
                 // Fail closed: do not tell the person they are signed out
                 // while the session still works.
                 tracing::error!(error = %e, "cannot end the session in the database");
+                let refusal = Refusal::logout_failed();
                 let e = ErrorAnswer {
-                    status: 500,
-                    code: "logout_failed",
-                    title: "Sign-out failed",
-                    message: "The gateway could not end your session. Try again in a moment.",
+                    status: refusal.status,
+                    code: refusal.code,
+                    title: refusal.title,
+                    message: &refusal.message,
                 };
                 return Answer::error(headers, &e, None);
             }
             tracing::info!(target: "idgate::login", username = %live.identity.username, "signed out");
         }
-        Answer::redirect(303, "/oauth/login").cookie(&self.auth.sessions.cookies().clear_session())
+        self.end_stack_session(headers).await;
+        Answer::redirect(303, "/oauth/login")
+            .cookie(&self.auth.sessions.cookies().clear_session())
+            .cookies(&self.stack_cleared())
+    }
+
+    /// Ends the browser's stack session at the stack, when it has one.
+    async fn end_stack_session(&self, headers: &HeaderMap) {
+        let Some(console) = self.auth.login.console() else {
+            return;
+        };
+        let cookies = headers.get_all(http::header::COOKIE);
+        let Some(session) =
+            crate::tts::owners::session_cookie(cookies.iter().map(HeaderValue::as_bytes))
+        else {
+            return;
+        };
+        let session = String::from_utf8_lossy(session);
+        if let Err(e) = console.bridge.client().end_session(&session).await {
+            tracing::warn!(target: "idgate::tts", error = %e, "cannot end the stack session; its cookie is removed from the browser");
+        }
     }
 
     /// A request's `Origin` (or else `Referer`) is the gateway's own, or absent.

@@ -15,8 +15,8 @@ pub mod listener;
 pub mod rate_limit;
 pub mod respond;
 pub mod return_target;
-pub mod routes;
 mod silence;
+mod stack;
 pub mod tls;
 pub mod upstream;
 
@@ -28,12 +28,13 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 
 use crate::metrics::{Metrics, RouteClass};
-use crate::session::Remembered;
+use crate::policy::Policy;
+use crate::policy::{Allow, Decision, Route};
+use crate::session::{Live, Remembered};
 use exchange::{Exchange, Tracked};
 pub use gateway_routes::Auth;
 use headers::Peer;
 use respond::{Answer, ErrorAnswer};
-use routes::Route;
 use upstream::{Pinned, Upstream};
 
 /// Settings of the data plane, fixed at startup.
@@ -49,6 +50,8 @@ pub struct ProxySettings {
     pub proto: &'static str,
     /// Login starts and callbacks a client may make per minute (0: no limit).
     pub login_attempts_per_minute: u32,
+    /// Who may pass: the one place both data paths ask.
+    pub policy: Policy,
 }
 
 /// The gateway's proxy logic.
@@ -128,14 +131,18 @@ impl Gateway {
             return answered(ex, refused, http1);
         }
         headers::strip_client_reserved(&mut parts.headers, &self.settings.identity_headers);
-        let route = routes::classify(&parts.method, parts.uri.path());
-        ex.route = match route {
-            Route::Proxy => RouteClass::Proxy,
-            Route::LoginPage | Route::LoginStart(_) | Route::Callback(_) => RouteClass::Login,
-            _ => RouteClass::Internal,
+        let decision = self.settings.policy.decide(&parts.method, parts.uri.path());
+        ex.route = match &decision {
+            Decision::Own(Route::LoginPage | Route::LoginStart(_) | Route::Callback(_)) => {
+                RouteClass::Login
+            }
+            Decision::Own(_) | Decision::Closed => RouteClass::Internal,
+            _ => RouteClass::Proxy,
         };
-        if matches!(route, Route::LoginStart(_) | Route::Callback(_))
-            && !self.login_allowed(conn, &parts.headers)
+        if matches!(
+            decision,
+            Decision::Own(Route::LoginStart(_) | Route::Callback(_))
+        ) && !self.login_allowed(conn, &parts.headers)
         {
             let answer = ErrorAnswer {
                 status: 429,
@@ -149,23 +156,70 @@ impl Gateway {
             );
             return answered(ex, answer, http1);
         }
-        let answer = match route {
-            Route::Proxy => match self
-                .auth
-                .sessions
-                .find_remembered(&conn.session, parts.headers.get_all(http::header::COOKIE))
-                .await
-            {
-                Some(live) => return self.forward(conn, parts, body, live, ex).await,
-                None => {
+        let answer = match decision {
+            Decision::Own(Route::Callback(id)) => self.callback(&id, &parts, body).await,
+            Decision::Own(Route::LoginPage) => match self.heal(conn, &parts).await {
+                Some(answer) => answer,
+                None => self.answer(Route::LoginPage, &parts).await,
+            },
+            Decision::Own(route) => self.answer(route, &parts).await,
+            Decision::Closed => stack::closed(&parts.headers),
+            Decision::StackLogin => match self.heal(conn, &parts).await {
+                Some(answer) => answer,
+                None => return self.signed_in_only(conn, parts, body, ex).await,
+            },
+            Decision::StackLogout => return self.stack_logout(conn, parts, body, ex).await,
+            Decision::Pass { allow, path } => {
+                let live = self.session(conn, &parts.headers).await;
+                let passes = match allow {
+                    Allow::Public => true,
+                    Allow::Bearer => parts
+                        .headers
+                        .get(http::header::AUTHORIZATION)
+                        .is_some_and(|v| crate::policy::carries_bearer(v.as_bytes())),
+                };
+                if live.is_none() && !passes {
                     ex.route = RouteClass::Unauthenticated;
                     self.unauthenticated(&parts)
+                } else if !set_path(&mut parts.uri, &path) {
+                    stack::unroutable(&parts.headers)
+                } else {
+                    return match live {
+                        Some(live) => self.forward_checked(conn, parts, body, live, ex).await,
+                        None => self.forward(conn, parts, body, None, ex).await,
+                    };
                 }
-            },
-            Route::Callback(id) => self.callback(&id, &parts, body).await,
-            route => self.answer(route, &parts).await,
+            }
+            Decision::Session => return self.signed_in_only(conn, parts, body, ex).await,
         };
         answered(ex, answer, http1)
+    }
+
+    /// Forwards the request of a signed-in person; anyone else is sent to
+    /// sign in.
+    async fn signed_in_only(
+        &self,
+        conn: &Conn,
+        parts: http::request::Parts,
+        body: Incoming,
+        mut ex: Exchange,
+    ) -> Response<Tracked> {
+        match self.session(conn, &parts.headers).await {
+            Some(live) => self.forward_checked(conn, parts, body, live, ex).await,
+            None => {
+                ex.route = RouteClass::Unauthenticated;
+                let answer = self.unauthenticated(&parts);
+                answered(ex, answer, parts.version < Version::HTTP_2)
+            }
+        }
+    }
+
+    /// The valid session the request's cookie names, if any.
+    async fn session(&self, conn: &Conn, headers: &HeaderMap) -> Option<std::sync::Arc<Live>> {
+        self.auth
+            .sessions
+            .find_remembered(&conn.session, headers.get_all(http::header::COOKIE))
+            .await
     }
 
     /// The 414 or 431 answer for a request over the configured limits.
@@ -283,4 +337,28 @@ fn request_head_bytes(parts: &http::request::Parts) -> usize {
         .headers
         .iter()
         .fold(line, |acc, (k, v)| acc + k.as_str().len() + v.len() + 4)
+}
+
+/// Points `uri` at `path`, keeping its scheme, authority and query; false
+/// (and `uri` untouched) when that makes no URI.
+fn set_path(uri: &mut http::Uri, path: &str) -> bool {
+    if uri.path() == path {
+        return true;
+    }
+    let target = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let Ok(target) = target.parse() else {
+        return false;
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(target);
+    match http::Uri::from_parts(parts) {
+        Ok(new) => {
+            *uri = new;
+            true
+        }
+        Err(_) => false,
+    }
 }

@@ -139,6 +139,29 @@ impl Store {
         Ok(())
     }
 
+    /// Notes that the person's user in The Things Stack was created by idgate.
+    pub async fn mark_in_stack(&self, provider_id: &str, sub: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET in_stack = 1 WHERE provider_id = $1 AND sub = $2")
+            .bind(provider_id)
+            .bind(sub)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Whether idgate created the person's user in The Things Stack.
+    pub async fn in_stack(&self, provider_id: &str, sub: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT in_stack FROM users WHERE provider_id = $1 AND sub = $2")
+            .bind(provider_id)
+            .bind(sub)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<i64, _>("in_stack")? != 0,
+            None => false,
+        })
+    }
+
     /// Removes a user and every session of theirs; returns who it was.
     pub async fn delete_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         let Some(user) = self.user_by_username(username).await? else {

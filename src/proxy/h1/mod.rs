@@ -24,6 +24,7 @@ use super::respond::{Answer, BODY_TIMEOUT};
 use super::upstream::UpstreamError;
 use super::{Conn, Gateway};
 use crate::metrics::RouteClass;
+use crate::tts::owners::Standing;
 use chunked::Chunks;
 use request::{Head, Limits, Rewrite, Verdict};
 use response::{Final, Framing, Reply};
@@ -147,6 +148,7 @@ impl Gateway {
             max_uri_bytes: self.settings.max_uri_bytes,
             max_header_bytes: self.settings.max_header_bytes,
             identity_headers: &self.settings.identity_headers,
+            policy: &self.settings.policy,
         };
         // An idle connection waits the client timeout for a request; once
         // its first bytes came, the whole head must arrive within as long
@@ -179,6 +181,11 @@ impl Gateway {
             .sessions
             .find_by_cookie(&conn.session, cookie)
             .await?;
+        // A stack session not known to be this person's: the general path
+        // finds out.
+        if self.stack_standing([cookie], &live) != Standing::Fine {
+            return None;
+        }
         let path = std::str::from_utf8(&bufs.client[head.path.clone()]).unwrap_or("/");
         let mut ex = Exchange::start(&self.metrics, &head.method, path, conn.peer.client_ip);
         ex.route = RouteClass::Proxy;

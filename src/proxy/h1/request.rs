@@ -7,8 +7,8 @@ use std::ops::Range;
 
 use http::Method;
 
+use crate::policy::{Decision, Policy};
 use crate::proxy::headers::{is_lookalike, is_reserved};
-use crate::proxy::routes::{self, Route};
 
 /// Most header fields a request may carry (as on the general path).
 pub const MAX_HEADERS: usize = 256;
@@ -22,6 +22,8 @@ pub struct Limits<'a> {
     pub max_uri_bytes: usize,
     pub max_header_bytes: usize,
     pub identity_headers: &'a [String],
+    /// Only what it decides needs a session is the fast path's.
+    pub policy: &'a Policy,
 }
 
 /// What to do with the bytes a client has sent so far.
@@ -138,7 +140,7 @@ pub fn parse(buf: &[u8], limits: &Limits<'_>, fields: &mut Vec<Field>) -> Verdic
         || target.len() > limits.max_uri_bytes
         || !target.starts_with('/')
         || !target.bytes().all(is_target_byte)
-        || routes::classify(&method, path) != Route::Proxy
+        || limits.policy.decide(&method, path) != Decision::Session
     {
         return Verdict::HandOff;
     }
@@ -269,7 +271,14 @@ mod tests {
             max_uri_bytes: 64,
             max_header_bytes: 512,
             identity_headers: Vec::leak(names.collect()),
+            policy: Box::leak(Box::new(policy())),
         }
+    }
+
+    fn policy() -> Policy {
+        let (rules, _) =
+            crate::policy::rules::check_all(&[("/api/v3/".into(), Vec::new(), "bearer".into())]);
+        Policy::new(rules, Some("/account"))
     }
 
     fn verdict(raw: &str) -> Verdict {
@@ -371,9 +380,13 @@ mod tests {
             format!("GET http://other/x HTTP/1.1\r\n{base}\r\n"),
             format!("GET * HTTP/1.1\r\n{base}\r\n"),
             format!("GET /a\"b HTTP/1.1\r\n{base}\r\n"),
-            // The gateway's own routes.
+            // The gateway's own routes, routes that pass without a
+            // session, the stack paths the gateway treats itself.
             format!("GET /oauth/login HTTP/1.1\r\n{base}\r\n"),
             format!("GET /.idgate/me HTTP/1.1\r\n{base}\r\n"),
+            format!("GET /api/v3/users HTTP/1.1\r\n{base}\r\n"),
+            format!("POST /api/v3/users/a/login%2Dtokens HTTP/1.1\r\n{base}\r\n"),
+            format!("GET /account/logout HTTP/1.1\r\n{base}\r\n"),
             // No session, two sessions, no or two hosts.
             "GET / HTTP/1.1\r\nHost: gw\r\n\r\n".to_string(),
             format!("GET / HTTP/1.1\r\n{base}Cookie: t=2\r\n\r\n"),

@@ -1,5 +1,5 @@
-//! The gateway's own routes on the public listener, told apart from
-//! everything that is proxied.
+//! The gateway's own routes on the public listener (login, callback,
+//! `/.idgate/…`), told apart from everything that is proxied.
 
 use http::Method;
 

@@ -1,0 +1,252 @@
+//! `[[routes]]`: requests that pass without a session. A rule is checked
+//! once, when the configuration loads (leading `/`, normal form, known
+//! `allow` and methods, not covering the gateway's own paths, not shadowed
+//! by an earlier rule), and then matched on the normalised path alone.
+
+use http::Method;
+
+use crate::paths;
+
+/// How a request that matches a rule may pass without a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allow {
+    /// Always.
+    Public,
+    /// When it carries `Authorization: Bearer <token>` with a non-empty
+    /// token (the upstream checks the token).
+    Bearer,
+}
+
+/// One validated `[[routes]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassRule {
+    /// Normal form; ends in `/` for a prefix.
+    path: String,
+    /// Empty: every method.
+    methods: Vec<Method>,
+    pub allow: Allow,
+}
+
+/// Methods a rule may name (CONNECT never reaches the upstream).
+const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+];
+
+/// Paths only the gateway answers.
+const OWN: &[&str] = &["/oauth/login", "/.idgate/"];
+
+impl PassRule {
+    /// A rule from its configured fields, or what is wrong with them.
+    pub fn new(path: &str, methods: &[String], allow: &str) -> Result<PassRule, String> {
+        let allow = match allow {
+            "public" => Allow::Public,
+            "bearer" => Allow::Bearer,
+            other => {
+                return Err(format!(
+                    "allow = {other:?} is not one of \"public\", \"bearer\""
+                ))
+            }
+        };
+        if !path.starts_with('/') {
+            return Err(format!("path {path:?} must start with /"));
+        }
+        if path.contains(['?', '#']) {
+            return Err(format!(
+                "path {path:?} must be a path alone, without a query or fragment"
+            ));
+        }
+        if paths::for_routes(path).as_deref() != Some(path) {
+            return Err(format!(
+                "path {path:?} is not in normal form (no `.` or `..` segments, no `//`, no percent-encoded unreserved characters, no encoded `/` or `\\`); requests are matched after normalising, so write {:?}",
+                paths::for_routes(path).unwrap_or_else(|| "a plain path".into())
+            ));
+        }
+        let mut parsed = Vec::new();
+        for m in methods {
+            let upper = m.to_ascii_uppercase();
+            if !METHODS.contains(&upper.as_str()) {
+                return Err(format!("method {m:?} is not one of {}", METHODS.join(", ")));
+            }
+            let method = Method::from_bytes(upper.as_bytes()).expect("a known method");
+            if !parsed.contains(&method) {
+                parsed.push(method);
+            }
+        }
+        let rule = PassRule {
+            path: path.to_string(),
+            methods: parsed,
+            allow,
+        };
+        if let Some(own) = OWN
+            .iter()
+            .find(|own| rule.covers_path(own) || path.starts_with(**own))
+        {
+            return Err(format!(
+                "path {path:?} covers the gateway's own paths ({own}…), which never pass to the upstream"
+            ));
+        }
+        Ok(rule)
+    }
+
+    /// Whether this rule matches a request for normalised `path`.
+    pub fn matches(&self, method: &Method, path: &str) -> bool {
+        (self.methods.is_empty() || self.methods.contains(method)) && self.covers_path(path)
+    }
+
+    fn covers_path(&self, path: &str) -> bool {
+        match self.path.strip_suffix('/') {
+            Some(bare) if !bare.is_empty() => path == bare || path.starts_with(&self.path),
+            Some(_) => true,
+            None => path == self.path,
+        }
+    }
+
+    /// Whether every request `later` could match for some method is matched
+    /// by this rule first: `later` then never applies to that method.
+    pub fn shadows(&self, later: &PassRule) -> bool {
+        let paths = match later.path.strip_suffix('/') {
+            // A prefix is covered when its own bare path and everything
+            // under it is.
+            Some(_) => self.path.ends_with('/') && self.covers_path(&later.path),
+            None => self.covers_path(&later.path),
+        };
+        let methods = self.methods.is_empty()
+            || later.methods.is_empty()
+            || later.methods.iter().any(|m| self.methods.contains(m));
+        paths && methods
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+/// The rules of `[[routes]]`, each checked alone and against the ones
+/// before it; problems are `(index, message)`.
+pub fn check_all(
+    configured: &[(String, Vec<String>, String)],
+) -> (Vec<PassRule>, Vec<(usize, String)>) {
+    let mut rules: Vec<PassRule> = Vec::new();
+    let mut problems = Vec::new();
+    let mut at = Vec::new();
+    for (i, (path, methods, allow)) in configured.iter().enumerate() {
+        let rule = match PassRule::new(path, methods, allow) {
+            Ok(rule) => rule,
+            Err(e) => {
+                problems.push((i, e));
+                continue;
+            }
+        };
+        if let Some((earlier, j)) = rules.iter().zip(&at).find(|(r, _)| r.shadows(&rule)) {
+            problems.push((
+                i,
+                format!(
+                    "overlaps routes[{j}] ({:?}), which comes first and matches the same requests; put the more specific route first or merge them",
+                    earlier.path
+                ),
+            ));
+            continue;
+        }
+        rules.push(rule);
+        at.push(i);
+    }
+    (rules, problems)
+}
+
+/// Whether an `Authorization` value is `Bearer <token>` with a non-empty
+/// token.
+pub fn carries_bearer(value: &[u8]) -> bool {
+    value.len() > 7
+        && value[..7].eq_ignore_ascii_case(b"bearer ")
+        && !value[7..].trim_ascii().is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(path: &str, methods: &[&str], allow: &str) -> Result<PassRule, String> {
+        let methods: Vec<String> = methods.iter().map(|m| m.to_string()).collect();
+        PassRule::new(path, &methods, allow)
+    }
+
+    #[test]
+    fn a_prefix_covers_its_bare_path_and_below() {
+        let r = rule("/api/v3/", &[], "bearer").unwrap();
+        for p in ["/api/v3", "/api/v3/", "/api/v3/users"] {
+            assert!(r.matches(&Method::GET, p), "{p}");
+        }
+        for p in ["/api/v", "/api/v30", "/api", "/"] {
+            assert!(!r.matches(&Method::GET, p), "{p}");
+        }
+        let exact = rule("/healthz", &["get"], "public").unwrap();
+        assert!(exact.matches(&Method::GET, "/healthz"));
+        assert!(!exact.matches(&Method::POST, "/healthz"));
+        assert!(!exact.matches(&Method::GET, "/healthz/"));
+        assert!(!exact.matches(&Method::GET, "/healthzz"));
+    }
+
+    #[test]
+    fn bad_rules_are_refused_with_the_reason() {
+        for (path, methods, allow, says) in [
+            ("api/v3/", &[][..], "bearer", "must start with /"),
+            ("/api/", &[], "open", "is not one of"),
+            ("/api/", &["FETCH"], "public", "method \"FETCH\""),
+            ("/api/", &["CONNECT"], "public", "method \"CONNECT\""),
+            ("/api/../x", &[], "public", "normal form"),
+            ("//api", &[], "public", "normal form"),
+            ("/api?x=1", &[], "public", "without a query"),
+            ("/", &[], "public", "own paths"),
+            ("/oauth/", &[], "public", "own paths"),
+            ("/oauth/login", &[], "public", "own paths"),
+            ("/oauth/login/entra/callback", &[], "public", "own paths"),
+            ("/.idgate/", &[], "public", "own paths"),
+            ("/.idgate/me", &[], "public", "own paths"),
+        ] {
+            let e = rule(path, methods, allow).unwrap_err();
+            assert!(e.contains(says), "{path}: {e}");
+        }
+        assert!(rule("/oauth/token", &[], "public").is_ok());
+    }
+
+    #[test]
+    fn a_rule_hidden_by_an_earlier_one_is_refused() {
+        let c = |v: &[(&str, &[&str])]| {
+            let configured: Vec<(String, Vec<String>, String)> = v
+                .iter()
+                .map(|(p, m)| {
+                    (
+                        p.to_string(),
+                        m.iter().map(|m| m.to_string()).collect(),
+                        "public".to_string(),
+                    )
+                })
+                .collect();
+            check_all(&configured).1
+        };
+        assert_eq!(c(&[("/api/v3/", &[]), ("/api/v3/x/", &[])]).len(), 1);
+        assert_eq!(c(&[("/api/v3/", &[]), ("/api/v3", &[])]).len(), 1);
+        assert_eq!(
+            c(&[("/healthz", &["GET"]), ("/healthz", &["GET", "POST"])]).len(),
+            1
+        );
+        assert!(c(&[("/api/v3/x/", &[]), ("/api/v3/", &[])]).is_empty());
+        assert!(c(&[("/healthz", &["GET"]), ("/healthz", &["POST"])]).is_empty());
+        assert!(c(&[("/api/v3", &[]), ("/api/v3/", &[])]).is_empty());
+    }
+
+    #[test]
+    fn bearer_needs_a_token() {
+        assert!(carries_bearer(b"Bearer NNSXS.abc"));
+        assert!(carries_bearer(b"bearer x"));
+        for v in [
+            &b"Bearer "[..],
+            b"Bearer   ",
+            b"Basic YTpi",
+            b"Bearer",
+            b"NNSXS.abc",
+        ] {
+            assert!(!carries_bearer(v), "{:?}", String::from_utf8_lossy(v));
+        }
+    }
+}
