@@ -3,11 +3,16 @@
 //! a separator), and the one The Things Stack routes on (everything
 //! decoded), each with `.`/`..` resolved and repeated `/` merged.
 
+use std::borrow::Cow;
+
 /// The path `[[routes]]` are matched on: percent-encoded unreserved
 /// characters decoded, `.` and `..` resolved, repeated `/` merged. `None`
 /// for a path that still holds an encoded `/`, `\` or NUL, a backslash, or
 /// a malformed escape: such a path never matches a route.
-pub fn for_routes(path: &str) -> Option<String> {
+pub fn for_routes(path: &str) -> Option<Cow<'_, str>> {
+    if is_plain(path) {
+        return Some(Cow::Borrowed(path));
+    }
     let bytes = path.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -33,15 +38,28 @@ pub fn for_routes(path: &str) -> Option<String> {
             }
         }
     }
-    Some(clean(&String::from_utf8(decoded).ok()?))
+    Some(Cow::Owned(clean(&String::from_utf8(decoded).ok()?)))
 }
 
 /// The path as The Things Stack routes it: fully percent-decoded (`%2F`
 /// included; a malformed escape stays as it is), then `.`/`..` resolved and
 /// repeated `/` merged, as its root router redirects to.
-pub fn as_the_stack_routes(path: &str) -> String {
+pub fn as_the_stack_routes(path: &str) -> Cow<'_, str> {
+    if is_plain(path) {
+        return Cow::Borrowed(path);
+    }
     let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-    clean(&decoded)
+    Cow::Owned(clean(&decoded))
+}
+
+/// A path that every normal form leaves as it is: it starts with `/`, and
+/// has no escapes, backslashes, empty or dot segments. Most requests are
+/// like that; they cost no allocation.
+fn is_plain(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.contains(['%', '\\'])
+        && !path.contains("//")
+        && path.split('/').all(|s| s != "." && s != "..")
 }
 
 /// Resolves `.` and `..` segments and merges repeated `/`; the result starts

@@ -1,13 +1,16 @@
 //! A real headless Chromium, driven over WebDriver, clicks "Login to
 //! <name>", signs in at the local Entra-shaped provider's form, and lands
-//! on the upstream with its identity. Needs Debian's `chromium` and
-//! `chromium-driver` (`scripts/setup --test` installs them).
+//! on the upstream with its identity; in front of (a fake of) The Things
+//! Stack, it lands in the console signed in as its derived user. Needs
+//! Debian's `chromium` and `chromium-driver` (`scripts/setup --test`
+//! installs them).
 
 mod common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::fake_tts::{FakeStack, ADMIN_KEY};
 use common::login::{provider, provider_toml, register, TENANT};
 use common::upstream::Upstream;
 use common::Gateway;
@@ -51,26 +54,13 @@ async fn start_driver() -> (Driver, u16) {
     (Driver(child), port)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_person_signs_in_with_a_real_browser() {
+/// A WebDriver session of a headless Chromium with a fresh profile; the
+/// driver and the profile live as long as the returned guards.
+async fn chromium() -> (fantoccini::Client, Driver, tempfile::TempDir) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let chromium = find("chromium");
-    let (_driver, port) = start_driver().await;
+    let (driver, port) = start_driver().await;
     let profile = tempfile::tempdir().unwrap();
-    let idp = provider().await;
-    let up = Upstream::start().await;
-    let gw = Gateway::start(
-        &up.url(),
-        &provider_toml(
-            &idp,
-            "entra",
-            TENANT,
-            r#"allowed_email_domains = ["example.com"]"#,
-        ),
-    )
-    .await;
-    register(&idp, &gw, "entra");
-
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -90,10 +80,12 @@ async fn a_person_signs_in_with_a_real_browser() {
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("WebDriver session");
+    (c, driver, profile)
+}
 
-    c.goto(&gw.url("/console/applications?page=2"))
-        .await
-        .unwrap();
+/// Clicks the provider's button on the login page, signs Grace Hopper in at
+/// the provider's form, and waits until the browser is at `path`.
+async fn sign_in_as_grace(c: &fantoccini::Client, path: &str) -> url::Url {
     let button = c
         .wait()
         .at_most(Duration::from_secs(20))
@@ -126,18 +118,67 @@ async fn a_person_signs_in_with_a_real_browser() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let url = c.current_url().await.unwrap();
-        if url.path() == "/console/applications" {
-            assert_eq!(url.query(), Some("page=2"));
-            break;
+        if url.path() == path {
+            return url;
         }
         assert!(
             Instant::now() < deadline,
-            "the browser did not land on the upstream: {url}"
+            "the browser did not land on {path}: {url}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+fn grace_provider(idp: &idgate::demo::provider::Provider) -> String {
+    provider_toml(
+        idp,
+        "entra",
+        TENANT,
+        r#"allowed_email_domains = ["example.com"]"#,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_person_signs_in_with_a_real_browser() {
+    let (c, _driver, _profile) = chromium().await;
+    let idp = provider().await;
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&up.url(), &grace_provider(&idp)).await;
+    register(&idp, &gw, "entra");
+
+    c.goto(&gw.url("/console/applications?page=2"))
+        .await
+        .unwrap();
+    let url = sign_in_as_grace(&c, "/console/applications").await;
+    assert_eq!(url.query(), Some("page=2"));
     let page = c.source().await.unwrap();
     assert!(page.contains("x-forwarded-user"), "{page}");
     assert!(page.contains("grace-hopper"), "{page}");
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_person_lands_in_the_console_as_their_stack_user() {
+    let (c, _driver, _profile) = chromium().await;
+    let stack = FakeStack::start().await;
+    let idp = provider().await;
+    let gw = Gateway::start(
+        &stack.url,
+        &format!(
+            "[tts]\napi_key = \"{ADMIN_KEY}\"\naccount_mount = \"/account\"\n{}",
+            grace_provider(&idp)
+        ),
+    )
+    .await;
+    register(&idp, &gw, "entra");
+    stack.set_console_root_url(&gw.origin);
+
+    c.goto(&gw.url("/console/applications")).await.unwrap();
+    sign_in_as_grace(&c, "/console/applications").await;
+    let page = c.source().await.unwrap();
+    assert!(page.contains("Signed in as grace-hopper"), "{page}");
+    let user = stack.user("grace-hopper").expect("the stack has Grace");
+    assert_eq!(user.email, "grace@example.com");
+    assert_eq!(stack.live_sessions("grace-hopper"), 1);
     c.close().await.unwrap();
 }

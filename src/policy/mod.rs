@@ -75,7 +75,7 @@ impl Policy {
                 if let Some(rule) = self.rules.iter().find(|r| r.matches(method, &normal)) {
                     return Decision::Pass {
                         allow: rule.allow,
-                        path: normal,
+                        path: normal.into_owned(),
                     };
                 }
             }

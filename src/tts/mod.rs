@@ -10,17 +10,19 @@ pub mod owners;
 
 /// The stack's account session cookie.
 pub const SESSION_COOKIE: &str = "_session";
-/// The console's cookies, scoped to its mount.
-pub const CONSOLE_COOKIES: &[&str] = &["_console_auth", "_console_state"];
+/// The console's session cookie, scoped to its mount. (Its OAuth state
+/// cookie, `_console_state`, is left alone: a browser may be in the middle
+/// of the console's own sign-in round trip, which needs it.)
+pub const CONSOLE_AUTH_COOKIE: &str = "_console_auth";
 
 /// `Set-Cookie` values that hand the browser `session` and remove the
-/// console's own cookies, so the console signs in again by itself.
+/// console's own session, so the console signs in again by itself.
 pub fn hand_over(session: &str, console_mount: &str, secure: bool) -> Vec<String> {
     let secure = if secure { "; Secure" } else { "" };
     let mut cookies = vec![format!(
         "{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax{secure}"
     )];
-    cookies.extend(clear_console(console_mount, secure));
+    cookies.push(clear_console(console_mount, secure));
     cookies
 }
 
@@ -31,15 +33,12 @@ pub fn clear_all(console_mount: &str, secure: bool) -> Vec<String> {
     let mut cookies = vec![format!(
         "{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{secure}"
     )];
-    cookies.extend(clear_console(console_mount, secure));
+    cookies.push(clear_console(console_mount, secure));
     cookies
 }
 
-fn clear_console(console_mount: &str, secure: &str) -> Vec<String> {
-    CONSOLE_COOKIES
-        .iter()
-        .map(|name| {
-            format!("{name}=; Path={console_mount}; Max-Age=0; HttpOnly; SameSite=Lax{secure}")
-        })
-        .collect()
+fn clear_console(console_mount: &str, secure: &str) -> String {
+    format!(
+        "{CONSOLE_AUTH_COOKIE}=; Path={console_mount}; Max-Age=0; HttpOnly; SameSite=Lax{secure}"
+    )
 }

@@ -100,7 +100,6 @@ impl Browser {
         r.json().await.unwrap()
     }
 
-    /// The `Cookie` header this browser sends to `gw`.
     /// The status of `/.idgate/me`: 200 while signed in, 401 otherwise.
     pub async fn me(&self, gw: &Gateway) -> reqwest::StatusCode {
         self.http
@@ -111,9 +110,15 @@ impl Browser {
             .status()
     }
 
+    /// The `Cookie` header this browser sends to `gw`.
     pub fn cookies(&self, gw: &Gateway) -> String {
+        self.cookies_at(gw, "/")
+    }
+
+    /// The `Cookie` header this browser sends to `path` at `gw`.
+    pub fn cookies_at(&self, gw: &Gateway, path: &str) -> String {
         use reqwest::cookie::CookieStore;
-        let url = url::Url::parse(&gw.url("/")).unwrap();
+        let url = url::Url::parse(&gw.url(path)).unwrap();
         self.jar
             .cookies(&url)
             .map(|v| v.to_str().unwrap().to_string())

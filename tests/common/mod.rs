@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod fake_tts;
 pub mod login;
 pub mod pg;
 pub mod raw_upstream;
