@@ -322,6 +322,16 @@ async fn another_users_stack_session_is_never_forwarded() {
         })
         .expect("a new stack session for Ada");
     assert_ne!(fresh, foreign);
+    // Sent again, now that the owner is cached, on both data paths: still
+    // never forwarded.
+    let mut c = common::KeepAlive::open(s.gw.public);
+    for _ in 0..2 {
+        let status = c.get(
+            "/console/applications",
+            &format!("idgate_session={idgate}; _session={foreign}"),
+        );
+        assert_eq!(status, 307);
+    }
     // The stack never saw Mallory's session on anything but the owner check.
     for seen in s.stack.requests() {
         let carries = seen
@@ -728,4 +738,74 @@ fn tts_check_without_a_key_says_what_to_set() {
     let (code, _, err) = run_idgate(&["tts", "check"], dir.path(), &[]);
     assert_eq!(code, 1);
     assert!(err.contains("tts.api_key"), "{err}");
+}
+
+#[test]
+fn check_config_refuses_a_bad_tts_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, "NNSXS.KEY\n").unwrap();
+    let empty_file = dir.path().join("empty");
+    std::fs::write(&empty_file, "\n").unwrap();
+    let check = |tts: &str| {
+        let path = dir.path().join("idgate.toml");
+        std::fs::write(&path, format!("[tts]\n{tts}\n")).unwrap();
+        let (code, out, err) = run_idgate(
+            &["check-config", "--config", path.to_str().unwrap()],
+            dir.path(),
+            &[],
+        );
+        (code, format!("{out}{err}"))
+    };
+    let (code, out) = check(&format!("api_key_file = \"{}\"", key_file.display()));
+    assert_eq!(code, 0, "{out}");
+    for (tts, says) in [
+        (
+            "api_key_file = \"/nonexistent/key\"".to_string(),
+            "tts.api_key_file: cannot read /nonexistent/key",
+        ),
+        (
+            format!("api_key_file = \"{}\"", empty_file.display()),
+            "tts.api_key_file: holds no usable API key",
+        ),
+        (
+            format!("api_key = \"k\"\napi_key_file = \"{}\"", key_file.display()),
+            "tts.api_key_file: set either tts.api_key or tts.api_key_file, not both",
+        ),
+        (
+            "api_key = \"two words\"".to_string(),
+            "tts.api_key: holds no usable API key",
+        ),
+        (
+            "api_key = \"k\"\nurl = \"stack:1885\"".to_string(),
+            "tts.url: \"stack:1885\"",
+        ),
+        (
+            "api_key = \"k\"\naccount_mount = \"oauth/\"".to_string(),
+            "tts.account_mount: \"oauth/\" must be a path like /oauth",
+        ),
+        (
+            "api_key = \"k\"\nconsole_mount = \"/\"".to_string(),
+            "tts.console_mount: \"/\" must be a path like /oauth",
+        ),
+        (
+            "api_key = \"k\"\ntimeout = \"0s\"".to_string(),
+            "tts.timeout: must be longer than zero",
+        ),
+        ("apikey = \"k\"".to_string(), "tts.apikey: unknown key"),
+    ] {
+        let (code, out) = check(&tts);
+        assert_ne!(code, 0, "{tts} was accepted");
+        assert!(out.contains(says), "{tts}:\n{out}");
+        assert!(!out.contains("NNSXS.KEY"), "the key was printed: {out}");
+    }
+    // The environment names the key too, and wins over the file.
+    let path = dir.path().join("idgate.toml");
+    std::fs::write(&path, "[tts]\napi_key = \"two words\"\n").unwrap();
+    let (code, _, err) = run_idgate(
+        &["check-config", "--config", path.to_str().unwrap()],
+        dir.path(),
+        &[("IDGATE_TTS_API_KEY", "NNSXS.FROM-ENV")],
+    );
+    assert_eq!(code, 0, "{err}");
 }
