@@ -409,6 +409,9 @@ async fn a_lost_stack_session_heals_through_the_stack_login_page() {
         .await;
     assert_eq!(r.status(), 302);
     assert_eq!(r.headers()["location"], "/");
+    // Healing a browser whose stack session still lived leaves no second
+    // session behind.
+    assert_eq!(s.stack.live_sessions("ada"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

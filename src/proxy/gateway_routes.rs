@@ -214,7 +214,7 @@ impl Gateway {
     }
 
     /// Ends the browser's stack session at the stack, when it has one.
-    async fn end_stack_session(&self, headers: &HeaderMap) {
+    pub(super) async fn end_stack_session(&self, headers: &HeaderMap) {
         let Some(console) = self.auth.login.console() else {
             return;
         };

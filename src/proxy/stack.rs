@@ -135,6 +135,9 @@ impl Gateway {
         match self.auth.login.console_again(&live.identity).await {
             Ok((cookies, None)) => {
                 tracing::info!(target: "idgate::tts", username = %live.identity.username, "stack session restored");
+                // The browser's old stack session, if the stack still has
+                // it, is not left behind.
+                self.end_stack_session(&parts.headers).await;
                 let to = return_target::sanitize(Some(&next));
                 Some(Answer::redirect(302, &to).cookies(&cookies))
             }
