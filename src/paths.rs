@@ -7,8 +7,9 @@ use std::borrow::Cow;
 
 /// The path `[[routes]]` are matched on: percent-encoded unreserved
 /// characters decoded, `.` and `..` resolved, repeated `/` merged. `None`
-/// for a path that still holds an encoded `/`, `\` or NUL, a backslash, or
-/// a malformed escape: such a path never matches a route.
+/// for a path that still holds an encoded `/`, `\` or NUL, a backslash, a
+/// `;` (some servers read `/..;/` as `/../`), or a malformed escape: such a
+/// path never matches a route.
 pub fn for_routes(path: &str) -> Option<Cow<'_, str>> {
     if is_plain(path) {
         return Some(Cow::Borrowed(path));
@@ -18,12 +19,12 @@ pub fn for_routes(path: &str) -> Option<Cow<'_, str>> {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'\\' => return None,
+            b'\\' | b';' => return None,
             b'%' => {
                 let value = hex_pair(bytes.get(i + 1..i + 3)?)?;
                 if is_unreserved(value) {
                     decoded.push(value);
-                } else if matches!(value, b'/' | b'\\' | 0) {
+                } else if matches!(value, b'/' | b'\\' | b';' | 0) {
                     return None;
                 } else {
                     // Kept encoded, in upper case (RFC 3986 §6.2.2.1).
@@ -57,7 +58,7 @@ pub fn as_the_stack_routes(path: &str) -> Cow<'_, str> {
 /// like that; they cost no allocation.
 fn is_plain(path: &str) -> bool {
     path.starts_with('/')
-        && !path.contains(['%', '\\'])
+        && !path.contains(['%', '\\', ';'])
         && !path.contains("//")
         && path.split('/').all(|s| s != "." && s != "..")
 }
@@ -138,6 +139,9 @@ mod tests {
             "/api/%00",
             "/api/%zz",
             "/api/%2",
+            "/api/v3/..;/console",
+            "/api/v3/x;jsessionid=1",
+            "/api/v3/%3B",
         ] {
             assert_eq!(for_routes(raw), None, "{raw}");
         }

@@ -30,7 +30,6 @@ use crate::shutdown::{self, Signals};
 use crate::store::Store;
 use crate::tts::bridge::Bridge;
 use crate::tts::client::StackClient;
-use crate::tts::owners::Owners;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
@@ -210,13 +209,12 @@ async fn build_auth(cfg: &Loaded, store: &Store, providers: Arc<Registry>) -> an
         Some(t) => {
             let client = StackClient::new(&t.url, &t.api_key, &t.account_mount, t.timeout)
                 .context("cannot build the HTTP client for The Things Stack")?;
-            Some(Arc::new(ConsoleSignIn {
-                bridge: Bridge::new(client, store.clone()),
-                owners: Owners::default(),
-                account_mount: t.account_mount.clone(),
-                console_mount: t.console_mount.clone(),
-                secure: cfg.public_is_https(),
-            }))
+            Some(Arc::new(ConsoleSignIn::new(
+                Bridge::new(client, store.clone()),
+                &t.account_mount,
+                &t.console_mount,
+                cfg.public_is_https(),
+            )))
         }
         None => None,
     };

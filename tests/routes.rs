@@ -122,6 +122,8 @@ async fn no_traversal_or_encoding_trick_reaches_a_session_path() {
         "/healthz/../console",
         "/healthz%2F..%2Fconsole",
         "/%2e%2e/api/v3/../../console",
+        "/api/v3/..;/..;/console",
+        "/api/v3/%2e%2e;/%2e%2e;/console",
     ] {
         let r = send(
             &gw,

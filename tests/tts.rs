@@ -322,6 +322,21 @@ async fn another_users_stack_session_is_never_forwarded() {
         })
         .expect("a new stack session for Ada");
     assert_ne!(fresh, foreign);
+    // Spelled as the stack still reads it, or next to a second copy: never
+    // forwarded either.
+    for cookie in [
+        format!("idgate_session={idgate}; _session ={foreign}"),
+        format!("idgate_session={idgate};\t_session\t= {foreign}"),
+        format!("idgate_session={idgate}; _session={fresh}; _session={foreign}"),
+    ] {
+        let r = common::client()
+            .get(s.gw.url("/console/x"))
+            .header("cookie", cookie.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 307, "{cookie}");
+    }
     // Sent again, now that the owner is cached, on both data paths: still
     // never forwarded.
     let mut c = common::KeepAlive::open(s.gw.public);
@@ -371,6 +386,60 @@ async fn another_users_stack_session_is_never_forwarded() {
         assert_ne!(status, 307);
     }
     assert_eq!(me_checks(&s.stack), checks, "the owner was asked again");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browsers_parallel_requests_share_one_new_stack_session() {
+    let s = setup().await;
+    s.stack.add_user("mallory", "mallory@example.org", false);
+    let browser = Browser::new();
+    sign_in(&s, &browser, &person("s-ada", "ada@example.com", "ada")).await;
+    let sessions = s.stack.live_sessions("ada");
+    let foreign = s.stack.password_session("mallory").await;
+    let idgate = cookie_value(&browser.cookies(&s.gw), "idgate_session").unwrap();
+    let cookie = format!("idgate_session={idgate}; _session={foreign}");
+    let requests = (0..8).map(|i| {
+        common::client()
+            .get(s.gw.url(&format!("/console/api/{i}")))
+            .header("cookie", cookie.as_str())
+            .send()
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    let mut handed = std::collections::BTreeSet::new();
+    for r in answers {
+        let r = r.unwrap();
+        assert_eq!(r.status(), 307);
+        for v in r.headers().get_all("set-cookie") {
+            if let Some(c) = v.to_str().unwrap().strip_prefix("_session=") {
+                handed.insert(c.split(';').next().unwrap().to_string());
+            }
+        }
+    }
+    assert_eq!(handed.len(), 1, "{handed:?}");
+    assert_eq!(s.stack.live_sessions("ada"), sessions + 1);
+    assert_eq!(s.stack.active_tokens("ada"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_consoles_sign_out_needs_a_session() {
+    let s = setup().await;
+    let browser = Browser::new();
+    sign_in(&s, &browser, &person("s-ada", "ada@example.com", "ada")).await;
+    let stack_session = cookie_value(&browser.cookies(&s.gw), "_session").unwrap();
+    for path in [
+        "/account/logout?access_token_id=x",
+        "/account%2Flogout?access_token_id=x",
+    ] {
+        let r = common::client()
+            .get(s.gw.url(path))
+            .header("cookie", format!("_session={stack_session}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    assert_eq!(s.stack.live_sessions("ada"), 1);
+    assert!(!s.stack.requests().iter().any(|r| r.path.contains("logout")));
 }
 
 #[tokio::test(flavor = "multi_thread")]

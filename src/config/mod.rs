@@ -392,13 +392,26 @@ pub struct Loaded {
 }
 
 /// `[tts]` once validated: console sign-in is on.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TtsSettings {
     pub url: url::Url,
     pub api_key: String,
     pub account_mount: String,
     pub console_mount: String,
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for TtsSettings {
+    /// Everything but the API key, which is a root credential of the stack.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TtsSettings")
+            .field("url", &self.url.as_str())
+            .field("api_key", &"<redacted>")
+            .field("account_mount", &self.account_mount)
+            .field("console_mount", &self.console_mount)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Loaded {

@@ -148,15 +148,64 @@ pub struct ConsoleSignIn {
     pub console_mount: String,
     /// Whether the browser's cookies need `Secure`.
     pub secure: bool,
+    /// One console sign-in per person at a time, on this replica.
+    people: moka::sync::Cache<(String, String), Arc<tokio::sync::Mutex<()>>>,
+    /// A person's console session signed in again just now: the browser's
+    /// parallel requests share it instead of each minting a token.
+    recent: moka::sync::Cache<(String, String), Arc<Vec<String>>>,
 }
 
+/// How long a console session signed in again is handed to further
+/// requests of the same person.
+const RECENT: Duration = Duration::from_secs(10);
+
 impl ConsoleSignIn {
+    pub fn new(
+        bridge: crate::tts::bridge::Bridge,
+        account_mount: &str,
+        console_mount: &str,
+        secure: bool,
+    ) -> Self {
+        Self {
+            bridge,
+            owners: crate::tts::owners::Owners::default(),
+            account_mount: account_mount.to_string(),
+            console_mount: console_mount.to_string(),
+            secure,
+            people: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(300))
+                .build(),
+            recent: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(RECENT)
+                .build(),
+        }
+    }
+
+    /// Holds the person's console sign-in until the guard drops.
+    async fn hold(&self, provider_id: &str, sub: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let key = (provider_id.to_string(), sub.to_string());
+        let lock = self.people.get_with(key, Default::default);
+        lock.lock_owned().await
+    }
+
+    /// Fails unless the stack takes the API key as an administrator's:
+    /// before anything is created or minted.
+    async fn check_key(&self) -> Result<(), Refusal> {
+        self.bridge
+            .check_key()
+            .await
+            .map_err(|e| bridge_refusal(&BridgeError::Stack(e)))
+    }
+
     /// Signs `user` in to the console: the cookies that hand the browser
-    /// its stack session, or a notice for an administrator.
+    /// its stack session, or a notice for an administrator. `vouched` (at a
+    /// sign-in) brings name and email up to date; `None` leaves them.
     pub async fn sign_in(
         &self,
         user: &UserRecord,
-        vouched: bool,
+        vouched: Option<bool>,
     ) -> Result<(Vec<String>, Option<Notice>), Refusal> {
         match self.bridge.console(user, vouched).await {
             Ok(Console::Session(session)) => {
@@ -265,7 +314,8 @@ impl LoginFlow {
 
     /// Signs a signed-in person in to the console again (their stack
     /// session was lost, or the browser holds someone else's): the cookies
-    /// to set, or a notice for an administrator.
+    /// to set, or a notice for an administrator. One at a time per person;
+    /// requests that come while one is done share its session.
     pub async fn console_again(
         &self,
         identity: &Identity,
@@ -273,6 +323,11 @@ impl LoginFlow {
         let Some(console) = self.console.as_deref() else {
             return Ok((Vec::new(), None));
         };
+        let _held = console.hold(&identity.provider_id, &identity.sub).await;
+        let key = (identity.provider_id.clone(), identity.sub.clone());
+        if let Some(cookies) = console.recent.get(&key) {
+            return Ok((cookies.to_vec(), None));
+        }
         let user = self
             .store
             .find_user(&identity.provider_id, &identity.sub)
@@ -290,14 +345,12 @@ impl LoginFlow {
                     "user_removed",
                 )
             })?;
-        console
-            .bridge
-            .check_key()
-            .await
-            .map_err(|e| bridge_refusal(&BridgeError::Stack(e)))?;
-        // The email was brought to the stack at sign-in: nothing to vouch
-        // for again.
-        console.sign_in(&user, false).await
+        console.check_key().await?;
+        let (cookies, notice) = console.sign_in(&user, None).await?;
+        if notice.is_none() {
+            console.recent.insert(key, Arc::new(cookies.clone()));
+        }
+        Ok((cookies, notice))
     }
 
     /// The redirect URI registered at the provider.
@@ -493,12 +546,14 @@ impl LoginFlow {
         })?;
         let vouched = email::vouched_for(&provider, &vouching);
         let console = self.console.as_deref();
-        if let Some(c) = console {
-            c.bridge
-                .check_key()
-                .await
-                .map_err(|e| bridge_refusal(&BridgeError::Stack(e)))?;
-        }
+        let _held = match console {
+            Some(c) => {
+                let held = c.hold(provider_id, &claims.sub).await;
+                c.check_key().await?;
+                Some(held)
+            }
+            None => None,
+        };
         let gate = console.map(|c| StackGate {
             bridge: &c.bridge,
             vouched,
@@ -507,7 +562,7 @@ impl LoginFlow {
             .await
             .map_err(sign_in_refusal)?;
         let (mut cookies, notice) = match console {
-            Some(c) => c.sign_in(&user, vouched).await?,
+            Some(c) => c.sign_in(&user, Some(vouched)).await?,
             None => (Vec::new(), None),
         };
         let sign_in = SignIn::at(&provider, vouching);
@@ -660,7 +715,9 @@ fn bridge_refusal(e: &BridgeError) -> Refusal {
             "stack_unreachable",
             "The Things Stack is not reachable from this gateway, so the console sign-in cannot be completed. Try again in a moment; if it keeps failing, tell the operator.",
         ),
-        BridgeError::Stack(StackError::KeyRefused { .. } | StackError::KeyNotAdmin { .. }) => stack_failed(
+        BridgeError::Stack(
+            StackError::KeyRefused { .. } | StackError::KeyNotAdmin { .. } | StackError::NoToken,
+        ) => stack_failed(
             "stack_key_refused",
             "The Things Stack refused the gateway's API key (revoked, expired, or not an administrator's). Tell the operator: `idgate tts check` says what to fix.",
         ),

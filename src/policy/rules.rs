@@ -115,10 +115,6 @@ impl PassRule {
             || later.methods.iter().any(|m| self.methods.contains(m));
         paths && methods
     }
-
-    pub fn path(&self) -> &str {
-        &self.path
-    }
 }
 
 /// The rules of `[[routes]]`, each checked alone and against the ones

@@ -19,6 +19,7 @@ use crate::policy::own as routes;
 use crate::policy::Route;
 use crate::providers::registry::Registry;
 use crate::session::{Live, Sessions};
+use crate::tts::owners::{session_cookie, Carried};
 
 use super::identity_headers::IdentityHeaders;
 
@@ -158,12 +159,7 @@ impl Gateway {
                     status = refusal.status,
                     "login refused"
                 );
-                let e = ErrorAnswer {
-                    status: refusal.status,
-                    code: refusal.code,
-                    title: refusal.title,
-                    message: &refusal.message,
-                };
+                let e = ErrorAnswer::from(&refusal);
                 Answer::error(headers, &e, Some("/oauth/login")).cookies(&refusal.cookies)
             }
         }
@@ -197,34 +193,32 @@ impl Gateway {
                 // while the session still works.
                 tracing::error!(error = %e, "cannot end the session in the database");
                 let refusal = Refusal::logout_failed();
-                let e = ErrorAnswer {
-                    status: refusal.status,
-                    code: refusal.code,
-                    title: refusal.title,
-                    message: &refusal.message,
-                };
+                let e = ErrorAnswer::from(&refusal);
                 return Answer::error(headers, &e, None);
             }
             tracing::info!(target: "idgate::login", username = %live.identity.username, "signed out");
         }
-        self.end_stack_session(headers).await;
+        self.end_stack_session(headers, |_| false).await;
         Answer::redirect(303, "/oauth/login")
             .cookie(&self.auth.sessions.cookies().clear_session())
             .cookies(&self.stack_cleared())
     }
 
-    /// Ends the browser's stack session at the stack, when it has one.
-    pub(super) async fn end_stack_session(&self, headers: &HeaderMap) {
+    /// Ends the browser's stack session at the stack, when it has one and
+    /// `keep` does not say to keep it.
+    pub(super) async fn end_stack_session(&self, headers: &HeaderMap, keep: impl Fn(&str) -> bool) {
         let Some(console) = self.auth.login.console() else {
             return;
         };
         let cookies = headers.get_all(http::header::COOKIE);
-        let Some(session) =
-            crate::tts::owners::session_cookie(cookies.iter().map(HeaderValue::as_bytes))
-        else {
+        let carried = session_cookie(cookies.iter().map(HeaderValue::as_bytes));
+        let Carried::One(session) = carried else {
             return;
         };
         let session = String::from_utf8_lossy(session);
+        if keep(&session) {
+            return;
+        }
         if let Err(e) = console.bridge.client().end_session(&session).await {
             tracing::warn!(target: "idgate::tts", error = %e, "cannot end the stack session; its cookie is removed from the browser");
         }

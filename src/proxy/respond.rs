@@ -16,6 +16,18 @@ pub struct ErrorAnswer<'a> {
     pub message: &'a str,
 }
 
+impl<'a> From<&'a crate::oidc::login::Refusal> for ErrorAnswer<'a> {
+    /// What a person is told about a refused sign-in (or a step of one).
+    fn from(r: &'a crate::oidc::login::Refusal) -> Self {
+        Self {
+            status: r.status,
+            code: r.code,
+            title: r.title,
+            message: &r.message,
+        }
+    }
+}
+
 /// The answer to a client whose request body stopped coming for longer
 /// than the client timeout.
 pub const BODY_TIMEOUT: ErrorAnswer<'static> = ErrorAnswer {

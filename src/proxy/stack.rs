@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use super::exchange::{Exchange, Tracked};
 use super::respond::{Answer, ErrorAnswer};
 use super::{answered, return_target, Conn, Gateway};
+use crate::metrics::RouteClass;
 use crate::oidc::login::Refusal;
 use crate::policy::own::query_param;
 use crate::session::Live;
@@ -56,7 +57,35 @@ impl Gateway {
         }
     }
 
-    /// Forwards a signed-in person's request once its `_session` is theirs.
+    /// The standing of the request's `_session` for `live`, asking the
+    /// stack when the cache does not know; a refusal when it cannot say.
+    async fn standing(&self, parts: &Parts, live: &Live) -> Result<Standing, Refusal> {
+        let cookies = || {
+            parts
+                .headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .map(HeaderValue::as_bytes)
+        };
+        let standing = self.stack_standing(cookies(), live);
+        let (Standing::Unknown, Some(console)) = (standing, self.auth.login.console()) else {
+            return Ok(standing);
+        };
+        let client = console.bridge.client();
+        let username = &live.identity.username;
+        console
+            .owners
+            .check(client, session_cookie(cookies()), username)
+            .await
+            .map_err(|e| {
+                tracing::warn!(target: "idgate::tts", error = %e, "cannot tell whose stack session this is");
+                Refusal::stack_unreachable()
+            })
+    }
+
+    /// Forwards a signed-in person's request once its `_session` is theirs;
+    /// else the browser is signed in to the stack as its person and sent
+    /// to the same address again.
     pub(super) async fn forward_checked(
         &self,
         conn: &Conn,
@@ -65,52 +94,27 @@ impl Gateway {
         live: Arc<Live>,
         ex: Exchange,
     ) -> Response<Tracked> {
-        let cookies = || {
-            parts
-                .headers
-                .get_all(http::header::COOKIE)
-                .iter()
-                .map(HeaderValue::as_bytes)
-        };
-        let mut standing = self.stack_standing(cookies(), &live);
-        if standing == Standing::Unknown {
-            let console = self.auth.login.console().expect("unknown only when on");
-            let session = session_cookie(cookies());
-            standing = match console
-                .owners
-                .check(console.bridge.client(), session, &live.identity.username)
-                .await
-            {
-                Ok(standing) => standing,
-                Err(e) => {
-                    tracing::warn!(target: "idgate::tts", error = %e, "cannot tell whose stack session this is");
-                    let refusal = Refusal::stack_unreachable();
-                    return self.refused(&parts, ex, &refusal);
-                }
-            };
+        match self.standing(&parts, &live).await {
+            Ok(Standing::Fine) => self.forward(conn, parts, body, Some(live), ex).await,
+            Ok(_) => self.sign_in_again(&parts, &live, ex).await,
+            Err(refusal) => self.refused(&parts, ex, &refusal),
         }
-        if standing == Standing::Fine {
-            return self.forward(conn, parts, body, Some(live), ex).await;
-        }
+    }
+
+    async fn sign_in_again(&self, parts: &Parts, live: &Live, ex: Exchange) -> Response<Tracked> {
         tracing::info!(target: "idgate::tts", username = %live.identity.username, "the browser holds another user's stack session; signing it in again");
-        let again = self.auth.login.console_again(&live.identity).await;
-        let answer = match again {
-            Ok((cookies, None)) => Answer::redirect(307, &same_target(&parts)).cookies(&cookies),
+        let answer = match self.auth.login.console_again(&live.identity).await {
+            Ok((cookies, None)) => Answer::redirect(307, &same_target(parts)).cookies(&cookies),
             Ok((_, Some(_))) => {
-                Answer::redirect(307, &same_target(&parts)).cookies(&self.stack_cleared())
+                Answer::redirect(307, &same_target(parts)).cookies(&self.stack_cleared())
             }
-            Err(refusal) => return self.refused(&parts, ex, &refusal),
+            Err(refusal) => return self.refused(parts, ex, &refusal),
         };
         answered(ex, answer, parts.version < http::Version::HTTP_2)
     }
 
     fn refused(&self, parts: &Parts, ex: Exchange, refusal: &Refusal) -> Response<Tracked> {
-        let e = ErrorAnswer {
-            status: refusal.status,
-            code: refusal.code,
-            title: refusal.title,
-            message: &refusal.message,
-        };
+        let e = ErrorAnswer::from(refusal);
         let answer =
             Answer::error(&parts.headers, &e, Some("/oauth/login")).cookies(&self.stack_cleared());
         answered(ex, answer, parts.version < http::Version::HTTP_2)
@@ -136,8 +140,13 @@ impl Gateway {
             Ok((cookies, None)) => {
                 tracing::info!(target: "idgate::tts", username = %live.identity.username, "stack session restored");
                 // The browser's old stack session, if the stack still has
-                // it, is not left behind.
-                self.end_stack_session(&parts.headers).await;
+                // it, is not left behind (unless it is the one handed over
+                // again, to a request that came at the same time).
+                let handed = |old: &str| {
+                    let set = format!("{}={old};", crate::tts::SESSION_COOKIE);
+                    cookies.iter().any(|c| c.starts_with(&set))
+                };
+                self.end_stack_session(&parts.headers, handed).await;
                 let to = return_target::sanitize(Some(&next));
                 Some(Answer::redirect(302, &to).cookies(&cookies))
             }
@@ -149,25 +158,33 @@ impl Gateway {
         }
     }
 
-    /// `<account_mount>/logout`, the console's own sign-out: it goes on to
-    /// the stack, and the idgate session ends with it.
+    /// `<account_mount>/logout`, the console's own sign-out: for a signed-in
+    /// person whose stack session it is, it goes on to the stack and the
+    /// idgate session ends with it. Without a session it is refused like
+    /// any other request.
     pub(super) async fn stack_logout(
         &self,
         conn: &Conn,
         parts: Parts,
         body: Incoming,
-        ex: Exchange,
+        mut ex: Exchange,
     ) -> Response<Tracked> {
-        let live = self.session(conn, &parts.headers).await;
-        if let Some(live) = &live {
-            if let Err(e) = self.auth.sessions.end(live).await {
-                tracing::error!(error = %e, "cannot end the session in the database");
-                let refusal = Refusal::logout_failed();
-                return self.refused(&parts, ex, &refusal);
-            }
-            tracing::info!(target: "idgate::login", username = %live.identity.username, "signed out through the console");
+        let Some(live) = self.session(conn, &parts.headers).await else {
+            ex.route = RouteClass::Unauthenticated;
+            let answer = self.unauthenticated(&parts);
+            return answered(ex, answer, parts.version < http::Version::HTTP_2);
+        };
+        match self.standing(&parts, &live).await {
+            Ok(Standing::Fine) => {}
+            Ok(_) => return self.sign_in_again(&parts, &live, ex).await,
+            Err(refusal) => return self.refused(&parts, ex, &refusal),
         }
-        let mut response = self.forward(conn, parts, body, live, ex).await;
+        if let Err(e) = self.auth.sessions.end(&live).await {
+            tracing::error!(error = %e, "cannot end the session in the database");
+            return self.refused(&parts, ex, &Refusal::logout_failed());
+        }
+        tracing::info!(target: "idgate::login", username = %live.identity.username, "signed out through the console");
+        let mut response = self.forward(conn, parts, body, Some(live), ex).await;
         let clear = self.auth.sessions.cookies().clear_session();
         if let Ok(v) = HeaderValue::from_str(&clear) {
             response.headers_mut().append(http::header::SET_COOKIE, v);

@@ -107,14 +107,20 @@ impl Bridge {
         self.client.create_user(&new).await
     }
 
-    /// Signs `user` in to the console: their stack user made sure of (and
-    /// brought up to date), then a token minted and traded.
-    pub async fn console(&self, user: &UserRecord, vouched: bool) -> Result<Console, BridgeError> {
+    /// Signs `user` in to the console: their stack user made sure of, then
+    /// a token minted and traded. At a sign-in (`vouched` given: whether the
+    /// gateway vouches for the email) the user's name and email are brought
+    /// up to date; signing in again (`None`) leaves them.
+    pub async fn console(
+        &self,
+        user: &UserRecord,
+        vouched: Option<bool>,
+    ) -> Result<Console, BridgeError> {
         let id = user.username.as_str();
         let ours = self.store.in_stack(&user.provider_id, &user.sub).await?;
         match (self.client.user(id).await?, ours) {
             (None, ours) => {
-                if self.create(user, vouched).await? != Created::Yes {
+                if self.create(user, vouched == Some(true)).await? != Created::Yes {
                     return Err(if ours {
                         BridgeError::Removed(id.into())
                     } else if self.client.organization_exists(id).await? {
@@ -141,12 +147,17 @@ impl Bridge {
                         .unwrap_or_else(|| "STATE_REQUESTED".into());
                     return Err(BridgeError::NotApproved(id.into(), state));
                 }
-                self.bring_up_to_date(user, &held, vouched).await;
+                if let Some(vouched) = vouched {
+                    self.bring_up_to_date(user, &held, vouched).await;
+                }
             }
         }
+        // The user is no administrator: a token is owed. None means the
+        // stack no longer takes the key as an administrator's (and may
+        // have emailed the token instead): fail closed.
         match self.client.mint_token(id).await? {
             Some(token) => Ok(Console::Session(self.client.token_login(&token).await?)),
-            None => Ok(Console::Administrator),
+            None => Err(StackError::NoToken.into()),
         }
     }
 

@@ -22,6 +22,8 @@ pub enum StackError {
     KeyNotAdmin { owner: String },
     #[error("login tokens are disabled in The Things Stack (is.login-tokens.enabled is false)")]
     TokensDisabled,
+    #[error("The Things Stack gave no login token for a user who is not an administrator: it does not take idgate's API key as an administrator's")]
+    NoToken,
     #[error("The Things Stack answered {status} {name} to {call}: {message}")]
     Failed {
         call: &'static str,

@@ -48,9 +48,11 @@ impl Default for Owners {
 
 impl Owners {
     /// The standing of `session` for `username`, from the cache alone.
-    pub fn standing(&self, session: Option<&[u8]>, username: &str) -> Standing {
-        let Some(value) = session else {
-            return Standing::Fine;
+    pub fn standing(&self, session: Carried<'_>, username: &str) -> Standing {
+        let value = match session {
+            Carried::None => return Standing::Fine,
+            Carried::Conflicting => return Standing::Foreign,
+            Carried::One(value) => value,
         };
         match self.known.get(&digest(value)) {
             Some(owner) if &*owner == username => Standing::Fine,
@@ -64,11 +66,11 @@ impl Owners {
     pub async fn check(
         &self,
         client: &StackClient,
-        session: Option<&[u8]>,
+        session: Carried<'_>,
         username: &str,
     ) -> Result<Standing, StackError> {
         let standing = self.standing(session, username);
-        let (Standing::Unknown, Some(value)) = (standing, session) else {
+        let (Standing::Unknown, Carried::One(value)) = (standing, session) else {
             return Ok(standing);
         };
         let owner = client
@@ -95,14 +97,41 @@ fn digest(value: &[u8]) -> [u8; 32] {
     Sha256::digest(value).into()
 }
 
-/// The value of the `_session` cookie among `Cookie` header values, if any.
-pub fn session_cookie<'a>(headers: impl IntoIterator<Item = &'a [u8]>) -> Option<&'a [u8]> {
-    headers.into_iter().find_map(|h| {
-        h.split(|&b| b == b';').find_map(|pair| {
-            let pair = pair.trim_ascii();
-            pair.strip_prefix(b"_session=").filter(|v| !v.is_empty())
-        })
-    })
+/// The `_session` cookie a request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carried<'a> {
+    None,
+    One(&'a [u8]),
+    /// Copies with different values: which one the stack takes is not for
+    /// the gateway to guess, so such a request is never forwarded.
+    Conflicting,
+}
+
+/// The `_session` cookie among `Cookie` header values, read as the stack
+/// (Go's `net/http`) reads cookie names: blanks around a name do not count,
+/// so `_session =…` is a `_session` too.
+pub fn session_cookie<'a>(headers: impl IntoIterator<Item = &'a [u8]>) -> Carried<'a> {
+    let mut found = Carried::None;
+    for header in headers {
+        for pair in header.split(|&b| b == b';') {
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            if pair[..eq].trim_ascii() != b"_session" {
+                continue;
+            }
+            let value = pair[eq + 1..].trim_ascii();
+            found = match found {
+                Carried::None => Carried::One(value),
+                Carried::One(seen) if seen == value => found,
+                _ => return Carried::Conflicting,
+            };
+        }
+    }
+    match found {
+        Carried::One(b"") => Carried::None,
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -110,22 +139,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_session_cookie_is_found_among_others() {
-        let h: &[u8] = b"a=1; _session=abc; _console_auth=x";
-        assert_eq!(session_cookie([h]), Some(&b"abc"[..]));
-        let none: &[u8] = b"x_session=abc; session=1";
-        assert_eq!(session_cookie([none]), None);
-        let empty: &[u8] = b"_session=";
-        assert_eq!(session_cookie([empty]), None);
+    fn the_session_cookie_is_read_as_the_stack_reads_it() {
+        let one = |h: &'static [u8]| session_cookie([h]);
+        assert_eq!(one(b"a=1; _session=abc; x=2"), Carried::One(b"abc"));
+        assert_eq!(one(b"a=1;_session =abc"), Carried::One(b"abc"));
+        assert_eq!(one(b"a=1; \t_session\t= abc"), Carried::One(b"abc"));
+        assert_eq!(one(b"_session=abc; _session=abc"), Carried::One(b"abc"));
+        assert_eq!(one(b"_session=abc; _session =xyz"), Carried::Conflicting);
+        assert_eq!(one(b"_session=; _session=xyz"), Carried::Conflicting);
+        assert_eq!(one(b"x_session=abc; session=1; _sessionx=2"), Carried::None);
+        assert_eq!(one(b"_session="), Carried::None);
+        let two: [&[u8]; 2] = [b"_session=abc", b"_session=xyz"];
+        assert_eq!(session_cookie(two), Carried::Conflicting);
     }
 
     #[test]
     fn standing_comes_from_the_cache() {
         let owners = Owners::default();
-        assert_eq!(owners.standing(None, "ada"), Standing::Fine);
-        assert_eq!(owners.standing(Some(b"v"), "ada"), Standing::Unknown);
+        assert_eq!(owners.standing(Carried::None, "ada"), Standing::Fine);
+        assert_eq!(
+            owners.standing(Carried::One(b"v"), "ada"),
+            Standing::Unknown
+        );
         owners.remember("v", "ada");
-        assert_eq!(owners.standing(Some(b"v"), "ada"), Standing::Fine);
-        assert_eq!(owners.standing(Some(b"v"), "bob"), Standing::Foreign);
+        assert_eq!(owners.standing(Carried::One(b"v"), "ada"), Standing::Fine);
+        assert_eq!(
+            owners.standing(Carried::One(b"v"), "bob"),
+            Standing::Foreign
+        );
+        assert_eq!(
+            owners.standing(Carried::Conflicting, "ada"),
+            Standing::Foreign
+        );
     }
 }
