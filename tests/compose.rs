@@ -418,6 +418,11 @@ fn the_stack_enables_login_tokens_with_a_short_ttl() {
             ttl > std::time::Duration::ZERO && ttl <= std::time::Duration::from_secs(300),
             "{name}: idgate trades each token at once; keep the TTL short, not {ttl:?}"
         );
+        assert_eq!(
+            stack_setting(&doc, &config, "is.user-registration.enabled").as_deref(),
+            Some("false"),
+            "{name}: the /api/v3/ bearer route would let anyone self-register"
+        );
     }
 }
 
