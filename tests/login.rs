@@ -129,15 +129,7 @@ async fn form_post_login_reaches_the_upstream_with_verified_identity() {
     assert_eq!(claims["provider"], "entra");
     assert!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap() <= 600);
 
-    let me: serde_json::Value = b
-        .http
-        .get(s.gw.url("/.idgate/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = b.identity(&s.gw).await;
     assert_eq!(me["username"], "ada-example-com");
     assert_eq!(me["provider_id"], "entra");
 }

@@ -180,15 +180,7 @@ async fn a_later_sign_in_keeps_the_user_and_brings_name_and_email_up_to_date() {
     assert_eq!(user.email, "ada.l@example.com");
     assert_eq!(s.stack.active_tokens("ada"), 0);
     assert_eq!(s.stack.live_sessions("ada"), 2);
-    let me: serde_json::Value = second
-        .http
-        .get(s.gw.url("/.idgate/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = second.identity(&s.gw).await;
     assert_eq!(me["username"], "ada");
 }
 
@@ -205,15 +197,7 @@ async fn ids_held_in_the_stack_or_reserved_by_it_are_taken() {
         let browser = Browser::new();
         let r = sign_in(&s, &browser, &person(sub, email, wanted)).await;
         assert_eq!(r.status(), 302, "{wanted}: {}", r.text().await.unwrap());
-        let me: serde_json::Value = browser
-            .http
-            .get(s.gw.url("/.idgate/me"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let me = browser.identity(&s.gw).await;
         let username = me["username"].as_str().unwrap().to_string();
         assert_ne!(username, wanted);
         let user = s.stack.user(&username).expect("created under the new name");

@@ -100,6 +100,18 @@ impl Browser {
         r.json().await.unwrap()
     }
 
+    /// `/.idgate/me` as JSON: who this browser is signed in as.
+    pub async fn identity(&self, gw: &Gateway) -> serde_json::Value {
+        self.http
+            .get(gw.url("/.idgate/me"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// The status of `/.idgate/me`: 200 while signed in, 401 otherwise.
     pub async fn me(&self, gw: &Gateway) -> reqwest::StatusCode {
         self.http
