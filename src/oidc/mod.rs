@@ -3,6 +3,7 @@
 //! token verification that fails closed with a distinct reason per failure.
 //! The login routes, cookies and sessions build on it.
 
+pub mod console;
 pub mod discovery;
 pub mod id_token;
 pub mod jwks;
