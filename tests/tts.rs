@@ -19,12 +19,13 @@ struct Setup {
     gw: Gateway,
 }
 
-fn toml(idp: &Provider, key: &str, extra: &str) -> String {
+fn toml(idp: &Provider, stack: &FakeStack, key: &str, extra: &str) -> String {
+    let mount = stack.account_mount();
     format!(
         r#"
 [tts]
 api_key = "{key}"
-account_mount = "/account"
+account_mount = "{mount}"
 timeout = "3s"
 [[routes]]
 path = "/api/v3/"
@@ -49,7 +50,7 @@ async fn setup() -> Setup {
 
 async fn setup_with(stack: FakeStack, extra: &str) -> Setup {
     let idp = provider().await;
-    let gw = Gateway::start(&stack.url, &toml(&idp, ADMIN_KEY, extra)).await;
+    let gw = Gateway::start(&stack.url, &toml(&idp, &stack, ADMIN_KEY, extra)).await;
     register(&idp, &gw, "entra");
     stack.set_console_root_url(&gw.origin);
     Setup { stack, idp, gw }
@@ -571,7 +572,7 @@ async fn a_key_that_is_not_an_administrators_is_refused() {
     stack.add_user("plain", "plain@example.org", false);
     let key = stack.add_key("plain");
     let idp = provider().await;
-    let gw = Gateway::start(&stack.url, &toml(&idp, &key, "")).await;
+    let gw = Gateway::start(&stack.url, &toml(&idp, &stack, &key, "")).await;
     register(&idp, &gw, "entra");
     let s = Setup { stack, idp, gw };
     fails_with(&s, "not an administrator").await;
@@ -585,15 +586,8 @@ async fn disabled_login_tokens_fail_the_sign_in() {
     })
     .await;
     let s = setup_with(stack, "").await;
-    let browser = Browser::new();
-    let r = sign_in(&s, &browser, &person("s-ada", "ada@example.com", "ada")).await;
-    assert_eq!(r.status(), 502);
-    assert!(r
-        .text()
-        .await
-        .unwrap()
-        .contains("Login tokens are disabled"));
-    assert_eq!(browser.me(&s.gw).await, 401);
+    fails_with(&s, "Login tokens are disabled").await;
+    assert_eq!(idgate_users(&s.gw).await, 0, "idgate kept a user");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -695,7 +689,7 @@ async fn a_restart_keeps_every_persons_user() {
     let gw = Gateway::start_with(
         &stack.url,
         common::Options {
-            toml: &toml(&idp, ADMIN_KEY, ""),
+            toml: &toml(&idp, &stack, ADMIN_KEY, ""),
             dir: Some(dir),
             ..Default::default()
         },
@@ -864,4 +858,49 @@ fn check_config_refuses_a_bad_tts_section() {
         &[("IDGATE_TTS_API_KEY", "NNSXS.FROM-ENV")],
     );
     assert_eq!(code, 0, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_account_app_at_oauth_the_login_page_heals_and_its_token_routes_are_closed() {
+    let stack = FakeStack::start_with(Options {
+        account_mount: "/oauth".into(),
+        ..Options::default()
+    })
+    .await;
+    let s = setup_with(stack, "").await;
+    let browser = Browser::new();
+    sign_in(&s, &browser, &person("s-ada", "ada@example.com", "ada")).await;
+    let old = cookie_value(&browser.cookies(&s.gw), "_session").unwrap();
+    common::client()
+        .post(format!("{}/oauth/api/auth/logout", s.stack.url))
+        .header("cookie", format!("_session={old}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(s.stack.live_sessions("ada"), 0);
+    // The stack sends the browser to /oauth/login?n=…: idgate's own login
+    // page, which signs the person in to the stack again and follows n.
+    let (page, visited) = follow(&s, &browser, &s.gw.url("/console")).await;
+    assert_eq!(page.status(), 200, "{visited:?}");
+    assert!(page.text().await.unwrap().contains("Signed in as ada"));
+    assert!(
+        visited.iter().any(|u| u.contains("/oauth/login?n=")),
+        "{visited:?}"
+    );
+    // Without an idgate session it is the login page.
+    let r = common::client()
+        .get(s.gw.url("/oauth/login?n=%2Fconsole"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Login to Contoso Entra"));
+    for path in [
+        "/oauth/token-login",
+        "/oauth/api/auth%2Ftoken-login",
+        "/oauth/login/..%2Ftoken-login",
+    ] {
+        let r = common::client().post(s.gw.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
 }

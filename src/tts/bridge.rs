@@ -79,6 +79,9 @@ impl Bridge {
         if self.client.user(id).await?.is_some() || self.client.organization_exists(id).await? {
             return Ok(Claim::Taken);
         }
+        // A user made while login tokens are off could not be signed in:
+        // nothing is created then (the free ID makes the probe harmless).
+        self.client.tokens_enabled(id).await?;
         match self.create(user, vouched).await? {
             Created::Yes => {
                 self.store

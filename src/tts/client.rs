@@ -293,6 +293,22 @@ impl StackClient {
             .map(str::to_string))
     }
 
+    /// Whether login tokens are enabled, asked without side effects: a
+    /// token for `absent`, a user ID the stack does not have, answers "not
+    /// found" when they are and "disabled" when not.
+    pub async fn tokens_enabled(&self, absent: &str) -> Result<(), StackError> {
+        match self.mint_token(absent).await {
+            Err(StackError::Failed { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+            Ok(_) => Err(StackError::Failed {
+                call: "create login token",
+                status: 200,
+                name: "unexpected_token".into(),
+                message: format!("the stack minted a token for {absent:?}, which does not exist"),
+            }),
+        }
+    }
+
     /// Trades a login token for an account session; returns the `_session`
     /// cookie's value.
     pub async fn token_login(&self, token: &str) -> Result<String, StackError> {
