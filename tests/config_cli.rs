@@ -315,3 +315,66 @@ fn a_tls_key_that_does_not_fit_the_certificate_is_refused() {
     let (code, out, err) = run_idgate(&["check-config", "--config", &path], dir.path(), &[]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// What Kubernetes puts in every pod of a namespace with the Services
+/// `idgate` (port 8080, named http) and `idgate-admin` (port 9090).
+const SERVICE_LINKS: &[(&str, &str)] = &[
+    ("IDGATE_SERVICE_HOST", "10.96.12.7"),
+    ("IDGATE_SERVICE_PORT", "8080"),
+    ("IDGATE_SERVICE_PORT_HTTP", "8080"),
+    ("IDGATE_PORT", "tcp://10.96.12.7:8080"),
+    ("IDGATE_PORT_8080_TCP", "tcp://10.96.12.7:8080"),
+    ("IDGATE_PORT_8080_TCP_PROTO", "tcp"),
+    ("IDGATE_PORT_8080_TCP_PORT", "8080"),
+    ("IDGATE_PORT_8080_TCP_ADDR", "10.96.12.7"),
+    ("IDGATE_ADMIN_SERVICE_HOST", "10.96.12.8"),
+    ("IDGATE_ADMIN_SERVICE_PORT", "9090"),
+    ("IDGATE_ADMIN_PORT", "tcp://10.96.12.8:9090"),
+    ("IDGATE_ADMIN_PORT_9090_TCP", "tcp://10.96.12.8:9090"),
+    ("IDGATE_ADMIN_PORT_9090_TCP_PROTO", "tcp"),
+    ("IDGATE_ADMIN_PORT_9090_TCP_PORT", "9090"),
+    ("IDGATE_ADMIN_PORT_9090_TCP_ADDR", "10.96.12.8"),
+];
+
+#[test]
+fn kubernetes_service_links_are_not_refused_but_typos_still_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run_idgate(&["check-config"], dir.path(), SERVICE_LINKS);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut with_typo = SERVICE_LINKS.to_vec();
+    with_typo.push(("IDGATE_UPSTREAM_ULR", "http://console:1885"));
+    with_typo.push(("IDGATE_SERVER_PORT", "8080"));
+    let (code, _, err) = run_idgate(&["check-config"], dir.path(), &with_typo);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("IDGATE_UPSTREAM_ULR: no such configuration key"),
+        "{err}"
+    );
+    assert!(
+        err.contains("IDGATE_SERVER_PORT: no such configuration key"),
+        "{err}"
+    );
+    assert!(!err.contains("IDGATE_PORT_8080_TCP"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_starts_among_kubernetes_service_links() {
+    let env = SERVICE_LINKS
+        .iter()
+        .map(|(k, v)| (*k, v.to_string()))
+        .collect();
+    let gw = common::Gateway::start_with(
+        "http://127.0.0.1:9",
+        common::Options {
+            env,
+            ..Default::default()
+        },
+    )
+    .await;
+    let r = common::client()
+        .get(gw.admin_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

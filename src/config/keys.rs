@@ -385,7 +385,9 @@ pub fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Vec<Probl
             continue;
         }
         let Some(key) = KEYS.iter().find(|k| env_name(k.path) == *name) else {
-            problems.push(Problem::new(name, "no such configuration key"));
+            if !is_service_link(name, env) {
+                problems.push(Problem::new(name, "no such configuration key"));
+            }
             continue;
         };
         match parse_env_value(key.kind, raw) {
@@ -397,6 +399,53 @@ pub fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Vec<Probl
         }
     }
     problems
+}
+
+/// Whether `name` is one of the variables Kubernetes injects for a Service
+/// (`<SVC>_SERVICE_HOST`, `<SVC>_SERVICE_PORT[_<NAME>]`, `<SVC>_PORT`,
+/// `<SVC>_PORT_<n>_<PROTO>[_PROTO|_PORT|_ADDR]`): a Service named `idgate`
+/// or `idgate-admin` gives `IDGATE_PORT`, `IDGATE_ADMIN_SERVICE_HOST`, … in
+/// every pod of its namespace. Only a name whose `<SVC>_SERVICE_HOST` is
+/// set too counts, as Kubernetes always sets it: a mistyped key alone is
+/// still refused.
+fn is_service_link(name: &str, env: &[(String, String)]) -> bool {
+    // Every place a marker starts, overlapping ones included
+    // (`IDGATE_SERVICE_SERVICE_HOST` is the Service `idgate-service`).
+    let at = |marker: &'static str| {
+        (0..name.len()).filter(move |&i| name.as_bytes()[i..].starts_with(marker.as_bytes()))
+    };
+    let mut services: Vec<&str> = Vec::new();
+    for i in at("_SERVICE_") {
+        let rest = &name[i + "_SERVICE_".len()..];
+        let port_name = rest.strip_prefix("PORT_").is_some_and(|n| {
+            !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        });
+        if rest == "HOST" || rest == "PORT" || port_name {
+            services.push(&name[..i]);
+        }
+    }
+    if let Some(service) = name.strip_suffix("_PORT") {
+        services.push(service);
+    }
+    for i in at("_PORT_") {
+        let mut parts = name[i + "_PORT_".len()..].split('_');
+        let number = parts.next().is_some_and(|n| n.parse::<u16>().is_ok());
+        let proto = parts
+            .next()
+            .is_some_and(|p| matches!(p, "TCP" | "UDP" | "SCTP"));
+        let field = match (parts.next(), parts.next()) {
+            (None, None) => true,
+            (Some(f), None) => matches!(f, "PROTO" | "PORT" | "ADDR"),
+            _ => false,
+        };
+        if number && proto && field {
+            services.push(&name[..i]);
+        }
+    }
+    services.into_iter().any(|service| {
+        let host = format!("{service}_SERVICE_HOST");
+        env.iter().any(|(n, _)| *n == host)
+    })
 }
 
 fn parse_env_value(kind: Kind, raw: &str) -> Option<toml::Value> {
@@ -440,5 +489,61 @@ fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) {
             *entry = toml::Value::Table(toml::Table::new());
         }
         current = entry.as_table_mut().expect("just made a table");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(names: &[&str]) -> Vec<(String, String)> {
+        names.iter().map(|n| (n.to_string(), "x".into())).collect()
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_not_configuration() {
+        let injected = [
+            "IDGATE_SERVICE_HOST",
+            "IDGATE_SERVICE_PORT",
+            "IDGATE_SERVICE_PORT_HTTP",
+            "IDGATE_PORT",
+            "IDGATE_PORT_8080_TCP",
+            "IDGATE_PORT_8080_TCP_PROTO",
+            "IDGATE_PORT_8080_TCP_PORT",
+            "IDGATE_PORT_8080_TCP_ADDR",
+            "IDGATE_ADMIN_SERVICE_HOST",
+            "IDGATE_ADMIN_PORT",
+            "IDGATE_ADMIN_PORT_9090_TCP_ADDR",
+            "IDGATE_SERVICE_SERVICE_HOST",
+            "IDGATE_SERVICE_PORT_8080_TCP",
+        ];
+        let mut table = toml::Table::new();
+        let problems = apply_env(&mut table, &env(&injected));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn look_alikes_without_their_service_are_still_refused() {
+        for name in [
+            "IDGATE_PORT",
+            "IDGATE_SERVER_PORT",
+            "IDGATE_PORT_8080_TCP",
+            "IDGATE_SERVICE_PORT",
+            "IDGATE_SERVER_LISTN",
+        ] {
+            let problems = apply_env(&mut toml::Table::new(), &env(&[name]));
+            assert_eq!(problems.len(), 1, "{name}");
+        }
+        // With the service's host set, a malformed link is still refused.
+        let problems = apply_env(
+            &mut toml::Table::new(),
+            &env(&[
+                "IDGATE_SERVICE_HOST",
+                "IDGATE_PORT_80_HTTP",
+                "IDGATE_PORT_X_TCP",
+            ]),
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
     }
 }
