@@ -111,3 +111,27 @@ async fn a_damaged_domain_list_is_an_error_not_an_open_door() {
     );
     assert!(store.list_providers().await.is_err());
 }
+
+#[tokio::test]
+async fn a_login_state_is_used_once_and_swept_when_it_could_no_longer_finish() {
+    let pg = common::pg::fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}/idgate.db", dir.path().display());
+    for url in [sqlite, pg] {
+        let store = Store::open(&url, 2).await.unwrap();
+        assert!(store.use_state("h1", 100).await.unwrap(), "{url}");
+        assert!(!store.use_state("h1", 100).await.unwrap(), "{url}");
+        assert!(store.use_state("h2", 300).await.unwrap(), "{url}");
+        // Past its expiry the row goes; a later state is kept.
+        store.purge_sessions(200, 3600).await.unwrap();
+        let left: Vec<String> = sqlx::query("SELECT state_hash FROM used_states")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>("state_hash"))
+            .collect();
+        assert_eq!(left, vec!["h2".to_string()], "{url}");
+        store.close().await;
+    }
+}

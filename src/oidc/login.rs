@@ -171,7 +171,6 @@ pub struct LoginFlow {
     sessions: Arc<Sessions>,
     public_url: String,
     login_timeout: Duration,
-    consumed: moka::sync::Cache<String, ()>,
     console: Option<Arc<ConsoleSignIn>>,
 }
 
@@ -194,10 +193,6 @@ impl LoginFlow {
         login_timeout: Duration,
         console: Option<Arc<ConsoleSignIn>>,
     ) -> Self {
-        let consumed = moka::sync::Cache::builder()
-            .max_capacity(1_000_000)
-            .time_to_live(login_timeout)
-            .build();
         Self {
             cache,
             providers,
@@ -205,7 +200,6 @@ impl LoginFlow {
             sessions,
             public_url: public_url.as_str().trim_end_matches('/').to_string(),
             login_timeout,
-            consumed,
             console,
         }
     }
@@ -338,7 +332,7 @@ impl LoginFlow {
                 "The sign-in answer does not belong to the sign-in this browser started. Start the sign-in again.",
             ));
         }
-        let pending = self.check_fresh(pending, state).map_err(with_clear)?;
+        let pending = self.check_fresh(pending, state).await.map_err(with_clear)?;
         let mut done = self
             .finish(provider_id, params, &pending)
             .await
@@ -347,21 +341,30 @@ impl LoginFlow {
         Ok(done)
     }
 
-    /// A matching pending login must be unexpired and unused; it is used now.
-    fn check_fresh(&self, pending: PendingLogin, state: &str) -> Result<PendingLogin, Refusal> {
+    /// A matching pending login must be unexpired and unused; it is used
+    /// now, in the database, so a replay is refused on every replica (one
+    /// atomic insert: two racing callbacks cannot both pass).
+    async fn check_fresh(
+        &self,
+        pending: PendingLogin,
+        state: &str,
+    ) -> Result<PendingLogin, Refusal> {
         if pending.expires <= unix_now() {
             return Err(Refusal::broken(
                 "login_expired",
                 "This sign-in took too long and has expired. Start the sign-in again.",
             ));
         }
-        // One atomic step, so two racing callbacks cannot both pass.
-        if !self
-            .consumed
-            .entry(state.to_string())
-            .or_insert(())
-            .is_fresh()
-        {
+        let state_hash = URL_SAFE_NO_PAD.encode(Sha256::digest(state.as_bytes()));
+        let fresh = self
+            .store
+            .use_state(&state_hash, pending.expires)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot record the used login state");
+                internal()
+            })?;
+        if !fresh {
             return Err(Refusal::broken(
                 "state_replayed",
                 "This sign-in answer was already used. Start the sign-in again.",

@@ -80,13 +80,33 @@ impl Store {
         Ok(())
     }
 
-    /// Drops sessions past their lifetime or idle for longer than `idle` seconds.
+    /// Drops sessions past their lifetime or idle for longer than `idle`
+    /// seconds, and used login states that could no longer be replayed.
     pub async fn purge_sessions(&self, now: i64, idle: i64) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen <= $2")
             .bind(now)
             .bind(now - idle)
             .execute(self.pool())
             .await?;
+        sqlx::query("DELETE FROM used_states WHERE expires_at <= $1")
+            .bind(now)
+            .execute(self.pool())
+            .await?;
         Ok(done.rows_affected())
+    }
+
+    /// Records a login state as used; false when it was already (on any
+    /// replica). `expires_at` is when the login could no longer finish.
+    pub async fn use_state(&self, state_hash: &str, expires_at: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("INSERT INTO used_states (state_hash, expires_at) VALUES ($1, $2)")
+            .bind(state_hash)
+            .bind(expires_at)
+            .execute(self.pool())
+            .await;
+        match done {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 }
