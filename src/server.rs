@@ -28,6 +28,7 @@ use crate::proxy::{Gateway, ProxySettings};
 use crate::session::cookies::CookieCodec;
 use crate::session::{Lifetimes, Sessions};
 use crate::shutdown::{self, Signals};
+use crate::store::announce::Announcement;
 use crate::store::Store;
 use crate::tts::bridge::Bridge;
 use crate::tts::client::StackClient;
@@ -68,6 +69,11 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
 
     let auth = control.block_on(build_auth(&cfg, &store, registry.clone()))?;
     control.spawn(auth.sessions.clone().keep_clean());
+    control.spawn(hear_other_replicas(
+        store.clone(),
+        registry.clone(),
+        auth.sessions.clone(),
+    ));
     control.spawn(auth.keys.clone().keep_fresh());
 
     let upstream = Upstream::new(&cfg.upstream_url, cfg.config.upstream.clone())?;
@@ -260,6 +266,25 @@ async fn build_auth(cfg: &Loaded, store: &Store, providers: Arc<Registry>) -> an
         headers: IdentityHeaders::new(&cfg.config.headers),
         public_origin: cfg.public_url.origin().ascii_serialization(),
     })
+}
+
+/// Applies what other replicas announce (PostgreSQL only): ended sessions
+/// and deleted people leave this replica's caches, a changed provider is
+/// read again and its cached sessions checked afresh.
+async fn hear_other_replicas(store: Store, registry: Arc<Registry>, sessions: Arc<Sessions>) {
+    store
+        .listen(|a| {
+            let (registry, sessions) = (registry.clone(), sessions.clone());
+            async move {
+                if let Announcement::Provider(_) = a {
+                    if let Err(e) = registry.refresh().await {
+                        tracing::warn!(error = %e, "cannot read the providers again");
+                    }
+                }
+                sessions.heard(&a).await;
+            }
+        })
+        .await;
 }
 
 /// Fails early, with the key to fix, when an address cannot be listened on.

@@ -1,5 +1,7 @@
 //! Several replicas on one PostgreSQL database: a sign-in started on one
-//! may finish on another, and a used login state is refused on every one.
+//! may finish on another, a used login state is refused on every one, and
+//! a sign-out, a deleted user or a provider change on one reaches the
+//! others within a second (LISTEN/NOTIFY), not at their caches' limits.
 
 mod common;
 
@@ -56,5 +58,156 @@ async fn a_used_login_state_is_refused_on_every_replica() {
         let replay = deliver(at(gw)).await.unwrap();
         assert_eq!(replay.status(), 400, "replayed at {}", gw.origin);
         gw.logs_with(&["state_replayed"]).await;
+    }
+}
+
+/// Polls `gw`'s `/.idgate/me` with `cookie` until it answers 401; returns
+/// how long that took, or panics after `within`.
+async fn refused_within(
+    gw: &Gateway,
+    cookie: &str,
+    within: std::time::Duration,
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let r = client()
+            .get(gw.url("/.idgate/me"))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 401 {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{} still admits the session after {within:?}",
+            gw.origin
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sign_out_or_a_deleted_user_reaches_every_replica_at_once() {
+    let url = common::pg::fresh_database().await;
+    let idp = provider().await;
+    let up = Upstream::start().await;
+    let shared = format!(
+        "[database]\nurl = \"{url}\"\n[admin]\ntoken = \"replica-admin-token\"\n{}",
+        provider_toml(
+            &idp,
+            "entra",
+            TENANT,
+            r#"allowed_email_domains = ["example.com"]"#
+        )
+    );
+    let one = Gateway::start(&up.url(), &shared).await;
+    let two = Gateway::start(
+        &up.url(),
+        &format!("[server]\npublic_url = \"{}\"\n{shared}", one.origin),
+    )
+    .await;
+    register(&idp, &one, "entra");
+    // Both replicas listen before anything is announced.
+    for gw in [&one, &two] {
+        gw.logs_with(&["listening for other replicas' changes"])
+            .await;
+    }
+    let limit = std::time::Duration::from_secs(1);
+
+    let ada = Browser::new();
+    let r = ada
+        .login(&one, "entra", "/", &[("email", "ada@example.com")])
+        .await;
+    assert_eq!(r.status(), 302);
+    let cookie = ada.cookies(&one);
+    // The other replica has the session in its cache.
+    assert_eq!(ada.me(&two).await, 200);
+    let r = ada
+        .http
+        .post(one.url("/.idgate/logout"))
+        .header("origin", &one.origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let took = refused_within(&two, &cookie, limit).await;
+    println!("a sign-out reached the other replica in {took:?}");
+
+    let bob = Browser::new();
+    let r = bob
+        .login(&one, "entra", "/", &[("email", "bob@example.com")])
+        .await;
+    assert_eq!(r.status(), 302);
+    let cookie = bob.cookies(&one);
+    assert_eq!(bob.me(&two).await, 200);
+    let username = bob.identity(&two).await["username"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = client()
+        .delete(one.admin_url(&format!("/api/v1/users/{username}")))
+        .bearer_auth("replica-admin-token")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let took = refused_within(&two, &cookie, limit).await;
+    println!("a user deletion reached the other replica in {took:?}");
+
+    // A provider created, then deleted, on one replica: the other's login
+    // page follows within the limit.
+    let provider = serde_json::json!({
+        "ids": { "provider_id": "second" },
+        "name": "Second Tenant",
+        "allow_registrations": true,
+        "configuration": { "oidc": {
+            "client_id": "c", "client_secret": "s",
+            "provider_url": format!("{}/{TENANT}/v2.0", idp.base_url().trim_end_matches('/'))
+        } }
+    });
+    let r = client()
+        .post(one.admin_url("/api/v1/providers"))
+        .bearer_auth("replica-admin-token")
+        .json(&provider)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    for present in [true, false] {
+        if !present {
+            let r = client()
+                .delete(one.admin_url("/api/v1/providers/second"))
+                .bearer_auth("replica-admin-token")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 204);
+        }
+        let started = std::time::Instant::now();
+        loop {
+            let page = client()
+                .get(two.url("/oauth/login"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if page.contains("Login to Second Tenant") == present {
+                break;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the other replica's login page lags"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        println!(
+            "a provider {} reached the other replica in {:?}",
+            if present { "creation" } else { "deletion" },
+            started.elapsed()
+        );
     }
 }

@@ -206,6 +206,7 @@ async fn create(
             )
         })?;
     let created = s.registry.create(&id, change).await?;
+    s.sessions.provider_changed(&id, false).await;
     tracing::info!(provider = %id, "provider created");
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -226,11 +227,11 @@ async fn update(
     let before = s.registry.get(&id);
     let updated = s.registry.update(&id, &change).await?;
     // When the rules changed, its sessions are checked against the new ones
-    // at their next request here, and within about 35 s (the providers'
-    // refresh and the session cache) on other replicas.
-    if before.is_none_or(|b| !b.same_sign_in_rules(&updated)) {
-        s.sessions.forget_provider(&id).await;
-    }
+    // at their next request here; other replicas read the provider again
+    // and check its sessions as soon as they hear of it (PostgreSQL), else
+    // within about 35 s (the providers' refresh and the session cache).
+    let rules_changed = before.is_none_or(|b| !b.same_sign_in_rules(&updated));
+    s.sessions.provider_changed(&id, rules_changed).await;
     tracing::info!(provider = %id, "provider updated");
     Ok(Json(updated))
 }

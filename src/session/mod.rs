@@ -27,6 +27,7 @@ use crate::identity::email::{self, Vouching};
 use crate::identity::Identity;
 use crate::providers::registry::Registry;
 use crate::providers::Provider;
+use crate::store::announce::Announcement;
 use crate::store::sessions::SessionRow;
 use crate::store::{Store, StoreError};
 use cookies::CookieCodec;
@@ -387,10 +388,27 @@ impl Sessions {
     /// it working, and the person is told), then every cached copy.
     pub async fn end(&self, live: &Live) -> Result<(), StoreError> {
         self.store.delete_session(&live.id_hash).await?;
-        let _ending = self.ending.write().await;
-        self.cache.invalidate(&live.id_hash);
-        self.revoke();
+        self.forget_session(&live.id_hash).await;
+        let ended = Announcement::Session(live.id_hash.clone());
+        self.store.announce(&ended).await;
         Ok(())
+    }
+
+    async fn forget_session(&self, id_hash: &str) {
+        let _ending = self.ending.write().await;
+        self.cache.invalidate(id_hash);
+        self.revoke();
+    }
+
+    /// What another replica announced: its cached copies here go too.
+    pub async fn heard(&self, a: &Announcement) {
+        match a {
+            Announcement::Session(id_hash) => self.forget_session(id_hash).await,
+            Announcement::User { provider_id, sub } => {
+                self.forget_user_here(provider_id, sub).await
+            }
+            Announcement::Provider(id) => self.forget_provider_here(id).await,
+        }
     }
 
     /// Ends every session that came through `provider_id`.
@@ -400,16 +418,42 @@ impl Sessions {
         Ok(())
     }
 
-    /// Forgets every cached session of `provider_id`: each is read from
-    /// the database, and checked against the provider, at its next request.
+    /// Forgets every cached session of `provider_id`, here and on the other
+    /// replicas: each is read from the database, and checked against the
+    /// provider, at its next request.
     pub async fn forget_provider(&self, provider_id: &str) {
+        self.provider_changed(provider_id, true).await;
+    }
+
+    /// Tells the other replicas that `provider_id` was created, changed or
+    /// deleted (they read it again and check its sessions afresh); here,
+    /// its cached sessions are forgotten when `rules_changed`.
+    pub async fn provider_changed(&self, provider_id: &str, rules_changed: bool) {
+        if rules_changed {
+            self.forget_provider_here(provider_id).await;
+        }
+        let changed = Announcement::Provider(provider_id.to_string());
+        self.store.announce(&changed).await;
+    }
+
+    async fn forget_provider_here(&self, provider_id: &str) {
         let id = provider_id.to_string();
         self.forget_where(move |l| l.identity.provider_id == id)
             .await;
     }
 
-    /// Forgets every cached session of one person (their rows are gone).
+    /// Forgets every cached session of one person (their rows are gone),
+    /// here and on the other replicas.
     pub async fn forget_user(&self, provider_id: &str, sub: &str) {
+        self.forget_user_here(provider_id, sub).await;
+        let deleted = Announcement::User {
+            provider_id: provider_id.to_string(),
+            sub: sub.to_string(),
+        };
+        self.store.announce(&deleted).await;
+    }
+
+    async fn forget_user_here(&self, provider_id: &str, sub: &str) {
         let (p, s) = (provider_id.to_string(), sub.to_string());
         self.forget_where(move |l| l.identity.provider_id == p && l.identity.sub == s)
             .await;

@@ -2,6 +2,7 @@
 //! SQLite (the embedded default) and PostgreSQL (for several replicas), with
 //! embedded migrations run at startup.
 
+pub mod announce;
 pub mod providers;
 pub mod secrets;
 pub mod sessions;
@@ -37,6 +38,8 @@ pub enum StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Where it was opened, for the PostgreSQL notification listener.
+    url: std::sync::Arc<str>,
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -83,7 +86,11 @@ impl Store {
                 url: shown.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            url: url.into(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
