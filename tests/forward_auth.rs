@@ -5,46 +5,15 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use common::client;
 use common::login::signed_in;
+use common::nginx::Nginx;
 use common::upstream::{echoed, Upstream};
 
-struct Nginx(Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn nginx_binary() -> &'static str {
-    ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("nginx is needed for this test and is not installed: run `scripts/setup --test`")
-}
-
 /// The README's nginx snippet, with the test's addresses.
-fn config(dir: &std::path::Path, listen: u16, idgate: &str, app: &str) -> String {
+fn config(listen: u16, idgate: &str, app: &str) -> String {
     format!(
         r#"
-daemon off;
-master_process off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-
   server {{
     listen 127.0.0.1:{listen};
 
@@ -77,9 +46,7 @@ http {{
       return 302 /oauth/login?rd=$request_uri;
     }}
   }}
-}}
-"#,
-        dir = dir.display()
+"#
     )
 }
 
@@ -87,39 +54,9 @@ http {{
 async fn nginx_auth_request_forwards_the_identity() {
     let up = Upstream::start().await;
     let s = signed_in(&up.url(), "", None).await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = common::free_port();
-    let conf = dir.path().join("nginx.conf");
-    std::fs::write(
-        &conf,
-        config(
-            dir.path(),
-            port,
-            &s.gw.public.to_string(),
-            &up.addr.to_string(),
-        ),
-    )
-    .unwrap();
-    let child = Command::new(nginx_binary())
-        .arg("-c")
-        .arg(&conf)
-        .arg("-p")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("nginx starts");
-    let _nginx = Nginx(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nginx did not start: {:?}",
-            std::fs::read_to_string(dir.path().join("error.log"))
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let base = format!("http://127.0.0.1:{port}");
+    let (idgate, app) = (s.gw.public.to_string(), up.addr.to_string());
+    let nginx = Nginx::start(|port| config(port, &idgate, &app)).await;
+    let base = nginx.origin();
 
     // Without a session: to the login page, served by idgate through nginx.
     let r = client()

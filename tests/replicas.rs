@@ -211,3 +211,108 @@ async fn a_sign_out_or_a_deleted_user_reaches_every_replica_at_once() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_replicas_behind_nginx_share_sessions_and_survive_one_killed() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let url = common::pg::fresh_database().await;
+    let idp = provider().await;
+    let up = Upstream::start().await;
+    let port = common::free_port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let config = format!(
+        "[server]\npublic_url = \"{origin}\"\n[database]\nurl = \"{url}\"\n{}",
+        provider_toml(
+            &idp,
+            "entra",
+            TENANT,
+            r#"allowed_email_domains = ["example.com"]"#
+        )
+    );
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(Gateway::start(&up.url(), &config).await);
+    }
+    let servers: String = replicas
+        .iter()
+        .map(|gw| format!("    server {} max_fails=1 fail_timeout=10s;\n", gw.public))
+        .collect();
+    let _nginx = common::nginx::Nginx::start_on(
+        port,
+        &format!(
+            "  upstream idgate {{\n{servers}  }}\n  server {{\n    listen 127.0.0.1:{port};\n    \
+             location / {{ proxy_pass http://idgate; proxy_set_header Host $host; \
+             proxy_http_version 1.1; proxy_set_header Connection \"\"; }}\n  }}"
+        ),
+    )
+    .await;
+    idp.register_client(idgate::demo::provider::Client {
+        client_id: common::login::CLIENT_ID.into(),
+        client_secret: common::login::CLIENT_SECRET.into(),
+        redirect_uris: vec![format!("{origin}/oauth/login/entra/callback")],
+    });
+
+    // Signed in through the balancer: start, provider, callback may each
+    // land on another replica.
+    let browser = Browser::new();
+    let r = browser
+        .get(&format!("{origin}/oauth/login/entra?rd=%2Fapp"))
+        .await;
+    assert_eq!(r.status(), 302);
+    let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let cb = browser
+        .authorize(authorize, &[("email", "ada@example.com")])
+        .await;
+    let done = browser.deliver(&cb).await;
+    assert_eq!(done.status(), 302, "{}", done.text().await.unwrap());
+    let cookie = browser.cookies(&replicas[0]);
+    for gw in &replicas {
+        assert_eq!(
+            browser.me(gw).await,
+            200,
+            "{} does not know the session",
+            gw.origin
+        );
+    }
+
+    // Steady load through the balancer while one replica is killed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (served, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (stop, served, failed) = (stop.clone(), served.clone(), failed.clone());
+        let (url, cookie) = (format!("{origin}/app"), cookie.clone());
+        load.push(tokio::spawn(async move {
+            let http = client();
+            while !stop.load(Ordering::Relaxed) {
+                let ok = http
+                    .get(&url)
+                    .header("cookie", &cookie)
+                    .header("accept", "application/json")
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200);
+                if ok { &served } else { &failed }.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let before = served.load(Ordering::Relaxed);
+    replicas[1].signal(libc::SIGKILL);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    let (served, failed) = (
+        served.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+    );
+    println!("{served} requests served, {failed} failed, {before} of them before the kill");
+    assert!(served > before + 20, "the survivors stopped answering");
+    // At most the requests in flight on the killed replica fail (one per
+    // client); nginx sends the rest to the survivors.
+    assert!(failed <= 4, "{failed} requests failed");
+}

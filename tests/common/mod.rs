@@ -8,6 +8,7 @@
 
 pub mod fake_tts;
 pub mod login;
+pub mod nginx;
 pub mod pg;
 pub mod raw_upstream;
 pub mod upstream;
