@@ -316,3 +316,105 @@ async fn three_replicas_behind_nginx_share_sessions_and_survive_one_killed() {
     // client); nginx sends the rest to the survivors.
     assert!(failed <= 4, "{failed} requests failed");
 }
+
+/// Runs `sql` as the PostgreSQL administrator.
+async fn as_admin(sql: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&common::pg::admin_url())
+        .await
+        .unwrap();
+    sqlx::query(sql).execute(&mut conn).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn while_postgres_is_down_signed_in_people_go_on_and_sign_ins_fail_readably() {
+    let url = common::pg::fresh_database().await;
+    let name = url::Url::parse(&url)
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_string();
+    let idp = provider().await;
+    let up = Upstream::start().await;
+    let gw = Gateway::start(
+        &up.url(),
+        &format!(
+            "[database]\nurl = \"{url}\"\n{}",
+            provider_toml(
+                &idp,
+                "entra",
+                TENANT,
+                r#"allowed_email_domains = ["example.com"]"#
+            )
+        ),
+    )
+    .await;
+    register(&idp, &gw, "entra");
+    let ada = Browser::new();
+    let r = ada
+        .login(&gw, "entra", "/", &[("email", "ada@example.com")])
+        .await;
+    assert_eq!(r.status(), 302);
+
+    // The database goes away: no new connection, every open one cut.
+    as_admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")).await;
+    as_admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .await;
+
+    let ready = client().get(gw.admin_url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_ne!(body["database"], "ok", "{body}");
+    // A signed-in person's requests go on from the cache.
+    assert_eq!(ada.me(&gw).await, 200);
+    // A sign-in fails with a page a person can read.
+    let bob = Browser::new();
+    let r = bob
+        .login(&gw, "entra", "/", &[("email", "bob@example.com")])
+        .await;
+    assert_eq!(r.status(), 500);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("could not complete the sign-in"), "{page}");
+    assert_eq!(bob.me(&gw).await, 401);
+
+    // Back: ready again, and sign-ins work, without a restart.
+    as_admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await;
+    let started = std::time::Instant::now();
+    while client()
+        .get(gw.admin_url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "not ready again"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let r = bob
+        .login(&gw, "entra", "/", &[("email", "bob@example.com")])
+        .await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(bob.me(&gw).await, 200);
+    assert_eq!(ada.me(&gw).await, 200);
+    // And it hears the other replicas again, having listened anew by itself.
+    let started = std::time::Instant::now();
+    while gw
+        .logs()
+        .matches("listening for other replicas' changes")
+        .count()
+        < 2
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "not listening again:\n{}",
+            gw.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
