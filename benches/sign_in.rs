@@ -1,10 +1,11 @@
 //! How long a sign-in takes with The Things Stack console sign-in, against
-//! the fake stack answering at once, and without it, through the real
-//! binary: 200 sign-ins each, one after another, each a new browser and a
-//! new person. Prints the median and p99 of the callback (the step that
-//! checks the ID token, registers the person and, with the bridge, creates
-//! the stack user, mints and trades a login token), and of the whole
-//! sign-in (start, provider, callback).
+//! the fake stack answering at once, and without it, on SQLite and on
+//! PostgreSQL, through the real binary: 200 sign-ins each, one after
+//! another, each a new browser and a new person. Prints the median and p99
+//! of the callback (the step that checks the ID token, registers the person
+//! and, with the bridge, creates the stack user, mints and trades a login
+//! token), of the whole sign-in (start, provider, callback), and sign-ins
+//! per second one after another.
 //!
 //!   cargo bench --bench sign_in            # SIGN_INS=50 for a quicker run
 
@@ -22,7 +23,7 @@ struct Timings {
     whole: Vec<Duration>,
 }
 
-async fn run(bridge: bool, n: usize) -> Timings {
+async fn run(bridge: bool, postgres: bool, n: usize) -> Timings {
     let stack = FakeStack::start().await;
     let idp = provider().await;
     let tts = if bridge {
@@ -30,8 +31,16 @@ async fn run(bridge: bool, n: usize) -> Timings {
     } else {
         String::new()
     };
+    let database = if postgres {
+        format!(
+            "[database]\nurl = \"{}\"\n",
+            common::pg::fresh_database().await
+        )
+    } else {
+        String::new()
+    };
     let toml = format!(
-        "[log]\nlevel = \"warn\"\n[oidc]\nlogin_attempts_per_minute = 0\n{tts}{}",
+        "[log]\nlevel = \"warn\"\n[oidc]\nlogin_attempts_per_minute = 0\n{database}{tts}{}",
         provider_toml(
             &idp,
             "entra",
@@ -88,14 +97,18 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    for bridge in [false, true] {
-        let t = rt.block_on(run(bridge, n));
-        let label = if bridge {
-            "with the console sign-in"
-        } else {
-            "without it"
+    for (bridge, postgres) in [(false, false), (true, false), (false, true)] {
+        let t = rt.block_on(run(bridge, postgres, n));
+        let label = match (bridge, postgres) {
+            (false, false) => "on SQLite",
+            (true, false) => "on SQLite with the console sign-in",
+            _ => "on PostgreSQL",
         };
-        println!("{n} sign-ins {label}:");
+        let total: Duration = t.whole.iter().sum();
+        println!(
+            "{n} sign-ins {label}: {:.0} per second, one after another",
+            n as f64 / total.as_secs_f64()
+        );
         println!("  callback      {}", summary(t.callback));
         println!("  whole sign-in {}", summary(t.whole));
     }
