@@ -67,7 +67,10 @@ async fn run(n: i64) {
         .execute(store.pool())
         .await
         .unwrap();
-    println!("{n} sessions stored in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "{n} sessions stored in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     let entra = ProviderChange {
         allowed_email_domains: Some(vec!["example.com".into()]),

@@ -14,7 +14,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// The stacks with The Things Stack behind idgate.
 const FILES: &[&str] = &["docker-compose.yml", "docker-compose.entra.yml"];
+/// Several idgate replicas behind nginx on one PostgreSQL.
+const REPLICAS: &str = "docker-compose.replicas.yml";
+/// Every compose file: each follows the specification, pins its images,
+/// watches its services and mounts only files in the repository.
+const ALL: &[&str] = &["docker-compose.yml", "docker-compose.entra.yml", REPLICAS];
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -38,6 +44,7 @@ fn sample_env(name: &str) -> Option<&'static str> {
         "OIDC_MICROSOFT_TENANT" => "00000000-0000-0000-0000-000000000002",
         "OIDC_ALLOWED_EMAIL_DOMAINS" => "example.com",
         "IDGATE_ADMIN_TOKEN" => "an-admin-token-for-the-check",
+        "IDGATE_DB_PASSWORD" => "a-database-password-for-the-check",
         _ => return None,
     })
 }
@@ -81,7 +88,7 @@ fn compose_files_follow_the_specification() {
     )
     .unwrap();
     let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
-    for name in FILES {
+    for name in ALL {
         let doc = load(name);
         let errors: Vec<String> = validator
             .iter_errors(&doc)
@@ -102,7 +109,7 @@ fn compose_files_follow_the_specification() {
 
 #[test]
 fn every_image_is_pinned_and_every_service_is_watched() {
-    for name in FILES {
+    for name in ALL {
         let doc = load(name);
         let built: Vec<&str> = services(&doc)
             .values()
@@ -223,7 +230,7 @@ fn bind_mounts(def: &serde_json::Value) -> Vec<(PathBuf, String)> {
 
 #[test]
 fn mounted_files_exist_in_the_repository() {
-    for name in FILES {
+    for name in ALL {
         let doc = load(name);
         for (svc, def) in services(&doc) {
             for (source, _) in bind_mounts(def) {
@@ -707,4 +714,89 @@ fn init_sh_writes_the_key_once_and_never_prints_it() {
         1,
         "a second run made another key: {calls}"
     );
+}
+
+#[test]
+fn the_replicas_file_runs_idgates_on_one_postgres_behind_the_balancer() {
+    let doc = load(REPLICAS);
+    let all = services(&doc);
+    let replicas: Vec<&String> = all.keys().filter(|k| k.starts_with("idgate-")).collect();
+    assert!(replicas.len() >= 2, "{replicas:?}");
+    // Only the balancer is published.
+    for (svc, def) in all {
+        assert_eq!(
+            def.get("ports").is_some(),
+            svc == "lb",
+            "{svc}: only the balancer publishes ports"
+        );
+    }
+    let balancer = std::fs::read_to_string(repo().join("deploy/nginx/replicas.conf")).unwrap();
+    let mut urls = Vec::new();
+    for svc in &replicas {
+        let def = &all[svc.as_str()];
+        // Every replica: the same config, the same database, no file of
+        // its own, and the balancer sends to it.
+        let env = environment(def);
+        let database = &env["IDGATE_DATABASE_URL"];
+        assert!(database.starts_with("postgres://"), "{svc}: {database}");
+        assert!(database.contains("@postgres:5432/"), "{svc}: {database}");
+        urls.push(database.clone());
+        assert!(
+            balancer.contains(&format!("server {svc}:8080")),
+            "{svc} is not behind the balancer"
+        );
+        let (config, _) = bind_mounts(def)
+            .into_iter()
+            .find(|(_, target)| target == "/etc/idgate/idgate.toml")
+            .unwrap_or_else(|| panic!("{svc} mounts no config"));
+        assert!(config.ends_with("deploy/idgate/replicas.toml"), "{svc}");
+        assert!(
+            mounts(def).iter().all(|m| m.source.starts_with("./")),
+            "{svc} keeps state of its own"
+        );
+        let mut env: BTreeMap<String, String> = dockerfile_env();
+        env.extend(environment(def));
+        env.insert("IDGATE_CONFIG".into(), config.display().to_string());
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let (code, out, err) = common::run_idgate(&["check-config"], dir.path(), &env);
+        assert_eq!(code, 0, "{svc}: {out}{err}");
+    }
+    urls.dedup();
+    assert_eq!(urls.len(), 1, "the replicas use different databases");
+    // The balancer's config is one a real nginx accepts (the compose
+    // network's names stand in as loopback addresses).
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = balancer.replace(
+        "listen 8080;",
+        &format!("listen 127.0.0.1:{};", common::free_port()),
+    );
+    for svc in &replicas {
+        server = server.replace(&format!("{svc}:8080"), "127.0.0.1:9");
+    }
+    let d = dir.path().display();
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n\
+             client_body_temp_path {d}/body;\nproxy_temp_path {d}/proxy;\n\
+             access_log off;\n{server}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let checked = std::process::Command::new(common::nginx::binary())
+        .arg("-t")
+        .arg("-c")
+        .arg(&conf)
+        .arg("-p")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "nginx refuses deploy/nginx/replicas.conf: {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(all["lb"]["depends_on"].get(replicas[0].as_str()).is_some());
 }

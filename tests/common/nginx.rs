@@ -19,7 +19,7 @@ impl Drop for Nginx {
     }
 }
 
-fn binary() -> &'static str {
+pub fn binary() -> &'static str {
     ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"]
         .into_iter()
         .find(|p| Path::new(p).exists())
