@@ -9,20 +9,26 @@ use common::login::{provider, provider_toml, register, Browser, Callback, TENANT
 use common::upstream::Upstream;
 use common::{client, Gateway};
 
+/// A replica's config: `extra` first, then the shared database `url` and
+/// the provider `entra` at `idp`.
+fn replica_config(url: &str, idp: &idgate::demo::provider::Provider, extra: &str) -> String {
+    format!(
+        "{extra}[database]\nurl = \"{url}\"\n{}",
+        provider_toml(
+            idp,
+            "entra",
+            TENANT,
+            r#"allowed_email_domains = ["example.com"]"#
+        )
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_used_login_state_is_refused_on_every_replica() {
     let url = common::pg::fresh_database().await;
     let idp = provider().await;
     let up = Upstream::start().await;
-    let shared = format!(
-        "[database]\nurl = \"{url}\"\n{}",
-        provider_toml(
-            &idp,
-            "entra",
-            TENANT,
-            r#"allowed_email_domains = ["example.com"]"#
-        )
-    );
+    let shared = replica_config(&url, &idp, "");
     let one = Gateway::start(&up.url(), &shared).await;
     // Behind one load balancer both replicas have one public URL.
     let two = Gateway::start(
@@ -93,15 +99,7 @@ async fn a_sign_out_or_a_deleted_user_reaches_every_replica_at_once() {
     let url = common::pg::fresh_database().await;
     let idp = provider().await;
     let up = Upstream::start().await;
-    let shared = format!(
-        "[database]\nurl = \"{url}\"\n[admin]\ntoken = \"replica-admin-token\"\n{}",
-        provider_toml(
-            &idp,
-            "entra",
-            TENANT,
-            r#"allowed_email_domains = ["example.com"]"#
-        )
-    );
+    let shared = replica_config(&url, &idp, "[admin]\ntoken = \"replica-admin-token\"\n");
     let one = Gateway::start(&up.url(), &shared).await;
     let two = Gateway::start(
         &up.url(),
@@ -222,14 +220,10 @@ async fn three_replicas_behind_nginx_share_sessions_and_survive_one_killed() {
     let up = Upstream::start().await;
     let port = common::free_port();
     let origin = format!("http://127.0.0.1:{port}");
-    let config = format!(
-        "[server]\npublic_url = \"{origin}\"\n[database]\nurl = \"{url}\"\n{}",
-        provider_toml(
-            &idp,
-            "entra",
-            TENANT,
-            r#"allowed_email_domains = ["example.com"]"#
-        )
+    let config = replica_config(
+        &url,
+        &idp,
+        &format!("[server]\npublic_url = \"{origin}\"\n"),
     );
     let mut replicas = Vec::new();
     for _ in 0..3 {
@@ -336,31 +330,14 @@ async fn while_postgres_is_down_signed_in_people_go_on_and_it_all_comes_back() {
         .to_string();
     let idp = provider().await;
     let up = Upstream::start().await;
-    let gw = Gateway::start(
-        &up.url(),
-        &format!(
-            "[database]\nurl = \"{url}\"\n{}",
-            provider_toml(
-                &idp,
-                "entra",
-                TENANT,
-                r#"allowed_email_domains = ["example.com"]"#
-            )
-        ),
-    )
-    .await;
+    let gw = Gateway::start(&up.url(), &replica_config(&url, &idp, "")).await;
     register(&idp, &gw, "entra");
     let other = Gateway::start(
         &up.url(),
-        &format!(
-            "[server]\npublic_url = \"{}\"\n[database]\nurl = \"{url}\"\n{}",
-            gw.origin,
-            provider_toml(
-                &idp,
-                "entra",
-                TENANT,
-                r#"allowed_email_domains = ["example.com"]"#
-            )
+        &replica_config(
+            &url,
+            &idp,
+            &format!("[server]\npublic_url = \"{}\"\n", gw.origin),
         ),
     )
     .await;
