@@ -69,7 +69,7 @@ enum Command {
         #[command(subcommand)]
         command: user::UserCommand,
     },
-    /// The Things Stack console sign-in configured in [tts].
+    /// Check the console sign-in to The Things Stack configured in [tts].
     Tts {
         #[command(subcommand)]
         command: tts::TtsCommand,

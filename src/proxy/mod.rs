@@ -202,16 +202,19 @@ impl Gateway {
         conn: &Conn,
         parts: http::request::Parts,
         body: Incoming,
-        mut ex: Exchange,
+        ex: Exchange,
     ) -> Response<Tracked> {
         match self.session(conn, &parts.headers).await {
             Some(live) => self.forward_checked(conn, parts, body, live, ex).await,
-            None => {
-                ex.route = RouteClass::Unauthenticated;
-                let answer = self.unauthenticated(&parts);
-                answered(ex, answer, parts.version < Version::HTTP_2)
-            }
+            None => self.not_signed_in(&parts, ex),
         }
+    }
+
+    /// What a request that needs a session is told without one, counted.
+    fn not_signed_in(&self, parts: &http::request::Parts, mut ex: Exchange) -> Response<Tracked> {
+        ex.route = RouteClass::Unauthenticated;
+        let answer = self.unauthenticated(parts);
+        answered(ex, answer, parts.version < Version::HTTP_2)
     }
 
     /// The valid session the request's cookie names, if any.

@@ -13,7 +13,6 @@ use hyper::body::Incoming;
 use super::exchange::{Exchange, Tracked};
 use super::respond::{Answer, ErrorAnswer};
 use super::{answered, return_target, Conn, Gateway};
-use crate::metrics::RouteClass;
 use crate::oidc::login::Refusal;
 use crate::policy::own::query_param;
 use crate::session::Live;
@@ -167,12 +166,10 @@ impl Gateway {
         conn: &Conn,
         parts: Parts,
         body: Incoming,
-        mut ex: Exchange,
+        ex: Exchange,
     ) -> Response<Tracked> {
         let Some(live) = self.session(conn, &parts.headers).await else {
-            ex.route = RouteClass::Unauthenticated;
-            let answer = self.unauthenticated(&parts);
-            return answered(ex, answer, parts.version < http::Version::HTTP_2);
+            return self.not_signed_in(&parts, ex);
         };
         match self.standing(&parts, &live).await {
             Ok(Standing::Fine) => {}
