@@ -807,3 +807,173 @@ async fn underscore_lookalikes_of_framing_and_forwarding_headers_stay_behind() {
         assert_eq!(r.headers_named("x-forwarded-for"), ["127.0.0.1"]);
     }
 }
+
+/// The two ways through the gateway for the same request: as it is (the
+/// fast path takes an ordinary signed-in request) and with `Connection`
+/// naming an extra header (which the fast path hands to hyper).
+const BOTH_PATHS: [&str; 2] = ["keep-alive", "keep-alive, X-Hand-Off"];
+
+/// A request without a host, with an empty one, or with one that is no
+/// valid host gets 400 on both paths (RFC 9112 §3.2, as nginx answers) and
+/// never reaches the upstream, not even as X-Forwarded-Host.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_or_invalid_host_is_refused() {
+    let up = RawUpstream::answering_targets().await;
+    let s = signed_in(&up.url(), "", None).await;
+    for connection in BOTH_PATHS {
+        for host in [
+            None,
+            Some(""),
+            Some("a b"),
+            Some("gw@evil.example"),
+            Some("evil.example/x?"),
+            Some("gw:http"),
+        ] {
+            let host_line = host.map(|h| format!("Host: {h}\r\n")).unwrap_or_default();
+            let answer = refused(
+                &s,
+                &format!(
+                    "GET /bad-host HTTP/1.1\r\n{host_line}Cookie: {}\r\nConnection: {connection}\r\n\
+                     Accept: application/json\r\n\r\n",
+                    s.cookie
+                ),
+            );
+            assert_eq!(answer.status, 400, "{host:?} ({connection}): {answer:?}");
+            assert_eq!(error_code(&answer), "bad_request", "{host:?}");
+        }
+    }
+    then_only_these_arrived(&s, &up, &[]);
+    // HTTP/1.0 may name no host; bracketed addresses and ports are hosts.
+    let mut c = KeepAlive::open(s.gw.public);
+    c.send(format!(
+        "GET /old HTTP/1.0\r\nCookie: {}\r\nConnection: keep-alive\r\n\r\n",
+        s.cookie
+    ));
+    assert_eq!(c.response(false).status, 200);
+    c.send(format!(
+        "GET /v6 HTTP/1.1\r\nHost: [::1]:8080\r\nCookie: {}\r\n\r\n",
+        s.cookie
+    ));
+    assert_eq!(c.response(false).status, 200);
+    up.assert_received_only(&["/after", "/old", "/v6"]);
+}
+
+/// Transfer codings other than one final `chunked`, which hyper alone would
+/// read as chunked: 501 for a list, 400 for two lines, as nginx answers;
+/// nothing reaches the upstream.
+#[tokio::test(flavor = "multi_thread")]
+async fn transfer_coding_lists_are_not_rewritten_to_chunked() {
+    let up = RawUpstream::answering_targets().await;
+    let s = signed_in(&up.url(), "", None).await;
+    for (coding, status) in [
+        ("gzip, chunked", 501),
+        ("chunked, chunked", 501),
+        ("identity, chunked", 501),
+        ("chunked\r\nTransfer-Encoding: chunked", 400),
+    ] {
+        let answer = refused(
+            &s,
+            &format!(
+                "POST /te HTTP/1.1\r\nHost: gw\r\nCookie: {}\r\nTransfer-Encoding: {coding}\r\n\
+                 Accept: application/json\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                s.cookie
+            ),
+        );
+        assert_eq!(answer.status, status, "{coding}: {answer:?}");
+    }
+    then_only_these_arrived(&s, &up, &[]);
+}
+
+/// `Connection` naming the host, the framing or a header the gateway
+/// writes takes none of them away, on either path.
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_cannot_remove_the_host_the_framing_or_the_identity() {
+    let up = RawUpstream::answering_targets().await;
+    let s = signed_in(&up.url(), "", None).await;
+    let mut c = KeepAlive::open(s.gw.public);
+    c.send(format!(
+        "POST /named HTTP/1.1\r\nHost: gw\r\nCookie: {}\r\nContent-Length: 5\r\n\
+         Connection: Host, Content-Length, X-Forwarded-For, X-Forwarded-User, X-Gone\r\n\
+         X-Gone: 1\r\n\r\nhello",
+        s.cookie
+    ));
+    assert_eq!(c.response(false).body_text(), "/named");
+    let r = &up.requests()[0];
+    assert_eq!(r.headers_named("host").len(), 1, "{:?}", r.headers);
+    assert_eq!(r.headers_named("x-forwarded-host"), ["gw"]);
+    assert_eq!(r.headers_named("x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(r.headers_named("x-forwarded-user"), ["ada"]);
+    assert_eq!(r.body, b"hello");
+    assert!(r.headers_named("x-gone").is_empty());
+}
+
+/// HTTP/1.0 has no protocol switch: `Upgrade: websocket` from an HTTP/1.0
+/// client is an ordinary request, and the upstream never sees `Upgrade`.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http_1_0_upgrade_is_an_ordinary_request() {
+    let up = RawUpstream::answering_targets().await;
+    let s = signed_in(&up.url(), "", None).await;
+    let mut c = KeepAlive::open(s.gw.public);
+    c.send(format!(
+        "GET /ws HTTP/1.0\r\nHost: gw\r\nCookie: {}\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n",
+        s.cookie
+    ));
+    assert_eq!(c.response(false).status, 200);
+    let r = &up.requests()[0];
+    assert!(r.headers_named("upgrade").is_empty(), "{:?}", r.headers);
+    assert!(r
+        .headers_named("connection")
+        .iter()
+        .all(|v| !v.to_ascii_lowercase().contains("upgrade")));
+}
+
+/// Headers an upstream reads as the client's TLS certificate or as a
+/// sign-in at another proxy never come from a client, on either path; nor
+/// do the gateway's own cookies go upstream, while every other cookie
+/// arrives as it was sent, in order.
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_the_upstream_has_no_use_for_stay_behind() {
+    let up = RawUpstream::answering_targets().await;
+    let s = signed_in(&up.url(), "", None).await;
+    for connection in BOTH_PATHS {
+        let mut c = KeepAlive::open(s.gw.public);
+        c.send(format!(
+            "GET /creds HTTP/1.1\r\nHost: gw\r\nCookie: theme=dark; {}; _session=stack%3D1; b=\"q\"\r\n\
+             Connection: {connection}\r\n\
+             X-Forwarded-Tls-Client-Cert: MIIBgateway\r\n\
+             X_Forwarded_Tls_Client_Cert: MIIBgateway\r\n\
+             X-Forwarded-Tls-Client-Cert-Info: Subject%3D%22CN%3Deui-0000%22\r\n\
+             x-forwarded-client-cert: Hash=abc;Cert=\"MIIB\"\r\n\
+             X_Forwarded_Client_Cert: Hash=abc\r\n\
+             Ssl-Client-Cert: MIIB\r\nX-Amzn-Oidc-Identity: root\r\n\
+             X-Kept: 1\r\n\r\n",
+            s.cookie
+        ));
+        assert_eq!(c.response(false).status, 200, "{connection}");
+    }
+    let requests = up.requests();
+    assert_eq!(requests.len(), 2);
+    for r in &requests {
+        let names: Vec<String> = r
+            .headers
+            .iter()
+            .map(|(n, _)| n.to_ascii_lowercase())
+            .collect();
+        for name in &names {
+            assert!(
+                !name.contains("cert") && !name.contains("amzn"),
+                "{name} reached the upstream: {:?}",
+                r.headers
+            );
+        }
+        assert_eq!(r.headers_named("x-kept"), ["1"]);
+        assert_eq!(
+            r.headers_named("cookie"),
+            ["theme=dark; _session=stack%3D1; b=\"q\""],
+            "{:?}",
+            r.headers
+        );
+    }
+}

@@ -4,6 +4,8 @@
 
 mod common;
 
+use futures_util::StreamExt;
+
 use common::login::{
     provider, provider_that_stops, provider_toml, register, Browser, Callback, TENANT,
 };
@@ -343,6 +345,22 @@ async fn broken_or_replayed_flows_are_refused() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+    // A callback for a provider that does not exist: 404 as well, before
+    // any state is looked at, and the browser's own pending login kept.
+    for url in [
+        "/oauth/login/no-such-provider/callback?code=x&state=y",
+        "/oauth/login/no-such-provider/callback",
+    ] {
+        let r = client()
+            .get(s.gw.url(url))
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{url}");
+        assert!(r.headers().get("set-cookie").is_none(), "{url}");
+        assert!(r.text().await.unwrap().contains("Unknown sign-in provider"));
+    }
     s.gw.logs_with(&["state_missing", "state_unknown", "state_replayed"])
         .await;
 }
@@ -657,11 +675,15 @@ async fn abandoned_logins_do_not_pile_up_until_a_browser_is_locked_out() {
     assert_eq!(cleared, 40);
 }
 
+/// A browser that keeps starting sign-ins without finishing them is
+/// charged from its second start on: past the limit it gets 429 with
+/// `Retry-After`, and so do the address's callbacks; a first start from
+/// another browser at the same address still passes.
 #[tokio::test(flavor = "multi_thread")]
-async fn login_attempts_are_limited_per_client_address() {
+async fn restarted_sign_ins_are_limited_per_client_address() {
     let s = stack(DOMAINS, "[oidc]\nlogin_attempts_per_minute = 3").await;
     let b = Browser::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         assert_eq!(b.get(&s.gw.url("/oauth/login/entra")).await.status(), 302);
     }
     let r = b.get(&s.gw.url("/oauth/login/entra")).await;
@@ -674,9 +696,69 @@ async fn login_attempts_are_limited_per_client_address() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 429, "callbacks count too");
+    assert_eq!(r.status(), 429, "callbacks wait out the minute too");
+    let colleague = Browser::new();
+    let r = colleague.get(&s.gw.url("/oauth/login/entra")).await;
+    assert_eq!(r.status(), 302, "a first start is free");
     // Signed-in traffic and the login page are not limited.
     assert_eq!(b.get(&s.gw.url("/oauth/login")).await.status(), 200);
+}
+
+/// A storm of failed callbacks from one address is cut off at the limit,
+/// before the gateway calls the provider again.
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_callbacks_are_limited_per_client_address() {
+    let s = stack(DOMAINS, "[oidc]\nlogin_attempts_per_minute = 3").await;
+    let callback = || async {
+        client()
+            .get(s.gw.url("/oauth/login/entra/callback?state=forged&code=forged"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    for _ in 0..3 {
+        assert_eq!(callback().await, 400);
+    }
+    assert_eq!(callback().await, 429);
+    let b = Browser::new();
+    let authorize = b.start(&s.gw, "entra", "/").await;
+    let cb = b.authorize(authorize, ADA).await;
+    assert_eq!(
+        b.deliver(&cb).await.status(),
+        429,
+        "for the rest of the minute"
+    );
+}
+
+/// An office behind one NAT address at 9 a.m.: 1,000 people signing in at
+/// once with the default limit all get in.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_people_behind_one_address_all_sign_in_with_the_defaults() {
+    let s = stack(r#"allowed_email_domains = ["office.example"]"#, "").await;
+    let gw = &s.gw;
+    let results: Vec<(u16, u16)> = futures_util::stream::iter(0..1000)
+        .map(|n| async move {
+            let b = Browser::new();
+            let sub = format!("person-{n}");
+            let email = format!("person{n}@office.example");
+            let authorize = b.start(gw, "entra", "/").await;
+            let cb = b
+                .authorize(authorize, &[("sub", &sub), ("email", &email)])
+                .await;
+            let signed_in = b.deliver(&cb).await.status().as_u16();
+            (signed_in, b.me(gw).await.as_u16())
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let refused: Vec<_> = results.iter().filter(|r| **r != (302, 200)).collect();
+    assert!(
+        refused.is_empty(),
+        "{} refused: {:?}",
+        refused.len(),
+        &refused[..refused.len().min(5)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -686,8 +768,9 @@ async fn behind_a_trusted_proxy_the_limit_counts_the_forwarded_client() {
         "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n[oidc]\nlogin_attempts_per_minute = 2",
     )
     .await;
-    let start = |ip: &'static str| {
-        let url = s.gw.url("/oauth/login/entra");
+    let callback = |ip: &'static str| {
+        let url =
+            s.gw.url("/oauth/login/entra/callback?state=forged&code=forged");
         async move {
             client()
                 .get(url)
@@ -698,12 +781,12 @@ async fn behind_a_trusted_proxy_the_limit_counts_the_forwarded_client() {
                 .status()
         }
     };
-    assert_eq!(start("203.0.113.1").await, 302);
-    assert_eq!(start("203.0.113.1").await, 302);
-    assert_eq!(start("203.0.113.1").await, 429);
+    assert_eq!(callback("203.0.113.1").await, 400);
+    assert_eq!(callback("203.0.113.1").await, 400);
+    assert_eq!(callback("203.0.113.1").await, 429);
     assert_eq!(
-        start("203.0.113.2").await,
-        302,
+        callback("203.0.113.2").await,
+        400,
         "another person behind the same proxy"
     );
 }

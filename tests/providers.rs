@@ -227,8 +227,33 @@ async fn every_invalid_input_is_refused_with_exit_2_and_nothing_stored() {
     let (code, _, err) = create(&gw, "no-secret", &ENTRA[..8]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("missing client secret"), "{err}");
-    let (code, _, _) = create(&gw, "bad-bool", &["--allow-registrations", "maybe"]);
-    assert_eq!(code, 2);
+    // Command-line errors clap finds: one line too, naming the problem.
+    for (args, names) in [
+        (
+            vec!["update", "existing", "--allow-registrations", "maybe"],
+            "'maybe'",
+        ),
+        (
+            vec!["create", "bad-bool", "--allow-registrations", "maybe"],
+            "'maybe'",
+        ),
+        (vec!["create"], "<PROVIDER_ID>"),
+        (
+            vec!["update", "existing", "--no-such-flag"],
+            "--no-such-flag",
+        ),
+        (vec!["frobnicate"], "frobnicate"),
+        (vec!["create", "x", "--name"], "--name"),
+    ] {
+        let (code, out, err) = ap(&gw, &args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: printed {out}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line expected: {err}");
+        assert!(
+            err.starts_with("error: ") && err.contains(names) && err.contains("--help"),
+            "{args:?}: {err}"
+        );
+    }
     assert_eq!(list(&gw), before, "nothing may change");
 }
 

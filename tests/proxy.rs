@@ -51,7 +51,12 @@ async fn client_identity_headers_never_reach_the_upstream() {
     let up = Upstream::start().await;
     let s = signed_in(&up.url(), "", None).await;
     let gw = &s.gw;
-    for method in ["GET", "POST", "DELETE", "OPTIONS"] {
+    // `Connection` naming an extra header sends the request through hyper
+    // rather than the fast path: both must strip alike.
+    let ways = ["GET", "POST", "DELETE", "OPTIONS"]
+        .into_iter()
+        .flat_map(|m| [(m, "close"), (m, "close, X-Hand-Off")]);
+    for (method, connection) in ways {
         let raw = raw_request(
             gw.public,
             &s.cookie,
@@ -68,7 +73,7 @@ async fn client_identity_headers_never_reach_the_upstream() {
                  X_Idgate_Assertion: forged\r\n\
                  X-Idgate-Future-Header: x\r\n\
                  X-Forwarded-Userx: kept\r\n\
-                 Content-Length: 0\r\nConnection: close\r\n\r\n"
+                 Content-Length: 0\r\nConnection: {connection}\r\n\r\n"
             ),
         );
         assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
@@ -81,7 +86,7 @@ async fn client_identity_headers_never_reach_the_upstream() {
         ] {
             assert!(
                 echoed(&echo, name).is_empty(),
-                "{method}: {name} leaked: {echo}"
+                "{method} ({connection}): {name} leaked: {echo}"
             );
         }
         // Only the gateway's own, verified values arrive, once each.

@@ -299,6 +299,12 @@ async fn deleting_a_user_ends_their_sessions_and_frees_the_name() {
     assert!(err.contains("not found"), "{err}");
     let (code, _, _) = user(&gw, &["get", "Not A Name"]);
     assert_eq!(code, 2);
+    for args in [vec!["get"], vec!["frob"], vec!["list", "--bogus"]] {
+        let (code, out, err) = user(&gw, &args);
+        assert_eq!((code, out.as_str()), (2, ""), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line expected: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+    }
     assert_eq!(
         username(
             &gw,

@@ -93,7 +93,19 @@ pub struct ConfigArg {
 
 /// Parses the command line and runs the command.
 pub fn run() -> ExitCode {
-    match Cli::parse().command {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{}", usage_error(&e.render().to_string()));
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
         Command::Serve(arg) => serve(arg),
         Command::CheckConfig { keys: true, .. } => {
             print_keys();
@@ -107,6 +119,39 @@ pub fn run() -> ExitCode {
         Command::Probe { url, timeout } => probe::run(&url, timeout),
         Command::Tts { command } => tts::run(command),
     }
+}
+
+/// A command-line error in one line, as every idgate error is printed:
+/// clap's message with what it lists, and which command's help to read.
+fn usage_error(rendered: &str) -> String {
+    let mut message = String::new();
+    let mut command = "idgate".to_string();
+    let mut in_message = true;
+    for line in rendered.lines() {
+        let trimmed = line.trim();
+        if let Some(usage) = trimmed.strip_prefix("Usage: ") {
+            command = usage
+                .split(' ')
+                .take_while(|w| !w.starts_with(['<', '[']))
+                .collect::<Vec<_>>()
+                .join(" ");
+            in_message = false;
+        } else if trimmed.is_empty() {
+            in_message = false;
+        } else if in_message || trimmed.starts_with("tip:") {
+            if !message.is_empty() {
+                message.push(if message.ends_with(':') { ' ' } else { ';' });
+                if message.ends_with(';') {
+                    message.push(' ');
+                }
+            }
+            message.push_str(trimmed);
+        }
+    }
+    if message.is_empty() {
+        message.push_str("error: invalid command line");
+    }
+    format!("{message} (see '{command} --help')")
 }
 
 pub(crate) fn load(arg: &ConfigArg) -> Result<config::Loaded, ExitCode> {

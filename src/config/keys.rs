@@ -154,7 +154,7 @@ pub const KEYS: &[Key] = &[
     key(
         "oidc.login_attempts_per_minute",
         Kind::Int,
-        "login starts and callbacks per client address and minute (0: no limit)",
+        "failed sign-in callbacks and restarted sign-ins per client address and minute (0: no limit)",
     ),
     key(
         "session.lifetime",

@@ -298,6 +298,9 @@ impl LoginFlow {
         params: &CallbackParams,
         cookie_headers: impl Iterator<Item = &'a HeaderValue>,
     ) -> Result<Redirect, Refusal> {
+        if self.providers.get(provider_id).is_none() {
+            return Err(Refusal::unknown_provider());
+        }
         let state = params
             .state
             .as_deref()

@@ -1,9 +1,12 @@
-//! Who may pass, decided once for both data paths (hyper and the HTTP/1
-//! fast path): which of the gateway's own routes a request is for, which
-//! stack paths it treats itself, which `[[routes]]` entry lets a request
-//! through without a session, and what the upstream then receives. The
-//! paths only carry out what [`Policy::decide`] says.
+//! Who may pass and what goes through, decided once for both data paths
+//! (hyper and the HTTP/1 fast path): which of the gateway's own routes a
+//! request is for, which stack paths it treats itself, which `[[routes]]`
+//! entry lets a request through without a session, and what the upstream
+//! then receives (`fields`: every header by name; `cookies`: the gateway's
+//! own cookies kept back). The paths only carry out what is decided here.
 
+pub mod cookies;
+pub mod fields;
 pub mod own;
 pub mod rules;
 pub mod stack;

@@ -33,7 +33,7 @@ impl Gateway {
     ) -> Response<Tracked> {
         let http1 = parts.version < Version::HTTP_2;
         let html = respond::wants_html(&parts.headers);
-        let upgrade = http1 && headers::is_websocket(&parts.method, &parts.headers);
+        let upgrade = headers::is_websocket(parts.version, &parts.method, &parts.headers);
         self.upstream_head(conn, &mut parts, live.as_deref(), upgrade);
         ex.live = live;
 
@@ -116,7 +116,7 @@ impl Gateway {
         {
             response.headers_mut().remove(http::header::CONTENT_LENGTH);
         }
-        headers::strip_hop_by_hop(response.headers_mut(), switched);
+        headers::strip_response_hop_by_hop(response.headers_mut(), switched);
         let silence = Some(self.upstream.read_timeout());
         response.map(|body| ex.body(status.as_u16(), Either::Left(body), silence))
     }
@@ -125,7 +125,7 @@ impl Gateway {
     /// headers go with a signed-in person's.
     fn upstream_head(&self, conn: &Conn, parts: &mut Parts, live: Option<&Live>, upgrade: bool) {
         let h = &mut parts.headers;
-        headers::strip_hop_by_hop(h, upgrade);
+        headers::strip_request_hop_by_hop(h, upgrade, &self.settings.identity_headers);
         // HTTP/2 (and absolute-form HTTP/1) name the host in the target;
         // Host carries it without any user information (RFC 9112 §3.2.2).
         let authority = parts.uri.authority().map(|a| match a.port() {
@@ -154,6 +154,7 @@ impl Gateway {
         if parts.version >= Version::HTTP_2 {
             join_cookies(h);
         }
+        headers::strip_own_cookies(h);
         if authority.is_some() {
             parts.uri = parts.uri.path_and_query().map_or_else(
                 || http::Uri::from_static("/"),

@@ -1,74 +1,26 @@
-//! Header rules applied between the client and the upstream: client copies
-//! of identity headers are removed, hop-by-hop headers go no further than
-//! their connection, and the X-Forwarded-* set is written by the gateway
-//! (kept from the client only when it is a trusted proxy).
+//! The header rules of `policy::fields` and `policy::cookies` carried out
+//! on hyper's `HeaderMap`s: client copies of identity and credential headers
+//! are removed, hop-by-hop headers go no further than their connection, the
+//! gateway's own cookies stay behind, and the X-Forwarded-* set is written
+//! by the gateway (kept from the client only when it is a trusted proxy).
 
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::Method;
+use http::{Method, Version};
 
-/// Header names that only the gateway may set. Besides these, every header
-/// whose name starts with `x-idgate-` is reserved.
-pub const DEFAULT_IDENTITY_HEADERS: &[&str] = &[
-    "x-forwarded-user",
-    "x-forwarded-email",
-    "x-forwarded-preferred-username",
-    "x-idgate-provider",
-    "x-idgate-assertion",
-];
+use crate::policy::cookies;
+use crate::policy::fields::{self, RequestField};
 
-const RESERVED_PREFIX: &[u8] = b"x-idgate-";
-
-/// Compares a header name with a lower-case, dash-separated reserved name the
-/// way lenient upstream stacks would: any letter case, `_` standing for `-`.
-fn same_name(candidate: &[u8], reserved: &[u8]) -> bool {
-    candidate.len() == reserved.len() && candidate.iter().zip(reserved).all(|(&c, &r)| fold(c) == r)
-}
-
-fn fold(c: u8) -> u8 {
-    match c {
-        b'_' => b'-',
-        c => c.to_ascii_lowercase(),
-    }
-}
-
-/// Whether `name` is an identity header only the gateway may set.
-pub fn is_reserved(name: &[u8], reserved: &[String]) -> bool {
-    (name.len() >= RESERVED_PREFIX.len()
-        && same_name(&name[..RESERVED_PREFIX.len()], RESERVED_PREFIX))
-        || reserved.iter().any(|r| same_name(name, r.as_bytes()))
-}
-
-/// Framing and forwarding headers that some upstream stacks also read when
-/// spelt with `_` for `-` (CGI-style variables make both one name).
-const LOOKALIKE_TARGETS: &[&[u8]] = &[
-    b"content-length",
-    b"transfer-encoding",
-    b"keep-alive",
-    b"proxy-connection",
-    b"proxy-authorization",
-    b"x-real-ip",
-    b"x-forwarded-for",
-    b"x-forwarded-proto",
-    b"x-forwarded-host",
-];
-
-/// Whether `name` is a framing or forwarding header spelt with `_`: from a
-/// client it is dropped, so no upstream reads it as the real one.
-pub fn is_lookalike(name: &[u8]) -> bool {
-    name.contains(&b'_') && LOOKALIKE_TARGETS.iter().any(|t| same_name(name, t))
-}
-
-/// Removes every copy of every reserved identity header from `headers`,
-/// whatever its case or separator, and the `_` look-alikes of framing and
-/// forwarding headers. Returns how many distinct names were removed.
-pub fn strip_client_reserved(headers: &mut HeaderMap, reserved: &[String]) -> usize {
+/// Removes every copy of every reserved identity or credential header from
+/// `headers`, whatever its case or separator, and the `_` look-alikes of
+/// framing and forwarding headers. Returns how many distinct names were
+/// removed.
+pub fn strip_client_reserved(headers: &mut HeaderMap, identity: &[String]) -> usize {
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|n| {
-            let n = n.as_str().as_bytes();
-            is_reserved(n, reserved) || is_lookalike(n)
+            fields::request_field(n.as_str().as_bytes(), identity) == RequestField::Reserved
         })
         .cloned()
         .collect();
@@ -78,27 +30,15 @@ pub fn strip_client_reserved(headers: &mut HeaderMap, reserved: &[String]) -> us
     doomed.len()
 }
 
-const HOP_COUNT: usize = 9;
-/// Hop-by-hop headers (RFC 9110 §7.6.1): they concern one connection and
-/// are never forwarded, nor is any header the `Connection` header names.
-const HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
-/// Whether a request is a WebSocket handshake (RFC 6455 §4.1): `GET` with
+/// Whether a request is a WebSocket handshake (RFC 6455 §4.1): an HTTP/1.1
+/// `GET` with
 /// `Upgrade: websocket` and `Connection: upgrade`. No other protocol switch
 /// is let through: a tunnel to the upstream would carry requests that the
 /// gateway never sees, so never checks.
-pub fn is_websocket(method: &Method, headers: &HeaderMap) -> bool {
-    method == Method::GET
+pub fn is_websocket(version: Version, method: &Method, headers: &HeaderMap) -> bool {
+    // HTTP/1.0 has no protocol switch: it ignores `Upgrade` (RFC 9110 §7.8).
+    version == Version::HTTP_11
+        && method == Method::GET
         && headers
             .get(header::UPGRADE)
             .is_some_and(is_websocket_protocol)
@@ -119,17 +59,23 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .map(str::trim)
 }
 
-/// Removes the hop-by-hop headers; with `upgrade`, `Upgrade` is kept and
-/// `Connection: upgrade` said again, so a protocol switch passes through.
-/// One scan finds them, so a message without any costs no lookups.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let mut found = [false; HOP_COUNT];
-    for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
-            found[i] = true;
-        }
-    }
-    if !found.contains(&true) {
+/// Removes a request's hop-by-hop headers and the ones its `Connection`
+/// names (never the host, the framing, or what the gateway writes); with
+/// `upgrade`, `Upgrade` is kept and `Connection: upgrade` said again, so a
+/// protocol switch passes through. One scan finds them, so a request
+/// without any costs no lookups.
+pub fn strip_request_hop_by_hop(headers: &mut HeaderMap, upgrade: bool, identity: &[String]) {
+    let hop = |n: &HeaderName| {
+        matches!(
+            fields::request_field(n.as_str().as_bytes(), identity),
+            RequestField::HopByHop
+                | RequestField::Connection
+                | RequestField::TransferEncoding
+                | RequestField::Upgrade
+        )
+    };
+    let doomed: Vec<HeaderName> = headers.keys().filter(|n| hop(n)).cloned().collect();
+    if doomed.is_empty() {
         return;
     }
     let kept = if upgrade {
@@ -137,26 +83,68 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     } else {
         None
     };
-    // Further headers the Connection header names (most often none: its
-    // usual tokens are `keep-alive`, `close` and `upgrade`).
     let named: Vec<HeaderName> = connection_tokens(headers)
-        .filter(|t| {
-            !t.eq_ignore_ascii_case("close")
-                && !HOP_BY_HOP
-                    .iter()
-                    .any(|h| t.eq_ignore_ascii_case(h.as_str()))
-        })
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .filter(|n| {
+            fields::connection_may_remove(fields::request_field(n.as_str().as_bytes(), identity))
+        })
         .collect();
-    for name in &named {
-        headers.remove(name);
-    }
-    for (name, _) in HOP_BY_HOP.iter().zip(found).filter(|(_, f)| *f) {
+    for name in named.iter().chain(&doomed) {
         headers.remove(name);
     }
     if let Some(protocol) = kept {
         headers.insert(header::UPGRADE, protocol);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Removes a response's hop-by-hop headers and the ones its `Connection`
+/// names (never its framing); with `switched`, `Upgrade` is kept and
+/// `Connection: upgrade` said again.
+pub fn strip_response_hop_by_hop(headers: &mut HeaderMap, switched: bool) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| fields::response_hop_by_hop(n.as_str().as_bytes()))
+        .cloned()
+        .collect();
+    if doomed.is_empty() {
+        return;
+    }
+    let kept = if switched {
+        headers.remove(header::UPGRADE)
+    } else {
+        None
+    };
+    let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .filter(|n| n != header::CONTENT_LENGTH)
+        .collect();
+    for name in named.iter().chain(&doomed) {
+        headers.remove(name);
+    }
+    if let Some(protocol) = kept {
+        headers.insert(header::UPGRADE, protocol);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Takes the gateway's own cookies out of the `Cookie` headers; a header
+/// left with none goes. Requests that carry none cost no allocation.
+pub fn strip_own_cookies(headers: &mut HeaderMap) {
+    let values = headers.get_all(header::COOKIE);
+    if !values.iter().any(|v| cookies::holds_own(v.as_bytes())) {
+        return;
+    }
+    let mut kept: Vec<HeaderValue> = Vec::new();
+    for value in values {
+        let mut out = Vec::with_capacity(value.len());
+        if cookies::append_foreign(value.as_bytes(), &mut out) > 0 {
+            kept.extend(HeaderValue::from_bytes(&out).ok());
+        }
+    }
+    headers.remove(header::COOKIE);
+    for value in kept {
+        headers.append(header::COOKIE, value);
     }
 }
 
@@ -243,6 +231,8 @@ fn set_forwarded_host(headers: &mut HeaderMap, authority: Option<&str>) {
 mod tests {
     use super::*;
 
+    use crate::policy::fields::DEFAULT_IDENTITY_HEADERS;
+
     fn reserved() -> Vec<String> {
         DEFAULT_IDENTITY_HEADERS
             .iter()
@@ -307,7 +297,7 @@ mod tests {
             ("upgrade", "websocket"),
             ("accept", "*/*"),
         ]);
-        strip_hop_by_hop(&mut h, false);
+        strip_request_hop_by_hop(&mut h, false, &reserved());
         let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, vec!["accept"]);
     }
@@ -318,8 +308,8 @@ mod tests {
             ("connection", "keep-alive, Upgrade"),
             ("upgrade", "WebSocket"),
         ]);
-        assert!(is_websocket(&Method::GET, &h));
-        strip_hop_by_hop(&mut h, true);
+        assert!(is_websocket(Version::HTTP_11, &Method::GET, &h));
+        strip_request_hop_by_hop(&mut h, true, &reserved());
         assert_eq!(h["upgrade"], "WebSocket");
         assert_eq!(h["connection"], "upgrade");
     }
@@ -330,11 +320,49 @@ mod tests {
             ("connection", "Upgrade, HTTP2-Settings"),
             ("upgrade", "h2c"),
         ]);
-        assert!(!is_websocket(&Method::GET, &h2c));
+        assert!(!is_websocket(Version::HTTP_11, &Method::GET, &h2c));
         let ws = headers(&[("connection", "upgrade"), ("upgrade", "websocket")]);
-        assert!(!is_websocket(&Method::POST, &ws));
+        assert!(!is_websocket(Version::HTTP_11, &Method::POST, &ws));
         let no_connection = headers(&[("upgrade", "websocket")]);
-        assert!(!is_websocket(&Method::GET, &no_connection));
+        assert!(!is_websocket(
+            Version::HTTP_11,
+            &Method::GET,
+            &no_connection
+        ));
+        assert!(!is_websocket(Version::HTTP_10, &Method::GET, &ws));
+    }
+
+    #[test]
+    fn connection_cannot_name_away_the_host_or_the_framing() {
+        let mut h = headers(&[
+            (
+                "connection",
+                "Host, Content-Length, X-Forwarded-User, X-Gone",
+            ),
+            ("host", "gw"),
+            ("content-length", "3"),
+            ("x-gone", "1"),
+        ]);
+        strip_request_hop_by_hop(&mut h, false, &reserved());
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, vec!["content-length", "host"]);
+    }
+
+    #[test]
+    fn the_gateways_cookies_stay_behind() {
+        let mut h = headers(&[
+            ("cookie", "a=1; idgate_session=s"),
+            ("cookie", "idgate_login_x=y"),
+            ("cookie", "b=2"),
+        ]);
+        strip_own_cookies(&mut h);
+        let left: Vec<&str> = h
+            .get_all("cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(left, vec!["a=1", "b=2"]);
     }
 
     #[test]

@@ -23,11 +23,12 @@ pub mod upstream;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{HeaderMap, Request, Response, Version};
+use http::{HeaderMap, HeaderValue, Request, Response, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
 use crate::metrics::{Metrics, RouteClass};
+use crate::policy::fields::{self, Coding};
 use crate::policy::Policy;
 use crate::policy::{Allow, Decision, Route};
 use crate::session::{Live, Remembered};
@@ -139,11 +140,13 @@ impl Gateway {
             Decision::Own(_) | Decision::Closed => RouteClass::Internal,
             _ => RouteClass::Proxy,
         };
-        if matches!(
-            decision,
-            Decision::Own(Route::LoginStart(_) | Route::Callback(_))
-        ) && !self.login_allowed(conn, &parts.headers)
-        {
+        let login_client = match decision {
+            Decision::Own(Route::LoginStart(_) | Route::Callback(_)) => {
+                self.client_ip(conn, &parts.headers)
+            }
+            _ => None,
+        };
+        if login_client.is_some_and(|ip| !self.login_allowed(ip, &decision, &parts.headers)) {
             let answer = ErrorAnswer {
                 status: 429,
                 code: "too_many_logins",
@@ -157,7 +160,13 @@ impl Gateway {
             return answered(ex, answer, http1);
         }
         let answer = match decision {
-            Decision::Own(Route::Callback(id)) => self.callback(&id, &parts, body).await,
+            Decision::Own(Route::Callback(id)) => {
+                let answer = self.callback(&id, &parts, body).await;
+                if let Some(ip) = login_client.filter(|_| answer.status() >= 400) {
+                    self.login_limit.callback_failed(ip);
+                }
+                answer
+            }
             Decision::Own(Route::LoginPage) => match self.heal(conn, &parts).await {
                 Some(answer) => answer,
                 None => self.answer(Route::LoginPage, &parts).await,
@@ -260,10 +269,16 @@ impl Gateway {
         None
     }
 
-    /// Whether the person behind `conn` may start or finish another login.
-    fn login_allowed(&self, conn: &Conn, headers: &HeaderMap) -> bool {
-        self.client_ip(conn, headers)
-            .is_none_or(|ip| self.login_limit.allow(ip))
+    /// Whether `client` may start (a start is counted) or finish a login.
+    fn login_allowed(&self, client: IpAddr, decision: &Decision, headers: &HeaderMap) -> bool {
+        match decision {
+            Decision::Own(Route::LoginStart(_)) => {
+                let cookies = headers.get_all(http::header::COOKIE).iter();
+                let restart = self.auth.sessions.cookies().holds_login(cookies);
+                self.login_limit.start(client, restart)
+            }
+            _ => self.login_limit.callback_allowed(client),
+        }
     }
 
     /// The address of the person: the connection's peer, or, behind trusted
@@ -298,8 +313,16 @@ impl Gateway {
 }
 
 /// The answer for a request no upstream should see: `CONNECT` (the gateway
-/// is no forward proxy) or more than one `Host` (RFC 9112 §3.2).
+/// is no forward proxy), a missing, repeated or invalid `Host` (RFC 9112
+/// §3.2), or a transfer coding other than one `chunked` (RFC 9112 §6.1),
+/// each answered as nginx answers it.
 fn refuse_malformed(parts: &http::request::Parts) -> Option<Answer> {
+    let bad = |message| ErrorAnswer {
+        status: 400,
+        code: "bad_request",
+        title: "Bad request",
+        message,
+    };
     let answer = if parts.method == http::Method::CONNECT {
         ErrorAnswer {
             status: 405,
@@ -307,23 +330,46 @@ fn refuse_malformed(parts: &http::request::Parts) -> Option<Answer> {
             title: "Method not allowed",
             message: "This gateway does not open tunnels.",
         }
-    } else if parts
-        .headers
-        .get_all(http::header::HOST)
-        .iter()
-        .nth(1)
-        .is_some()
-    {
-        ErrorAnswer {
-            status: 400,
-            code: "bad_request",
-            title: "Bad request",
-            message: "This request names more than one host.",
-        }
+    } else if let Some(problem) = host_problem(parts) {
+        bad(problem)
     } else {
-        return None;
+        let codings = parts.headers.get_all(http::header::TRANSFER_ENCODING);
+        // Most requests carry none.
+        codings.iter().next()?;
+        match fields::transfer_coding(codings.iter().map(HeaderValue::as_bytes)) {
+            Coding::Chunked => return None,
+            Coding::Repeated => bad("This request names its transfer coding more than once."),
+            Coding::Unsupported => ErrorAnswer {
+                status: 501,
+                code: "transfer_coding_unsupported",
+                title: "Transfer coding not supported",
+                message:
+                    "This gateway takes request bodies as they are or chunked, in no other coding.",
+            },
+        }
     };
+    tracing::debug!(
+        status = answer.status,
+        reason = answer.message,
+        "malformed request refused"
+    );
     Some(Answer::error(&parts.headers, &answer, None).close())
+}
+
+/// What is wrong with the host a request names, if anything. An HTTP/1.0
+/// request may name none.
+fn host_problem(parts: &http::request::Parts) -> Option<&'static str> {
+    let mut hosts = parts.headers.get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Some("This request names more than one host."),
+        (Some(host), None) if !fields::valid_host(host.as_bytes()) => {
+            Some("This request's Host header does not hold a valid host name.")
+        }
+        (None, _) if parts.version != Version::HTTP_10 && parts.uri.authority().is_none() => {
+            Some("This request names no host.")
+        }
+        _ => None,
+    }
 }
 
 /// The response for one of the gateway's own answers.

@@ -39,11 +39,10 @@ pub const BODY_TIMEOUT: ErrorAnswer<'static> = ErrorAnswer {
 
 /// Whether the client prefers a page a person reads (`Accept: text/html`).
 pub fn wants_html(headers: &HeaderMap) -> bool {
-    headers.get_all(http::header::ACCEPT).iter().any(|v| {
-        v.as_bytes()
-            .windows(9)
-            .any(|w| w.eq_ignore_ascii_case(b"text/html"))
-    })
+    headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .any(|v| crate::policy::fields::accepts_html(v.as_bytes()))
 }
 
 /// A complete response the gateway sends itself.
@@ -109,6 +108,10 @@ impl Answer {
     }
 
     /// Sets a header, replacing a default of the same name (`cache-control`).
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));
         self

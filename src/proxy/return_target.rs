@@ -1,6 +1,9 @@
 //! The `rd` return target: where a person lands after signing in. Only a
-//! same-origin relative path (with its query) is ever followed; anything a
-//! browser could read as another host becomes `/`.
+//! same-origin relative path (with its query) in ASCII is ever followed;
+//! anything a browser could read as another host becomes `/`. Non-ASCII
+//! characters, raw or percent-encoded, are refused outright: a `Location`
+//! header must be ASCII, and some clients fold look-alikes such as `〱` or
+//! `ｰ` into `/`, so `/〱evil.example` would leave the origin.
 
 const MAX_LEN: usize = 2048;
 
@@ -20,15 +23,13 @@ pub fn query(target: &str) -> String {
 }
 
 fn is_safe(rd: &str) -> bool {
-    if rd.len() > MAX_LEN || !looks_local(rd) {
+    if rd.len() > MAX_LEN || !rd.is_ascii() || !looks_local(rd) {
         return false;
     }
     // Browsers and servers decode in different places: the decoded form must
     // be just as harmless.
-    let decoded: String = percent_encoding::percent_decode_str(rd)
-        .decode_utf8_lossy()
-        .into_owned();
-    looks_local(&decoded)
+    let decoded: Vec<u8> = percent_encoding::percent_decode_str(rd).collect();
+    decoded.is_ascii() && std::str::from_utf8(&decoded).is_ok_and(looks_local)
 }
 
 /// A path that starts with exactly one `/`, without backslashes, whitespace
@@ -77,6 +78,12 @@ mod tests {
             "/%09/evil.example",
             "/%0a/evil.example",
             " /x",
+            "/〱evil.example",
+            "/ｰevil.example",
+            "/%E3%80%B1evil.example",
+            "/%EF%BD%B0evil.example",
+            "/caf\u{e9}",
+            "/%FF",
             "",
         ] {
             assert_eq!(sanitize(Some(bad)), "/", "{bad:?}");

@@ -149,6 +149,20 @@ impl CookieCodec {
         &self,
         cookie_headers: impl Iterator<Item = &'a HeaderValue>,
     ) -> Vec<String> {
+        self.login_names(cookie_headers)
+            .map(|name| self.clear_login_named(name))
+            .collect()
+    }
+
+    /// Whether a request's browser holds an unfinished login.
+    pub fn holds_login<'a>(&self, cookie_headers: impl Iterator<Item = &'a HeaderValue>) -> bool {
+        self.login_names(cookie_headers).next().is_some()
+    }
+
+    fn login_names<'a>(
+        &self,
+        cookie_headers: impl Iterator<Item = &'a HeaderValue>,
+    ) -> impl Iterator<Item = &'a str> {
         let prefix = if self.https {
             LOGIN_PREFIX_HTTPS
         } else {
@@ -158,9 +172,8 @@ impl CookieCodec {
             .filter_map(|h| h.to_str().ok())
             .flat_map(|h| h.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
-            .filter(|(name, _)| name.starts_with(prefix))
-            .map(|(name, _)| self.clear_login_named(name))
-            .collect()
+            .map(|(name, _)| name)
+            .filter(move |name| name.starts_with(prefix))
     }
 }
 

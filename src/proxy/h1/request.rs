@@ -7,8 +7,8 @@ use std::ops::Range;
 
 use http::Method;
 
-use crate::policy::{Decision, Policy};
-use crate::proxy::headers::{is_lookalike, is_reserved};
+use crate::policy::fields::{self, RequestField};
+use crate::policy::{cookies, Decision, Policy};
 
 /// Most header fields a request may carry (as on the general path).
 pub const MAX_HEADERS: usize = 256;
@@ -63,56 +63,9 @@ pub struct Field {
     pub value: Range<usize>,
 }
 
-/// How the fast path treats a request header.
-#[derive(Clone, Copy)]
-enum Kind {
-    Keep,
-    Host,
-    Cookie,
-    ContentLength,
-    Connection,
-    Accept,
-    /// Hop-by-hop, identity, or forwarding headers the gateway rewrites.
-    Drop,
-    /// Framing or protocol switches the general path handles.
-    HandOff,
-}
-
-fn kind(name: &[u8], identity: &[String]) -> Kind {
-    const NAMED: &[(&[u8], Kind)] = &[
-        (b"host", Kind::Host),
-        (b"cookie", Kind::Cookie),
-        (b"content-length", Kind::ContentLength),
-        (b"connection", Kind::Connection),
-        (b"accept", Kind::Accept),
-        (b"transfer-encoding", Kind::HandOff),
-        (b"upgrade", Kind::HandOff),
-        (b"expect", Kind::HandOff),
-        (b"keep-alive", Kind::Drop),
-        (b"proxy-connection", Kind::Drop),
-        (b"proxy-authenticate", Kind::Drop),
-        (b"proxy-authorization", Kind::Drop),
-        (b"te", Kind::Drop),
-        (b"trailer", Kind::Drop),
-        (b"forwarded", Kind::Drop),
-        (b"x-real-ip", Kind::Drop),
-        (b"x-forwarded-for", Kind::Drop),
-        (b"x-forwarded-proto", Kind::Drop),
-        (b"x-forwarded-host", Kind::Drop),
-    ];
-    if let Some((_, k)) = NAMED.iter().find(|(n, _)| name.eq_ignore_ascii_case(n)) {
-        return *k;
-    }
-    if is_reserved(name, identity) || is_lookalike(name) {
-        Kind::Drop
-    } else {
-        Kind::Keep
-    }
-}
-
 /// Reads the request head at the start of `buf`, filling `fields` with the
 /// ones forwarded as they are.
-pub fn parse(buf: &[u8], limits: &Limits<'_>, fields: &mut Vec<Field>) -> Verdict {
+pub fn parse(buf: &[u8], limits: &Limits<'_>, kept: &mut Vec<Field>) -> Verdict {
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut storage);
     let len = match req.parse(buf) {
@@ -146,27 +99,29 @@ pub fn parse(buf: &[u8], limits: &Limits<'_>, fields: &mut Vec<Field>) -> Verdic
     }
     let (target, path) = (at(target.as_bytes()), at(path.as_bytes()));
 
-    fields.clear();
+    kept.clear();
     let (mut host, mut cookie, mut length) = (None, None, None);
     let (mut close, mut html) = (false, false);
     for h in req.headers.iter() {
         let (name, value) = (at(h.name.as_bytes()), at(h.value));
-        match kind(h.name.as_bytes(), limits.identity_headers) {
-            Kind::Keep => fields.push(Field { name, value }),
-            Kind::Accept => {
-                html |= h
-                    .value
-                    .windows(9)
-                    .any(|w| w.eq_ignore_ascii_case(b"text/html"));
-                fields.push(Field { name, value });
+        match fields::request_field(h.name.as_bytes(), limits.identity_headers) {
+            RequestField::Keep => kept.push(Field { name, value }),
+            RequestField::Accept => {
+                html |= fields::accepts_html(h.value);
+                kept.push(Field { name, value });
             }
-            Kind::Host if host.is_none() => host = Some(value),
-            Kind::Cookie if cookie.is_none() => cookie = Some(value),
-            Kind::ContentLength if length.is_none() => match content_length(h.value) {
-                Some(n) if n <= MAX_BODY => length = Some(n),
-                _ => return Verdict::HandOff,
-            },
-            Kind::Connection => {
+            // An invalid host is the general path's to refuse.
+            RequestField::Host if host.is_none() && fields::valid_host(h.value) => {
+                host = Some(value)
+            }
+            RequestField::Cookie if cookie.is_none() => cookie = Some(value),
+            RequestField::ContentLength if length.is_none() => {
+                match fields::content_length(h.value) {
+                    Some(n) if n <= MAX_BODY => length = Some(n),
+                    _ => return Verdict::HandOff,
+                }
+            }
+            RequestField::Connection => {
                 for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                     if token.eq_ignore_ascii_case(b"close") {
                         close = true;
@@ -176,7 +131,7 @@ pub fn parse(buf: &[u8], limits: &Limits<'_>, fields: &mut Vec<Field>) -> Verdic
                     }
                 }
             }
-            Kind::Drop => {}
+            RequestField::HopByHop | RequestField::Forwarding | RequestField::Reserved => {}
             // Repeated Host, Cookie or Content-Length; chunked bodies,
             // upgrades and `Expect`.
             _ => return Verdict::HandOff,
@@ -196,14 +151,6 @@ pub fn parse(buf: &[u8], limits: &Limits<'_>, fields: &mut Vec<Field>) -> Verdic
         close,
         html,
     })
-}
-
-/// A Content-Length value: digits only, as RFC 9110 §8.6 has it.
-fn content_length(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 /// Bytes of an origin-form target that every parser reads alike: RFC 3986's
@@ -236,7 +183,7 @@ pub fn write_head(
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let client_host = &buf[head.host.clone()];
     line(out, b"host", rewrite.host.unwrap_or(client_host));
-    line(out, b"cookie", &buf[head.cookie.clone()]);
+    cookie_line(out, &buf[head.cookie.clone()]);
     if let Some(n) = head.content_length {
         use std::io::Write as _;
         let _ = write!(out, "content-length: {n}\r\n");
@@ -251,6 +198,18 @@ pub fn write_head(
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends the `Cookie` line without the gateway's own cookies; none when
+/// no other cookie is left.
+fn cookie_line(out: &mut Vec<u8>, value: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(b"cookie: ");
+    if cookies::append_foreign(value, out) == 0 {
+        out.truncate(start);
+    } else {
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
 /// Appends one `name: value` line.
 pub fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
@@ -263,7 +222,7 @@ pub fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 mod tests {
     use super::*;
 
-    use crate::proxy::headers::DEFAULT_IDENTITY_HEADERS;
+    use crate::policy::fields::DEFAULT_IDENTITY_HEADERS;
 
     fn limits() -> Limits<'static> {
         let names = DEFAULT_IDENTITY_HEADERS.iter().map(|n| n.to_string());

@@ -6,6 +6,7 @@
 use std::io::Write as _;
 
 use super::request::{line, MAX_HEADERS};
+use crate::policy::fields;
 
 /// How the response body is delimited.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -44,20 +45,6 @@ pub struct Final {
     /// The client's connection closes after this answer.
     pub close: bool,
 }
-
-/// Response headers that concern one connection only (RFC 9110 §7.6.1);
-/// `transfer-encoding` is written anew when the body is chunked, and
-/// trailers are not relayed.
-const HOP_BY_HOP: &[&[u8]] = &[
-    b"connection",
-    b"keep-alive",
-    b"proxy-connection",
-    b"proxy-authenticate",
-    b"te",
-    b"trailer",
-    b"transfer-encoding",
-    b"upgrade",
-];
 
 /// Parses the response head at the start of `buf` (an answer to a HEAD
 /// request when `head_request`); a final one is written into `out` for a
@@ -99,11 +86,7 @@ pub fn parse(
                 }
             }
         } else if name.eq_ignore_ascii_case(b"content-length") {
-            let n = match std::str::from_utf8(h.value) {
-                Ok(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => v.parse().ok(),
-                _ => None,
-            };
-            match (n, length) {
+            match (fields::content_length(h.value), length) {
                 (None, _) => return Reply::Malformed("invalid Content-Length"),
                 (Some(n), Some(seen)) if n != seen => {
                     return Reply::Malformed("conflicting Content-Length")
@@ -141,7 +124,7 @@ pub fn parse(
         let name = h.name.as_bytes();
         // Content-Length is written below from the framing, so that no
         // `Connection` token can take it away.
-        let skipped = HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
+        let skipped = fields::response_hop_by_hop(name)
             || named.iter().any(|n| name.eq_ignore_ascii_case(n))
             || name.eq_ignore_ascii_case(b"content-length");
         if !skipped {

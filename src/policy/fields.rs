@@ -1,0 +1,354 @@
+//! What each header field is to the gateway, decided by name once for both
+//! data paths: hyper's renders these decisions into a `HeaderMap`, the fast
+//! path into bytes, and neither keeps a table of its own. Also the checks of
+//! the values that frame or address a request (Content-Length, Transfer-
+//! Encoding, Host), and whether a client prefers pages.
+
+/// Identity header names only the gateway may set (their configured names
+/// replace these). Besides them, every name starting with `x-idgate-` and
+/// every [`CREDENTIAL_HEADERS`] name is reserved.
+pub const DEFAULT_IDENTITY_HEADERS: &[&str] = &[
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-preferred-username",
+    "x-idgate-provider",
+    "x-idgate-assertion",
+];
+
+/// Headers that upstreams read as proof of who the client is, written by
+/// the TLS-terminating or identity-aware proxy in front of them: a client's
+/// copy would pose as a certificate or a sign-in the gateway never saw. The
+/// Things Stack reads the first three from a trusted proxy as the client's
+/// TLS certificate, which its Gateway Server takes as a gateway's login.
+pub const CREDENTIAL_HEADERS: &[&str] = &[
+    // Envoy, Traefik (The Things Stack: pkg/webmiddleware/proxy_headers.go).
+    "x-forwarded-client-cert",
+    "x-forwarded-tls-client-cert",
+    "x-forwarded-tls-client-cert-info",
+    // ingress-nginx, HAProxy and Apache conventions.
+    "ssl-client-cert",
+    "ssl-client-verify",
+    "ssl-client-subject-dn",
+    "ssl-client-issuer-dn",
+    "x-ssl-client-cert",
+    "x-ssl-client-verify",
+    "x-ssl-client-dn",
+    "x-client-cert",
+    "x-client-verify",
+    "x-client-dn",
+    // Identity-aware proxies.
+    "remote-user",
+    "x-remote-user",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-preferred-username",
+    "x-auth-request-groups",
+    "x-auth-request-access-token",
+    "x-amzn-oidc-data",
+    "x-amzn-oidc-identity",
+    "x-amzn-oidc-accesstoken",
+    "x-amzn-mtls-clientcert",
+    "x-amzn-mtls-clientcert-leaf",
+    "x-ms-client-principal",
+    "x-ms-client-principal-id",
+    "x-ms-client-principal-name",
+    "x-ms-client-principal-idp",
+    "x-goog-authenticated-user-email",
+    "x-goog-authenticated-user-id",
+    "x-goog-iap-jwt-assertion",
+    "cf-access-jwt-assertion",
+    "cf-access-authenticated-user-email",
+];
+
+const RESERVED_PREFIX: &[u8] = b"x-idgate-";
+
+/// What a request header field is to the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestField {
+    /// Forwarded as it came.
+    Keep,
+    Host,
+    Cookie,
+    Accept,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Upgrade,
+    Expect,
+    /// Concerns one connection only (RFC 9110 §7.6.1): never forwarded.
+    HopByHop,
+    /// `Forwarded`, `X-Real-IP`, `X-Forwarded-For/-Proto/-Host`: written
+    /// by the gateway (kept from a trusted proxy).
+    Forwarding,
+    /// An identity or credential header, or a `_` look-alike of a framing
+    /// or forwarding header: removed from every client request.
+    Reserved,
+}
+
+/// What a request header named `name` is; `identity` holds the configured
+/// identity header names (lower case).
+pub fn request_field(name: &[u8], identity: &[String]) -> RequestField {
+    const NAMED: &[(&[u8], RequestField)] = &[
+        (b"host", RequestField::Host),
+        (b"cookie", RequestField::Cookie),
+        (b"accept", RequestField::Accept),
+        (b"content-length", RequestField::ContentLength),
+        (b"transfer-encoding", RequestField::TransferEncoding),
+        (b"connection", RequestField::Connection),
+        (b"upgrade", RequestField::Upgrade),
+        (b"expect", RequestField::Expect),
+        (b"keep-alive", RequestField::HopByHop),
+        (b"proxy-connection", RequestField::HopByHop),
+        (b"proxy-authenticate", RequestField::HopByHop),
+        (b"proxy-authorization", RequestField::HopByHop),
+        (b"te", RequestField::HopByHop),
+        (b"trailer", RequestField::HopByHop),
+        (b"forwarded", RequestField::Forwarding),
+        (b"x-real-ip", RequestField::Forwarding),
+        (b"x-forwarded-for", RequestField::Forwarding),
+        (b"x-forwarded-proto", RequestField::Forwarding),
+        (b"x-forwarded-host", RequestField::Forwarding),
+    ];
+    if let Some((_, field)) = NAMED.iter().find(|(n, _)| name.eq_ignore_ascii_case(n)) {
+        return *field;
+    }
+    if is_reserved(name, identity) || is_lookalike(name) {
+        RequestField::Reserved
+    } else {
+        RequestField::Keep
+    }
+}
+
+/// Whether a header a request's `Connection` names may be removed with it:
+/// never the host, the framing, or what the gateway itself writes.
+pub fn connection_may_remove(field: RequestField) -> bool {
+    matches!(
+        field,
+        RequestField::Keep | RequestField::Cookie | RequestField::Accept
+    )
+}
+
+/// Whether a response header concerns one connection only (RFC 9110
+/// §7.6.1); `Transfer-Encoding` is written anew when the body is chunked.
+pub fn response_hop_by_hop(name: &[u8]) -> bool {
+    const HOP_BY_HOP: &[&[u8]] = &[
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    ];
+    HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
+}
+
+/// Compares a header name with a lower-case, dash-separated reserved name the
+/// way lenient upstream stacks would: any letter case, `_` standing for `-`.
+fn same_name(candidate: &[u8], reserved: &[u8]) -> bool {
+    candidate.len() == reserved.len() && candidate.iter().zip(reserved).all(|(&c, &r)| fold(c) == r)
+}
+
+fn fold(c: u8) -> u8 {
+    match c {
+        b'_' => b'-',
+        c => c.to_ascii_lowercase(),
+    }
+}
+
+/// Whether `name` is an identity or credential header only the gateway (or
+/// a proxy in front of the upstream) may set.
+pub fn is_reserved(name: &[u8], identity: &[String]) -> bool {
+    (name.len() >= RESERVED_PREFIX.len()
+        && same_name(&name[..RESERVED_PREFIX.len()], RESERVED_PREFIX))
+        || identity.iter().any(|r| same_name(name, r.as_bytes()))
+        || CREDENTIAL_HEADERS
+            .iter()
+            .any(|r| same_name(name, r.as_bytes()))
+}
+
+/// Framing and forwarding headers that some upstream stacks also read when
+/// spelt with `_` for `-` (CGI-style variables make both one name).
+const LOOKALIKE_TARGETS: &[&[u8]] = &[
+    b"content-length",
+    b"transfer-encoding",
+    b"keep-alive",
+    b"proxy-connection",
+    b"proxy-authorization",
+    b"x-real-ip",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+];
+
+/// Whether `name` is a framing or forwarding header spelt with `_`: from a
+/// client it is dropped, so no upstream reads it as the real one.
+pub fn is_lookalike(name: &[u8]) -> bool {
+    name.contains(&b'_') && LOOKALIKE_TARGETS.iter().any(|t| same_name(name, t))
+}
+
+/// Whether an `Accept` value asks for pages.
+pub fn accepts_html(value: &[u8]) -> bool {
+    value
+        .windows(9)
+        .any(|w| w.eq_ignore_ascii_case(b"text/html"))
+}
+
+/// A Content-Length value: digits only, as RFC 9110 §8.6 has it.
+pub fn content_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+/// What a request's `Transfer-Encoding` lines mean to the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    /// Exactly one line, exactly `chunked`: a chunked body.
+    Chunked,
+    /// More than one line: 400, as nginx answers.
+    Repeated,
+    /// Any other coding, or a list: 501 (RFC 9112 §6.1), as nginx answers.
+    Unsupported,
+}
+
+/// Judges a request's `Transfer-Encoding` values (there is at least one).
+pub fn transfer_coding<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> Coding {
+    let first = values.next().unwrap_or_default();
+    if values.next().is_some() {
+        Coding::Repeated
+    } else if first.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+        Coding::Chunked
+    } else {
+        Coding::Unsupported
+    }
+}
+
+/// Whether a `Host` value is one RFC 9112 §3.2 lets a server accept:
+/// `uri-host [ ":" port ]`, with no user information, path, query or space.
+pub fn valid_host(value: &[u8]) -> bool {
+    let (host, port) = match value.iter().rposition(|&b| b == b':') {
+        // The colon of an IPv6 literal does not start a port.
+        Some(i) if !value[i..].contains(&b']') => (&value[..i], Some(&value[i + 1..])),
+        _ => (value, None),
+    };
+    let port_ok = port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit));
+    let host_ok = match host {
+        [] => false,
+        [b'[', inner @ .., b']'] => {
+            !inner.is_empty()
+                && inner
+                    .iter()
+                    .all(|&b| b.is_ascii_hexdigit() || b".:".contains(&b))
+        }
+        reg_name => reg_name.iter().all(|&b| is_reg_name_byte(b)),
+    };
+    port_ok && host_ok
+}
+
+/// RFC 3986 `reg-name` bytes: unreserved, sub-delims and `%`.
+fn is_reg_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> Vec<String> {
+        DEFAULT_IDENTITY_HEADERS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn identity_and_credential_headers_are_reserved_in_every_spelling() {
+        for name in [
+            "X-Forwarded-User",
+            "x_forwarded_email",
+            "X-Idgate-Anything",
+            "x_idgate_assertion",
+            "X-Forwarded-Tls-Client-Cert",
+            "x_forwarded_tls_client_cert_info",
+            "X-Forwarded-Client-Cert",
+            "Ssl-Client-Cert",
+            "X-Amzn-Oidc-Data",
+            "Content_Length",
+            "x_forwarded_host",
+        ] {
+            assert_eq!(
+                request_field(name.as_bytes(), &identity()),
+                RequestField::Reserved,
+                "{name}"
+            );
+        }
+        assert_eq!(
+            request_field(b"x-forwarded-users", &identity()),
+            RequestField::Keep
+        );
+        assert_eq!(request_field(b"X_Host", &identity()), RequestField::Keep);
+        assert_eq!(request_field(b"HOST", &identity()), RequestField::Host);
+    }
+
+    #[test]
+    fn connection_never_takes_away_the_host_framing_or_what_the_gateway_writes() {
+        for name in [
+            "host",
+            "content-length",
+            "transfer-encoding",
+            "x-forwarded-for",
+            "x-forwarded-user",
+        ] {
+            assert!(
+                !connection_may_remove(request_field(name.as_bytes(), &identity())),
+                "{name}"
+            );
+        }
+        assert!(connection_may_remove(request_field(
+            b"x-secret",
+            &identity()
+        )));
+    }
+
+    #[test]
+    fn only_one_final_chunked_line_is_a_body() {
+        let judge = |lines: &[&str]| transfer_coding(lines.iter().map(|l| l.as_bytes()));
+        assert_eq!(judge(&["chunked"]), Coding::Chunked);
+        assert_eq!(judge(&["Chunked "]), Coding::Chunked);
+        assert_eq!(judge(&["gzip, chunked"]), Coding::Unsupported);
+        assert_eq!(judge(&["chunked, chunked"]), Coding::Unsupported);
+        assert_eq!(judge(&["chunked", "chunked"]), Coding::Repeated);
+    }
+
+    #[test]
+    fn hosts_are_names_or_addresses_with_a_port() {
+        for ok in [
+            "gw",
+            "gw.example:8443",
+            "127.0.0.1",
+            "[::1]:80",
+            "[2001:db8::1]",
+            "xn--bcher-kva.example",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "gw@evil.example",
+            "evil.example/x?",
+            "gw:80:80",
+            "gw:http",
+            ":80",
+            "[::1",
+            "[]",
+            "gw\\evil",
+            "gw#x",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
+    }
+}
