@@ -118,6 +118,7 @@ pub fn serve(cfg: Loaded) -> anyhow::Result<()> {
             .chain(cfg.config.headers.names())
             .collect(),
         proto: if tls { "https" } else { "http" },
+        fast_path: s.fast_path,
         login_attempts_per_minute: cfg.config.oidc.login_attempts_per_minute,
         policy: Policy::new(
             cfg.routes.clone(),

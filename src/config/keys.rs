@@ -74,6 +74,11 @@ pub const KEYS: &[Key] = &[
         "proxy worker threads (0 = one per core)",
     ),
     key(
+        "server.fast_path",
+        Kind::Bool,
+        "forward signed-in HTTP/1.1 requests on the fast path (false: hyper serves all)",
+    ),
+    key(
         "server.tls.cert",
         Kind::Str,
         "PEM certificate chain for the public listener",

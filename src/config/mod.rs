@@ -247,6 +247,9 @@ pub struct ServerConfig {
     #[serde(with = "humantime_serde")]
     pub client_timeout: Duration,
     pub threads: usize,
+    /// HTTP/1.1 requests of signed-in people forwarded by the fast path
+    /// (false: hyper serves every request).
+    pub fast_path: bool,
     pub tls: TlsConfig,
 }
 
@@ -305,6 +308,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             client_timeout: Duration::from_secs(30),
             threads: 0,
+            fast_path: true,
             tls: TlsConfig::default(),
         }
     }

@@ -20,6 +20,7 @@ use super::respond::{self, Answer, ErrorAnswer};
 use super::upstream::{Outgoing, UpstreamError};
 use super::{answered, Conn, Gateway};
 use crate::metrics::InFlight;
+use crate::policy::fields::{self, Coding};
 use crate::session::Live;
 
 impl Gateway {
@@ -109,11 +110,15 @@ impl Gateway {
             }
         }
         // A chunked answer's Content-Length is no measure of it: drop it
-        // before forwarding (RFC 9112 §6.3).
-        if response
-            .headers()
-            .contains_key(http::header::TRANSFER_ENCODING)
-        {
+        // before forwarding (RFC 9112 §6.3). Another coding could not be
+        // relayed as it is: refused, as on the fast path.
+        let codings = response.headers().get_all(http::header::TRANSFER_ENCODING);
+        if codings.iter().next().is_some() {
+            let coding = fields::transfer_coding(codings.iter().map(HeaderValue::as_bytes));
+            if coding != Coding::Chunked {
+                let e = UpstreamError::Malformed("transfer coding other than chunked");
+                return self.upstream_failed(e, html, http1, ex);
+            }
             response.headers_mut().remove(http::header::CONTENT_LENGTH);
         }
         headers::strip_response_hop_by_hop(response.headers_mut(), switched);

@@ -49,6 +49,8 @@ pub struct ProxySettings {
     pub identity_headers: Vec<String>,
     /// `https` when the public listener terminates TLS.
     pub proto: &'static str,
+    /// Whether HTTP/1.1 connections start on the fast path.
+    pub fast_path: bool,
     /// Login starts and callbacks a client may make per minute (0: no limit).
     pub login_attempts_per_minute: u32,
     /// Who may pass: the one place both data paths ask.

@@ -40,6 +40,35 @@ pub const MAX_IDLE: usize = 256;
 /// upstream's keep-alive timeout just as a request goes out on it.
 const STALE_AFTER: Duration = Duration::from_secs(1);
 
+/// How far a request got on a reused upstream connection that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// The connection did not take the request: the upstream cannot have
+    /// acted on it.
+    NotSent,
+    /// The request went out and the connection closed before any answer.
+    Unanswered,
+}
+
+/// The one rule both data paths follow for sending a request again, once,
+/// on a new connection after a reused one failed: a request the connection
+/// never took, always; one it took and closed without a byte of answer,
+/// only when it is idempotent and bodyless (RFC 9110 §9.2.2; a streamed
+/// body cannot be sent twice) and the connection had sat idle for
+/// [`STALE_AFTER`] (the upstream's keep-alive timeout closing it just then,
+/// not an upstream failing on the request).
+pub fn may_send_again(
+    reached: Reached,
+    idempotent: bool,
+    bodyless: bool,
+    idle_for: Duration,
+) -> bool {
+    match reached {
+        Reached::NotSent => true,
+        Reached::Unanswered => idempotent && bodyless && idle_for >= STALE_AFTER,
+    }
+}
+
 /// Why a request could not be exchanged with the upstream.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -226,13 +255,15 @@ impl Upstream {
             Some(link) => (link, true),
             None => (self.connect().await?, false),
         };
-        // On a connection that sat idle, a bodyless idempotent request may
-        // be sent again (RFC 9110 §9.2.2) should the upstream close it just
-        // then; only such requests pay for the copy.
+        // Only a request that may be sent again once it went out pays for
+        // the copy; one the connection never took comes back from hyper.
         let replay = (reused
-            && link.idle_since.elapsed() >= STALE_AFTER
-            && req.body().is_end_stream()
-            && req.method().is_idempotent())
+            && may_send_again(
+                Reached::Unanswered,
+                req.method().is_idempotent(),
+                req.body().is_end_stream(),
+                link.idle_since.elapsed(),
+            ))
         .then(|| copy_head(&req));
         let result = match link.sender.try_send_request(req).await {
             Err(mut e) if reused => match (e.take_message(), replay) {

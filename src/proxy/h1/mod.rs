@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use super::exchange::Exchange;
 use super::respond::{Answer, BODY_TIMEOUT};
-use super::upstream::UpstreamError;
+use super::upstream::{may_send_again, Reached, UpstreamError};
 use super::{Conn, Gateway};
 use crate::metrics::RouteClass;
 use crate::tts::owners::Standing;
@@ -63,14 +63,12 @@ enum Trip {
 }
 
 impl Trip {
-    /// Whether sending again on a new connection is safe: always when the
-    /// request did not go out, and for idempotent requests when nothing
-    /// came back (RFC 9110 §9.2.2).
-    fn may_retry(&self, idempotent: bool) -> bool {
+    /// How far the request got, when it may be worth sending again.
+    fn reached(&self) -> Option<Reached> {
         match self {
-            Trip::Unsent(_) => true,
-            Trip::Unanswered(_) => idempotent,
-            Trip::Failed(_) => false,
+            Trip::Unsent(_) => Some(Reached::NotSent),
+            Trip::Unanswered(_) => Some(Reached::Unanswered),
+            Trip::Failed(_) => None,
         }
     }
 
@@ -105,7 +103,7 @@ impl Gateway {
         C: AsyncRead + AsyncWrite + Unpin,
     {
         // A trusted proxy's forwarding headers are merged on the general path.
-        if conn.peer.trusted {
+        if conn.peer.trusted || !self.settings.fast_path {
             return Served::HandOff(io, Bytes::new());
         }
         let mut bufs = Buffers {
@@ -304,10 +302,17 @@ impl Gateway {
             None => (Wire::dial(&self.upstream).await?, false),
         };
         let head_request = head.method == http::Method::HEAD;
+        let bodyless = head.content_length.is_none_or(|n| n == 0);
         loop {
+            let idle_for = link.idle_for();
             match round_trip(&mut link, request, head_request, close, client_head).await {
                 Ok(reply) => return Ok((link, reply)),
-                Err(trip) if again && trip.may_retry(head.method.is_idempotent()) => {
+                Err(trip)
+                    if again
+                        && trip.reached().is_some_and(|reached| {
+                            may_send_again(reached, head.method.is_idempotent(), bodyless, idle_for)
+                        }) =>
+                {
                     tracing::debug!(error = %trip.error(), "reused upstream connection failed; sending again on a new one");
                     again = false;
                     link = Wire::dial(&self.upstream).await?;

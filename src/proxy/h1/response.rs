@@ -102,15 +102,18 @@ pub fn parse(
     }
     let bodyless = head_request || status == 204 || status == 304;
     // An upstream that announces a body it must not send may send it all
-    // the same: its connection carries no further request.
+    // the same, and one framing its answer twice may be splitting it: its
+    // connection carries no further request.
     reusable &= !(bodyless && (chunked || length.is_some_and(|n| n > 0)));
+    reusable &= !(chunked && length.is_some());
     let framing = if bodyless {
         Framing::Empty
     } else {
         match (length, chunked) {
-            (Some(_), true) => return Reply::Malformed("both Content-Length and chunked"),
+            // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3),
+            // as on the general path; the length is not forwarded.
+            (_, true) => Framing::Chunked,
             (Some(n), false) => Framing::Length(n),
-            (None, true) => Framing::Chunked,
             (None, false) => Framing::UntilClose,
         }
     };
@@ -273,7 +276,6 @@ mod tests {
     #[test]
     fn ambiguous_framing_is_refused() {
         for raw in [
-            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\n",
@@ -289,6 +291,18 @@ mod tests {
             false,
         );
         assert!(matches!(r, Reply::Malformed(_)) && out.is_empty());
+    }
+
+    #[test]
+    fn chunked_overrides_a_length_and_ends_the_upstream_connection() {
+        let raw = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let (f, out) = final_of(raw);
+        assert_eq!(f.framing, Framing::Chunked);
+        assert!(!f.reusable);
+        assert!(
+            !out.to_ascii_lowercase().contains("content-length"),
+            "{out}"
+        );
     }
 
     #[test]
