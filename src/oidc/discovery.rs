@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use url::{Host, Url};
 
-use super::jwks::OidcError;
+use super::error::OidcError;
 
 /// The placeholder Entra's multi-tenant endpoints publish in `issuer`.
 const TENANT_TEMPLATE: &str = "{tenantid}";

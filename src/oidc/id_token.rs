@@ -15,8 +15,10 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
+use super::client::OidcCache;
 use super::discovery::{issuer_for_tenant, Metadata};
-use super::jwks::{clip, Jwk, OidcCache, OidcError};
+use super::error::{clip, OidcError};
+use super::jwks::Jwk;
 
 /// Default allowance for clock skew on `exp`, `nbf` and `iat`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(120);

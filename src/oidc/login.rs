@@ -15,10 +15,11 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::client::OidcCache;
 use super::console::ConsoleSignIn;
 use super::discovery::Metadata;
+use super::error::OidcError;
 use super::id_token::{self, Expectations, IdClaims};
-use super::jwks::{OidcCache, OidcError};
 use crate::identity::email::{self, Evidence};
 use crate::identity::registry::{self, SignInError, StackGate};
 use crate::identity::Identity;

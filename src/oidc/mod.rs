@@ -3,12 +3,16 @@
 //! token verification that fails closed with a distinct reason per failure.
 //! The login routes, cookies and sessions build on it.
 
+pub mod client;
 pub mod console;
 pub mod discovery;
+pub mod error;
 pub mod id_token;
 pub mod jwks;
 pub mod login;
 
+pub use client::{CacheConfig, OidcCache};
 pub use discovery::Metadata;
+pub use error::OidcError;
 pub use id_token::{verify, Expectations, IdClaims};
-pub use jwks::{CacheConfig, Jwk, OidcCache, OidcError};
+pub use jwks::Jwk;
