@@ -7,7 +7,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use idgate::proxy::h1::chunked::Chunks;
+use idgate::proxy::fast::chunked::Chunks;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use idgate::policy::fields::{self, RequestField, DEFAULT_IDENTITY_HEADERS};
 use idgate::policy::{cookies, Policy};
-use idgate::proxy::h1::request::{line, parse, write_head, Limits, Rewrite, Verdict};
+use idgate::proxy::fast::request::{line, parse, write_head, Limits, Rewrite, Intake};
 use libfuzzer_sys::fuzz_target;
 
 fn identity() -> &'static [String] {
@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         policy: policy(),
     };
     let mut kept = Vec::new();
-    let Verdict::Forward(head) = parse(data, &limits, &mut kept) else {
+    let Intake::Forward(head) = parse(data, &limits, &mut kept) else {
         return;
     };
 

@@ -7,7 +7,7 @@
 
 use arbitrary::Arbitrary;
 use idgate::policy::fields;
-use idgate::proxy::h1::response::{parse, Framing, Reply};
+use idgate::proxy::fast::response::{parse, Framing, UpstreamHead};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -19,7 +19,7 @@ struct Input {
 
 fuzz_target!(|input: Input| {
     let mut out = Vec::new();
-    let Reply::Final(answer) = parse(&input.raw, 16384, input.head_request, input.close, &mut out)
+    let UpstreamHead::Final(answer) = parse(&input.raw, 16384, input.head_request, input.close, &mut out)
     else {
         return;
     };

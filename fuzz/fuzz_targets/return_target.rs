@@ -3,7 +3,7 @@
 //! as sent and once more decoded, to the gateway's own origin.
 #![no_main]
 
-use idgate::proxy::return_target::sanitize;
+use idgate::login::return_target::sanitize;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

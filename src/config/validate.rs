@@ -301,7 +301,7 @@ fn check_tls(config: &Config, p: &mut Vec<Problem>) -> Option<Arc<rustls::Server
     if !readable || tls.cert.is_empty() || tls.key.is_empty() {
         return None;
     }
-    crate::proxy::tls::server_config(&tls.cert, &tls.key)
+    crate::tls::server_config(&tls.cert, &tls.key)
         .map_err(|e| p.push(Problem::new(e.key, e.message)))
         .ok()
 }

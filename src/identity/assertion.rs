@@ -149,7 +149,7 @@ impl fmt::Debug for SigningKey {
 
 /// The identity an assertion is about.
 #[derive(Debug, Clone, Copy)]
-pub struct Identity<'a> {
+pub struct AssertedIdentity<'a> {
     /// The username, sent as `sub`.
     pub username: &'a str,
     /// The email address, sent as `email`.
@@ -197,7 +197,7 @@ impl Signer {
     }
 
     /// Signs an assertion about `id` issued at `now_unix`, as a compact JWT.
-    pub fn sign(&self, id: &Identity<'_>, now_unix: i64) -> Result<String, AssertionError> {
+    pub fn sign(&self, id: &AssertedIdentity<'_>, now_unix: i64) -> Result<String, AssertionError> {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.current.kid.clone());
         let claims = Claims {
@@ -397,8 +397,8 @@ NsT/PWNyIGU9BxNjnNO9fLDYi8te4rN74/zMoTZAsBawr05PX33DMXs=
 -----END PRIVATE KEY-----
 ";
 
-    fn alice() -> Identity<'static> {
-        Identity {
+    fn alice() -> AssertedIdentity<'static> {
+        AssertedIdentity {
             username: "alice",
             email: "alice@example.com",
             provider: "entra",

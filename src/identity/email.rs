@@ -57,7 +57,7 @@ pub fn check_again(
     email: &str,
     tid: Option<&str>,
     vouching: Option<Vouching>,
-) -> Result<(), Refusal> {
+) -> Result<(), EmailRefusal> {
     let Some(vouching) = vouching else {
         return check_domain(provider, email);
     };
@@ -72,7 +72,7 @@ pub fn check_again(
 
 /// Why an email was not accepted; each is a 403 for the person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub enum EmailRefusal {
     Missing,
     Malformed,
     DomainNotAllowed,
@@ -84,28 +84,28 @@ pub enum Refusal {
     TenantNotAllowed,
 }
 
-impl Refusal {
+impl EmailRefusal {
     /// A stable reason for logs.
     pub fn reason(self) -> &'static str {
         match self {
-            Refusal::Missing => "email_missing",
-            Refusal::Malformed => "email_malformed",
-            Refusal::DomainNotAllowed => "email_domain_not_allowed",
-            Refusal::DomainUnverified => "email_domain_unverified",
-            Refusal::NotVerified => "email_not_verified",
-            Refusal::TenantNotAllowed => "tenant_not_allowed",
+            EmailRefusal::Missing => "email_missing",
+            EmailRefusal::Malformed => "email_malformed",
+            EmailRefusal::DomainNotAllowed => "email_domain_not_allowed",
+            EmailRefusal::DomainUnverified => "email_domain_unverified",
+            EmailRefusal::NotVerified => "email_not_verified",
+            EmailRefusal::TenantNotAllowed => "tenant_not_allowed",
         }
     }
 
     /// What the person is told.
     pub fn message(self) -> &'static str {
         match self {
-            Refusal::Missing => "Your account did not share an email address, which this site requires. Ask your administrator to include the email claim.",
-            Refusal::Malformed => "The email address of your account is not one this site can use.",
-            Refusal::DomainNotAllowed => "Accounts with your email domain are not allowed to sign in here.",
-            Refusal::DomainUnverified => "Your organisation has not verified the domain of your email address, so this site cannot trust it.",
-            Refusal::NotVerified => "Your email address is not verified by your sign-in provider, so this site cannot trust it.",
-            Refusal::TenantNotAllowed => "Your organisation (tenant) is not allowed to sign in here.",
+            EmailRefusal::Missing => "Your account did not share an email address, which this site requires. Ask your administrator to include the email claim.",
+            EmailRefusal::Malformed => "The email address of your account is not one this site can use.",
+            EmailRefusal::DomainNotAllowed => "Accounts with your email domain are not allowed to sign in here.",
+            EmailRefusal::DomainUnverified => "Your organisation has not verified the domain of your email address, so this site cannot trust it.",
+            EmailRefusal::NotVerified => "Your email address is not verified by your sign-in provider, so this site cannot trust it.",
+            EmailRefusal::TenantNotAllowed => "Your organisation (tenant) is not allowed to sign in here.",
         }
     }
 }
@@ -115,14 +115,17 @@ pub fn check(
     provider: &Provider,
     multi_tenant: bool,
     ev: &Evidence<'_>,
-) -> Result<String, Refusal> {
-    let email = ev.email.filter(|e| !e.is_empty()).ok_or(Refusal::Missing)?;
-    let (local, domain) = split(email).ok_or(Refusal::Malformed)?;
+) -> Result<String, EmailRefusal> {
+    let email = ev
+        .email
+        .filter(|e| !e.is_empty())
+        .ok_or(EmailRefusal::Missing)?;
+    let (local, domain) = split(email).ok_or(EmailRefusal::Malformed)?;
     if local.is_empty() || domain.is_empty() {
-        return Err(Refusal::Malformed);
+        return Err(EmailRefusal::Malformed);
     }
     if ev.xms_edov == Some(false) {
-        return Err(Refusal::DomainUnverified);
+        return Err(EmailRefusal::DomainUnverified);
     }
     if multi_tenant {
         // Anyone can create a tenant and put any address in it: on a
@@ -135,14 +138,14 @@ pub fn check(
                 .any(|t| t.eq_ignore_ascii_case(tid))
         });
         if ev.xms_edov != Some(true) && !tenant_allowed {
-            return Err(Refusal::TenantNotAllowed);
+            return Err(EmailRefusal::TenantNotAllowed);
         }
     }
     if provider.allowed_email_domains.is_empty() {
         if ev.email_verified == Some(true) || ev.xms_edov == Some(true) {
             return Ok(email.to_string());
         }
-        return Err(Refusal::NotVerified);
+        return Err(EmailRefusal::NotVerified);
     }
     check_domain(provider, email)?;
     Ok(email.to_string())
@@ -150,14 +153,14 @@ pub fn check(
 
 /// Whether the provider's domain list, when it has one, admits the domain
 /// of `email`.
-fn check_domain(provider: &Provider, email: &str) -> Result<(), Refusal> {
-    let domain = split(email).ok_or(Refusal::Malformed)?.1;
+fn check_domain(provider: &Provider, email: &str) -> Result<(), EmailRefusal> {
+    let domain = split(email).ok_or(EmailRefusal::Malformed)?.1;
     let listed = provider.allowed_email_domains.is_empty()
         || provider
             .allowed_email_domains
             .iter()
             .any(|allowed| domain_matches(allowed, domain));
-    listed.then_some(()).ok_or(Refusal::DomainNotAllowed)
+    listed.then_some(()).ok_or(EmailRefusal::DomainNotAllowed)
 }
 
 /// Local part and domain of an address with exactly one `@`.
@@ -219,22 +222,22 @@ mod tests {
         ] {
             assert_eq!(
                 check(&p, false, &ev(bad)),
-                Err(Refusal::DomainNotAllowed),
+                Err(EmailRefusal::DomainNotAllowed),
                 "{bad}"
             );
         }
         assert_eq!(
             check(&p, false, &ev("a@b@example.com")),
-            Err(Refusal::Malformed)
+            Err(EmailRefusal::Malformed)
         );
         assert_eq!(
             check(&p, false, &ev("@example.com")),
-            Err(Refusal::Malformed)
+            Err(EmailRefusal::Malformed)
         );
-        assert_eq!(check(&p, false, &ev("noat")), Err(Refusal::Malformed));
+        assert_eq!(check(&p, false, &ev("noat")), Err(EmailRefusal::Malformed));
         assert_eq!(
             check(&p, false, &Evidence::default()),
-            Err(Refusal::Missing)
+            Err(EmailRefusal::Missing)
         );
     }
 
@@ -245,13 +248,16 @@ mod tests {
             xms_edov: Some(false),
             ..ev("a@example.com")
         };
-        assert_eq!(check(&p, false, &e), Err(Refusal::DomainUnverified));
+        assert_eq!(check(&p, false, &e), Err(EmailRefusal::DomainUnverified));
     }
 
     #[test]
     fn without_a_list_the_provider_must_vouch() {
         let p = provider(&[], &[]);
-        assert_eq!(check(&p, false, &ev("a@x.org")), Err(Refusal::NotVerified));
+        assert_eq!(
+            check(&p, false, &ev("a@x.org")),
+            Err(EmailRefusal::NotVerified)
+        );
         let verified = Evidence {
             email_verified: Some(true),
             ..ev("a@x.org")
@@ -268,7 +274,7 @@ mod tests {
     fn multi_tenant_needs_edov_or_an_allowed_tenant() {
         let p = provider(&["example.com"], &["11111111-1111-1111-1111-111111111111"]);
         let plain = ev("a@example.com");
-        assert_eq!(check(&p, true, &plain), Err(Refusal::TenantNotAllowed));
+        assert_eq!(check(&p, true, &plain), Err(EmailRefusal::TenantNotAllowed));
         let edov = Evidence {
             xms_edov: Some(true),
             ..plain
@@ -286,14 +292,14 @@ mod tests {
         };
         assert_eq!(
             check(&no_list, true, &verified_elsewhere),
-            Err(Refusal::TenantNotAllowed),
+            Err(EmailRefusal::TenantNotAllowed),
             "email_verified from any tenant vouches for nothing"
         );
         let other = Evidence {
             tid: Some("22222222-2222-2222-2222-222222222222"),
             ..plain
         };
-        assert_eq!(check(&p, true, &other), Err(Refusal::TenantNotAllowed));
+        assert_eq!(check(&p, true, &other), Err(EmailRefusal::TenantNotAllowed));
     }
 
     #[test]
@@ -311,11 +317,11 @@ mod tests {
         );
         assert_eq!(
             check_again(&listed, "a@other.example", None, Some(edov)),
-            Err(Refusal::DomainNotAllowed)
+            Err(EmailRefusal::DomainNotAllowed)
         );
         assert_eq!(
             check_again(&unlisted, "a@example.com", None, Some(list_only)),
-            Err(Refusal::NotVerified)
+            Err(EmailRefusal::NotVerified)
         );
         assert_eq!(
             check_again(&unlisted, "a@example.com", None, Some(edov)),
@@ -329,7 +335,7 @@ mod tests {
         assert_eq!(check_again(&listed, "a@example.com", None, None), Ok(()));
         assert_eq!(
             check_again(&listed, "a@other.example", None, None),
-            Err(Refusal::DomainNotAllowed)
+            Err(EmailRefusal::DomainNotAllowed)
         );
         assert_eq!(
             check_again(&provider(&[], &[]), "a@example.com", None, None),

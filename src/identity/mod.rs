@@ -6,7 +6,6 @@ pub mod assertion;
 pub mod email;
 pub mod header_value;
 pub mod keys;
-pub mod registry;
 pub mod username;
 
 use serde::{Deserialize, Serialize};

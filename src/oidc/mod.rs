@@ -1,15 +1,13 @@
 //! The OpenID Connect verification core of the login: provider metadata from
 //! discovery, signing keys from the JWKS (both cached and shared), and ID
 //! token verification that fails closed with a distinct reason per failure.
-//! The login routes, cookies and sessions build on it.
+//! The sign-in service (`login`) builds on it.
 
 pub mod client;
-pub mod console;
 pub mod discovery;
 pub mod error;
 pub mod id_token;
 pub mod jwks;
-pub mod login;
 
 pub use client::{CacheConfig, OidcCache};
 pub use discovery::Metadata;

@@ -10,10 +10,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::respond::{self, Answer, ErrorAnswer};
-use super::return_target;
 use super::Gateway;
 use crate::identity::keys::AssertionKeys;
-use crate::oidc::login::{CallbackParams, LoginFlow, Redirect, Refusal};
+use crate::login::{return_target, CallbackParams, LoginFlow, Redirect, Refusal};
 use crate::pages::{LoginButton, LoginPage, NoticePage};
 use crate::policy::own as routes;
 use crate::policy::Route;

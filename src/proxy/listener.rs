@@ -2,7 +2,7 @@
 //! single-threaded runtime accepting on the same socket, so a connection
 //! and everything it does stays on one core without cross-thread wakeups.
 //! Each connection speaks HTTP/1.1 in clear, or TLS with HTTP/2 or
-//! HTTP/1.1 as ALPN agreed; HTTP/1.1 starts on the fast path (`h1`) and
+//! HTTP/1.1 as ALPN agreed; HTTP/1.1 starts on the fast path (`fast`) and
 //! moves to hyper at its first request the fast path does not take. A
 //! client that takes no bytes of an answer for `client_timeout` loses its
 //! connection. At shutdown every connection is closed gracefully: idle ones
@@ -23,13 +23,14 @@ use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::exchange::Tracked;
-use super::h1::rewind::Rewind;
-use super::h1::Served;
-use super::{tls, Conn, Gateway};
+use super::fast::rewind::Rewind;
+use super::fast::Served;
+use super::{Conn, Gateway};
 use crate::metrics::InFlight;
+use crate::tls;
 
 /// Most header fields a request may carry.
-const MAX_HEADERS: usize = super::h1::request::MAX_HEADERS;
+const MAX_HEADERS: usize = super::fast::request::MAX_HEADERS;
 /// HTTP/2 connections are pinged this often, and closed when a ping goes
 /// unanswered this long: a vanished client does not keep its connection.
 const H2_PING_EVERY: Duration = Duration::from_secs(60);
@@ -200,16 +201,17 @@ async fn serve_http1<C>(
 where
     C: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (io, read) = match gateway.serve_h1(&conn, io, stop.clone()).await {
+    let (io, read) = match gateway.serve_fast(&conn, io, stop.clone()).await {
         Served::Closed => return Ok(()),
         Served::HandOff(io, read) => (io, read),
     };
-    let mut h1 = hyper::server::conn::http1::Builder::new();
-    h1.timer(TokioTimer::new())
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
         .header_read_timeout(settings.client_timeout)
         .max_buf_size(settings.max_head_bytes)
         .max_headers(MAX_HEADERS);
-    let conn = h1
+    let conn = http1
         .serve_connection(TokioIo::new(Rewind::new(read, io)), service(gateway, conn))
         .with_upgrades();
     until_stopped!(conn, stop)

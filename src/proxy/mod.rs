@@ -1,4 +1,4 @@
-//! The data plane. On HTTP/1.1 connections, `h1` forwards a signed-in
+//! The data plane. On HTTP/1.1 connections, `fast` forwards a signed-in
 //! person's ordinary requests itself; everything else (and HTTP/2) hyper
 //! serves through `Gateway::handle`, which applies the size limits and
 //! header hygiene, answers the gateway's own routes, and hands signed-in
@@ -6,18 +6,16 @@
 //! writes the access log and metrics when a response has ended.
 
 pub mod exchange;
+pub mod fast;
 mod forward;
 pub mod gateway_routes;
-pub mod h1;
 pub mod headers;
 pub mod identity_headers;
 pub mod listener;
 pub mod rate_limit;
 pub mod respond;
-pub mod return_target;
 mod silence;
 mod stack;
-pub mod tls;
 pub mod upstream;
 
 use std::net::IpAddr;
@@ -65,7 +63,7 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     auth: Auth,
     /// Idle upstream connections of the HTTP/1 fast path.
-    wires: h1::wire::WirePool,
+    wires: fast::wire::WirePool,
     /// Turns true at shutdown: listeners stop accepting, connections close
     /// after their answer, WebSocket tunnels close.
     stop: tokio::sync::watch::Sender<bool>,
@@ -92,7 +90,7 @@ impl Gateway {
             upstream,
             metrics: Arc::new(metrics),
             auth,
-            wires: h1::wire::WirePool::default(),
+            wires: fast::wire::WirePool::default(),
             stop: tokio::sync::watch::Sender::new(false),
         }
     }

@@ -16,9 +16,9 @@ pub struct ErrorAnswer<'a> {
     pub message: &'a str,
 }
 
-impl<'a> From<&'a crate::oidc::login::Refusal> for ErrorAnswer<'a> {
+impl<'a> From<&'a crate::login::Refusal> for ErrorAnswer<'a> {
     /// What a person is told about a refused sign-in (or a step of one).
-    fn from(r: &'a crate::oidc::login::Refusal) -> Self {
+    fn from(r: &'a crate::login::Refusal) -> Self {
         Self {
             status: r.status,
             code: r.code,

@@ -12,8 +12,9 @@ use hyper::body::Incoming;
 
 use super::exchange::{Exchange, Tracked};
 use super::respond::{Answer, ErrorAnswer};
-use super::{answered, return_target, Conn, Gateway};
-use crate::oidc::login::Refusal;
+use super::{answered, Conn, Gateway};
+use crate::login::return_target;
+use crate::login::Refusal;
 use crate::policy::own::query_param;
 use crate::session::Live;
 use crate::tts::owners::{session_cookie, Standing};

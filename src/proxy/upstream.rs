@@ -27,8 +27,8 @@ use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsConnector;
 
 use super::silence::Silence;
-use super::tls;
 use crate::config::UpstreamConfig;
+use crate::tls;
 
 /// How often the upstream host name is looked up again.
 const RESOLVE_EVERY: Duration = Duration::from_secs(10);
@@ -55,7 +55,7 @@ pub enum Reached {
 /// never took, always; one it took and closed without a byte of answer,
 /// only when it is idempotent and bodyless (RFC 9110 §9.2.2; a streamed
 /// body cannot be sent twice) and the connection had sat idle for
-/// [`STALE_AFTER`] (the upstream's keep-alive timeout closing it just then,
+/// `STALE_AFTER` (the upstream's keep-alive timeout closing it just then,
 /// not an upstream failing on the request).
 pub fn may_send_again(
     reached: Reached,

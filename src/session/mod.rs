@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::identity::assertion::{AssertionError, Identity as AssertedIdentity, Signer};
+use crate::identity::assertion::{AssertedIdentity, AssertionError, Signer};
 use crate::identity::email::{self, Vouching};
 use crate::identity::Identity;
 use crate::providers::registry::Registry;
@@ -123,7 +123,7 @@ impl SignIn {
 }
 
 /// Why a session read from the database is not used.
-enum Verdict {
+enum SessionCheck {
     /// Its provider's rules, or its endpoint or client, changed: ended.
     Refused(&'static str),
     /// This replica does not know its provider: refused, row kept.
@@ -329,14 +329,14 @@ impl Sessions {
         let (provider, username) = (&stored.identity.provider_id, &stored.identity.username);
         match self.still_admitted(&stored).await {
             Ok(()) => {}
-            Err(Verdict::Refused(reason)) => {
+            Err(SessionCheck::Refused(reason)) => {
                 tracing::info!(provider = %provider, username = %username, reason, "session ended: its provider no longer admits it");
                 if let Err(e) = self.store.delete_session(id_hash).await {
                     tracing::warn!(error = %e, "cannot delete an ended session");
                 }
                 return None;
             }
-            Err(Verdict::Unknown) => {
+            Err(SessionCheck::Unknown) => {
                 tracing::info!(provider = %provider, username = %username, "session refused: its provider is not configured here");
                 return None;
             }
@@ -355,7 +355,7 @@ impl Sessions {
     /// read again once before it is taken as unknown), has the endpoint and
     /// client the sign-in went by, and admits the session's email by its
     /// rules as they are now.
-    async fn still_admitted(&self, stored: &Stored) -> Result<(), Verdict> {
+    async fn still_admitted(&self, stored: &Stored) -> Result<(), SessionCheck> {
         let identity = &stored.identity;
         let provider = match self.providers.get(&identity.provider_id) {
             Some(p) => p,
@@ -365,7 +365,7 @@ impl Sessions {
                 }
                 self.providers
                     .get(&identity.provider_id)
-                    .ok_or(Verdict::Unknown)?
+                    .ok_or(SessionCheck::Unknown)?
             }
         };
         if stored
@@ -373,7 +373,7 @@ impl Sessions {
             .as_ref()
             .is_some_and(|s| !s.same_endpoint(&provider))
         {
-            return Err(Verdict::Refused("provider_changed"));
+            return Err(SessionCheck::Refused("provider_changed"));
         }
         email::check_again(
             &provider,
@@ -381,7 +381,7 @@ impl Sessions {
             identity.tid.as_deref(),
             stored.sign_in.as_ref().map(|s| s.vouching),
         )
-        .map_err(|r| Verdict::Refused(r.reason()))
+        .map_err(|r| SessionCheck::Refused(r.reason()))
     }
 
     /// Ends one session on the server: the row first (so a failure leaves

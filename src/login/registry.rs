@@ -6,7 +6,7 @@
 //! the database first, then claimed at the stack, and let go when the stack
 //! has it.
 
-use super::username::{self, NameClaims};
+use crate::identity::username::{self, NameClaims};
 use crate::oidc::id_token::IdClaims;
 use crate::providers::Provider;
 use crate::store::users::{NewUserError, UserRecord};

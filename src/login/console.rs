@@ -7,7 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::login::{internal, Notice, Refusal};
+use super::flow::Notice;
+use super::refusal::{internal, Refusal};
 use crate::identity::Identity;
 use crate::store::users::UserRecord;
 use crate::store::Store;

@@ -4,7 +4,6 @@
 //! new session). Every refusal carries its status, a page for the person
 //! and a stable reason for the operator's log.
 
-use crate::time::unix_now;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,111 +14,20 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::client::OidcCache;
 use super::console::ConsoleSignIn;
-use super::discovery::Metadata;
-use super::error::OidcError;
-use super::id_token::{self, Expectations, IdClaims};
+use super::refusal::{internal, Refusal};
+use super::registry::{self, SignInError, StackGate};
+use super::return_target;
 use crate::identity::email::{self, Evidence};
-use crate::identity::registry::{self, SignInError, StackGate};
 use crate::identity::Identity;
+use crate::oidc::id_token::{self, Expectations, IdClaims};
+use crate::oidc::{Metadata, OidcCache, OidcError};
 use crate::providers::registry::Registry;
 use crate::providers::Provider;
-use crate::proxy::return_target;
 use crate::session::cookies::PendingLogin;
 use crate::session::{Sessions, SignIn};
 use crate::store::Store;
-
-/// A login that cannot go on: what the person sees and what the log says.
-#[derive(Debug)]
-pub struct Refusal {
-    pub status: u16,
-    pub code: &'static str,
-    pub title: &'static str,
-    pub message: String,
-    /// Stable, for logs and metrics.
-    pub reason: &'static str,
-    /// `Set-Cookie` values to send with the refusal (clearing a used login).
-    pub cookies: Vec<String>,
-}
-
-impl Refusal {
-    pub(super) fn new(
-        status: u16,
-        code: &'static str,
-        title: &'static str,
-        message: impl Into<String>,
-        reason: &'static str,
-    ) -> Self {
-        Self {
-            status,
-            code,
-            title,
-            message: message.into(),
-            reason,
-            cookies: Vec::new(),
-        }
-    }
-
-    fn broken(reason: &'static str, message: &str) -> Self {
-        Self::new(
-            400,
-            "login_failed",
-            "Sign-in could not be completed",
-            message,
-            reason,
-        )
-    }
-
-    /// The stack could not say whose session a browser holds.
-    pub fn stack_unreachable() -> Self {
-        Self::new(
-            502,
-            "stack_failed",
-            "The Things Stack is not answering",
-            "The gateway could not check your console session with The Things Stack. Try again in a moment.",
-            "stack_unreachable",
-        )
-    }
-
-    /// The session could not be ended.
-    pub fn logout_failed() -> Self {
-        Self::new(
-            500,
-            "logout_failed",
-            "Sign-out failed",
-            "The gateway could not end your session. Try again in a moment.",
-            "logout_failed",
-        )
-    }
-
-    pub fn unknown_provider() -> Self {
-        Self::new(
-            404,
-            "unknown_provider",
-            "Unknown sign-in provider",
-            "This sign-in provider does not exist (any more). Choose one on the sign-in page.",
-            "unknown_provider",
-        )
-    }
-
-    fn from_oidc(e: &OidcError) -> Self {
-        if e.is_provider_failure() {
-            Self::new(
-                502,
-                "provider_failed",
-                "The sign-in provider is not answering",
-                "The sign-in provider could not be reached or gave an unusable answer. Try again in a moment.",
-                e.reason(),
-            )
-        } else {
-            Self::broken(
-                e.reason(),
-                "The answer from the sign-in provider could not be verified. Start the sign-in again.",
-            )
-        }
-    }
-}
+use crate::time::unix_now;
 
 /// Where the browser goes next, and the cookies it is given.
 #[derive(Debug)]
@@ -543,16 +451,6 @@ fn evidence(c: &IdClaims) -> Evidence<'_> {
         xms_edov: c.xms_edov,
         tid: c.tid.as_deref(),
     }
-}
-
-pub(super) fn internal() -> Refusal {
-    Refusal::new(
-        500,
-        "internal",
-        "Something went wrong",
-        "The gateway could not complete the sign-in. Try again; if it keeps failing, tell the operator.",
-        "internal",
-    )
 }
 
 fn sign_in_refusal(e: SignInError) -> Refusal {

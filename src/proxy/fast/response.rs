@@ -23,7 +23,7 @@ pub enum Framing {
 
 /// What the bytes the upstream has sent so far hold.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Reply {
+pub enum UpstreamHead {
     Partial,
     /// A 1xx interim answer of this many bytes, skipped.
     Interim(usize),
@@ -55,21 +55,21 @@ pub fn parse(
     head_request: bool,
     close: bool,
     out: &mut Vec<u8>,
-) -> Reply {
+) -> UpstreamHead {
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut storage);
     let len = match res.parse(buf) {
         Ok(httparse::Status::Complete(len)) if len <= max_bytes => len,
-        Ok(httparse::Status::Partial) if buf.len() <= max_bytes => return Reply::Partial,
+        Ok(httparse::Status::Partial) if buf.len() <= max_bytes => return UpstreamHead::Partial,
         Ok(_) | Err(httparse::Error::TooManyHeaders) => {
-            return Reply::Malformed("response head too large")
+            return UpstreamHead::Malformed("response head too large")
         }
-        Err(_) => return Reply::Malformed("response head does not parse"),
+        Err(_) => return UpstreamHead::Malformed("response head does not parse"),
     };
     let status = res.code.unwrap_or_default();
     match status {
-        101 => return Reply::Switch,
-        100..=199 => return Reply::Interim(len),
+        101 => return UpstreamHead::Switch,
+        100..=199 => return UpstreamHead::Interim(len),
         _ => {}
     }
     let mut reusable = res.version == Some(1);
@@ -87,15 +87,15 @@ pub fn parse(
             }
         } else if name.eq_ignore_ascii_case(b"content-length") {
             match (fields::content_length(h.value), length) {
-                (None, _) => return Reply::Malformed("invalid Content-Length"),
+                (None, _) => return UpstreamHead::Malformed("invalid Content-Length"),
                 (Some(n), Some(seen)) if n != seen => {
-                    return Reply::Malformed("conflicting Content-Length")
+                    return UpstreamHead::Malformed("conflicting Content-Length")
                 }
                 (n, _) => length = n,
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             if chunked || !h.value.eq_ignore_ascii_case(b"chunked") {
-                return Reply::Malformed("transfer coding other than chunked");
+                return UpstreamHead::Malformed("transfer coding other than chunked");
             }
             chunked = true;
         }
@@ -152,7 +152,7 @@ pub fn parse(
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    Reply::Final(Final {
+    UpstreamHead::Final(Final {
         len,
         status,
         framing,
@@ -165,7 +165,7 @@ pub fn parse(
 mod tests {
     use super::*;
 
-    fn reply(raw: &str, head_request: bool) -> (Reply, String) {
+    fn reply(raw: &str, head_request: bool) -> (UpstreamHead, String) {
         let mut out = Vec::new();
         let r = parse(raw.as_bytes(), 1024, head_request, false, &mut out);
         (r, String::from_utf8(out).unwrap())
@@ -173,7 +173,7 @@ mod tests {
 
     fn final_of(raw: &str) -> (Final, String) {
         match reply(raw, false) {
-            (Reply::Final(f), out) => (f, out),
+            (UpstreamHead::Final(f), out) => (f, out),
             other => panic!("not a final answer: {other:?}"),
         }
     }
@@ -238,7 +238,7 @@ mod tests {
                 true,
             ),
         ] {
-            let (Reply::Final(f), out) = reply(raw, head) else {
+            let (UpstreamHead::Final(f), out) = reply(raw, head) else {
                 panic!("{raw}")
             };
             assert_eq!((f.framing, f.reusable), (Framing::Empty, reusable), "{raw}");
@@ -268,9 +268,9 @@ mod tests {
     #[test]
     fn interim_answers_and_switches_are_told_apart() {
         let raw = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n";
-        assert_eq!(reply(raw, false).0, Reply::Interim(25));
+        assert_eq!(reply(raw, false).0, UpstreamHead::Interim(25));
         let switch = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
-        assert_eq!(reply(switch, false).0, Reply::Switch);
+        assert_eq!(reply(switch, false).0, UpstreamHead::Switch);
     }
 
     #[test]
@@ -284,13 +284,16 @@ mod tests {
             "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n",
             "garbage\r\n\r\n",
         ] {
-            assert!(matches!(reply(raw, false).0, Reply::Malformed(_)), "{raw}");
+            assert!(
+                matches!(reply(raw, false).0, UpstreamHead::Malformed(_)),
+                "{raw}"
+            );
         }
         let (r, out) = reply(
             &format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(2000)),
             false,
         );
-        assert!(matches!(r, Reply::Malformed(_)) && out.is_empty());
+        assert!(matches!(r, UpstreamHead::Malformed(_)) && out.is_empty());
     }
 
     #[test]
@@ -309,7 +312,7 @@ mod tests {
     fn a_partial_head_waits_for_more() {
         assert_eq!(
             reply("HTTP/1.1 200 OK\r\nContent-", false).0,
-            Reply::Partial
+            UpstreamHead::Partial
         );
     }
 }

@@ -26,8 +26,8 @@ use super::{Conn, Gateway};
 use crate::metrics::RouteClass;
 use crate::tts::owners::Standing;
 use chunked::Chunks;
-use request::{Head, Limits, Rewrite, Verdict};
-use response::{Final, Framing, Reply};
+use request::{Head, Intake, Limits, Rewrite};
+use response::{Final, Framing, UpstreamHead};
 use wire::Wire;
 
 /// Largest response head taken from the upstream.
@@ -93,7 +93,7 @@ enum Broken {
 
 impl Gateway {
     /// Serves `io` for as long as its requests are the fast path's.
-    pub async fn serve_h1<C>(
+    pub async fn serve_fast<C>(
         &self,
         conn: &Conn,
         mut io: C,
@@ -156,9 +156,9 @@ impl Gateway {
         let head = loop {
             if !bufs.client.is_empty() {
                 match request::parse(&bufs.client, &limits, &mut bufs.fields) {
-                    Verdict::Forward(head) => break head,
-                    Verdict::HandOff => return None,
-                    Verdict::Partial => {}
+                    Intake::Forward(head) => break head,
+                    Intake::HandOff => return None,
+                    Intake::Partial => {}
                 }
             }
             let idle = bufs.client.is_empty();
@@ -400,18 +400,20 @@ async fn round_trip(
             close,
             client_head,
         ) {
-            Reply::Final(reply) => {
+            UpstreamHead::Final(reply) => {
                 link.buf.advance(reply.len);
                 return Ok(reply);
             }
-            Reply::Interim(len) => {
+            UpstreamHead::Interim(len) => {
                 link.buf.advance(len);
                 interim = true;
                 continue;
             }
-            Reply::Switch => return Err(Trip::Failed(UpstreamError::UnaskedSwitch)),
-            Reply::Malformed(why) => return Err(Trip::Failed(UpstreamError::Malformed(why))),
-            Reply::Partial => {}
+            UpstreamHead::Switch => return Err(Trip::Failed(UpstreamError::UnaskedSwitch)),
+            UpstreamHead::Malformed(why) => {
+                return Err(Trip::Failed(UpstreamError::Malformed(why)))
+            }
+            UpstreamHead::Partial => {}
         }
         link.buf.reserve(UPSTREAM_READ);
         let nothing_yet = link.buf.is_empty() && !interim;

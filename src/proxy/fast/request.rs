@@ -28,7 +28,7 @@ pub struct Limits<'a> {
 
 /// What to do with the bytes a client has sent so far.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Intake {
     /// The head is not complete yet.
     Partial,
     /// A signed-in person's ordinary request: forwarded by the fast path.
@@ -65,28 +65,28 @@ pub struct Field {
 
 /// Reads the request head at the start of `buf`, filling `fields` with the
 /// ones forwarded as they are.
-pub fn parse(buf: &[u8], limits: &Limits<'_>, kept: &mut Vec<Field>) -> Verdict {
+pub fn parse(buf: &[u8], limits: &Limits<'_>, kept: &mut Vec<Field>) -> Intake {
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut storage);
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() <= limits.max_header_bytes => {
-            return Verdict::Partial
+            return Intake::Partial
         }
-        _ => return Verdict::HandOff,
+        _ => return Intake::HandOff,
     };
     if len > limits.max_header_bytes || req.version != Some(1) {
-        return Verdict::HandOff;
+        return Intake::HandOff;
     }
     let at = |part: &[u8]| {
         let start = part.as_ptr() as usize - buf.as_ptr() as usize;
         start..start + part.len()
     };
     let (Some(method), Some(target)) = (req.method, req.path) else {
-        return Verdict::HandOff;
+        return Intake::HandOff;
     };
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
-        return Verdict::HandOff;
+        return Intake::HandOff;
     };
     let path = target.split('?').next().unwrap_or_default();
     if method == Method::CONNECT
@@ -95,7 +95,7 @@ pub fn parse(buf: &[u8], limits: &Limits<'_>, kept: &mut Vec<Field>) -> Verdict 
         || !target.bytes().all(is_target_byte)
         || limits.policy.decide(&method, path) != Decision::Session
     {
-        return Verdict::HandOff;
+        return Intake::HandOff;
     }
     let (target, path) = (at(target.as_bytes()), at(path.as_bytes()));
 
@@ -118,7 +118,7 @@ pub fn parse(buf: &[u8], limits: &Limits<'_>, kept: &mut Vec<Field>) -> Verdict 
             RequestField::ContentLength if length.is_none() => {
                 match fields::content_length(h.value) {
                     Some(n) if n <= MAX_BODY => length = Some(n),
-                    _ => return Verdict::HandOff,
+                    _ => return Intake::HandOff,
                 }
             }
             RequestField::Connection => {
@@ -127,20 +127,20 @@ pub fn parse(buf: &[u8], limits: &Limits<'_>, kept: &mut Vec<Field>) -> Verdict 
                         close = true;
                     } else if !token.eq_ignore_ascii_case(b"keep-alive") && !token.is_empty() {
                         // It names further hop-by-hop headers.
-                        return Verdict::HandOff;
+                        return Intake::HandOff;
                     }
                 }
             }
             RequestField::HopByHop | RequestField::Forwarding | RequestField::Reserved => {}
             // Repeated Host, Cookie or Content-Length; chunked bodies,
             // upgrades and `Expect`.
-            _ => return Verdict::HandOff,
+            _ => return Intake::HandOff,
         }
     }
     let (Some(host), Some(cookie)) = (host, cookie) else {
-        return Verdict::HandOff;
+        return Intake::HandOff;
     };
-    Verdict::Forward(Head {
+    Intake::Forward(Head {
         len,
         method,
         target,
@@ -240,14 +240,14 @@ mod tests {
         Policy::new(rules, Some("/account"))
     }
 
-    fn verdict(raw: &str) -> Verdict {
+    fn verdict(raw: &str) -> Intake {
         parse(raw.as_bytes(), &limits(), &mut Vec::new())
     }
 
     fn forwarded(raw: &str) -> (Head, Vec<Field>) {
         let mut fields = Vec::new();
         match parse(raw.as_bytes(), &limits(), &mut fields) {
-            Verdict::Forward(head) => (head, fields),
+            Intake::Forward(head) => (head, fields),
             other => panic!("not forwarded: {other:?}\n{raw}"),
         }
     }
@@ -315,8 +315,8 @@ mod tests {
 
     #[test]
     fn an_incomplete_head_waits_for_more() {
-        assert_eq!(verdict("GET / HTTP/1.1\r\nHost: gw\r\n"), Verdict::Partial);
-        assert_eq!(verdict("GE"), Verdict::Partial);
+        assert_eq!(verdict("GET / HTTP/1.1\r\nHost: gw\r\n"), Intake::Partial);
+        assert_eq!(verdict("GE"), Intake::Partial);
     }
 
     #[test]
@@ -362,10 +362,10 @@ mod tests {
             format!("GET /{} HTTP/1.1\r\n{base}\r\n", "a".repeat(64)),
             format!("GET / HTTP/1.1\r\n{base}X-Big: {}\r\n\r\n", "a".repeat(512)),
         ] {
-            assert_eq!(verdict(&raw), Verdict::HandOff, "{raw:?}");
+            assert_eq!(verdict(&raw), Intake::HandOff, "{raw:?}");
         }
         let endless = format!("GET / HTTP/1.1\r\n{base}X-Big: {}", "a".repeat(600));
-        assert_eq!(verdict(&endless), Verdict::HandOff);
+        assert_eq!(verdict(&endless), Intake::HandOff);
     }
 
     #[test]
@@ -379,7 +379,7 @@ mod tests {
         let mut fields = Vec::new();
         assert!(matches!(
             parse(raw.as_bytes(), &limits, &mut fields),
-            Verdict::Forward(_)
+            Intake::Forward(_)
         ));
         assert!(fields.is_empty());
     }
