@@ -18,9 +18,11 @@ use idgate::identity::Identity;
 use idgate::metrics::Metrics;
 use idgate::oidc::{verify, CacheConfig, Expectations, OidcCache};
 use idgate::policy::fields::DEFAULT_IDENTITY_HEADERS;
+use idgate::policy::Policy;
 use idgate::providers::registry::Registry;
 use idgate::providers::validate::Rules;
 use idgate::providers::ProviderChange;
+use idgate::proxy::fast::request::{parse, write_head, Intake, Limits, Rewrite};
 use idgate::proxy::headers::{self, Peer};
 use idgate::proxy::identity_headers::IdentityHeaders;
 use idgate::session::cookies::CookieCodec;
@@ -94,6 +96,69 @@ fn bench_headers(c: &mut Criterion) {
             criterion::BatchSize::SmallInput,
         )
     });
+}
+
+/// The same browser request as raw bytes, as the fast path reads it.
+fn browser_request_bytes() -> Vec<u8> {
+    let mut raw = b"GET /console/applications?page=2 HTTP/1.1\r\n".to_vec();
+    for (name, value) in browser_request().iter() {
+        raw.extend_from_slice(name.as_str().as_bytes());
+        raw.extend_from_slice(b": ");
+        raw.extend_from_slice(value.as_bytes());
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"\r\n");
+    raw
+}
+
+/// One request head, turned into the upstream's by each data path (the
+/// identity lines left out: both write the same ones).
+fn bench_request_head(c: &mut Criterion) {
+    let identity: Vec<String> = DEFAULT_IDENTITY_HEADERS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let policy = Policy::new(Vec::new(), Some("/oauth"));
+    let limits = Limits {
+        max_uri_bytes: 8192,
+        max_header_bytes: 32768,
+        identity_headers: &identity,
+        policy: &policy,
+    };
+    let raw = browser_request_bytes();
+    let rewrite = Rewrite {
+        host: None,
+        client: b"203.0.113.9",
+        proto: b"https",
+    };
+    let mut g = c.benchmark_group("request head");
+    let (mut kept, mut out) = (Vec::new(), Vec::with_capacity(4096));
+    g.bench_function("fast path: parse and write the upstream's head", |b| {
+        b.iter(|| {
+            out.clear();
+            let Intake::Forward(head) = parse(black_box(&raw), &limits, &mut kept) else {
+                panic!("the fast path takes this request");
+            };
+            write_head(&mut out, &raw, &head, &kept, &rewrite, |_| {});
+            black_box(out.len())
+        })
+    });
+    let peer = Peer::new(Some("203.0.113.9".parse().unwrap()), false, "https");
+    let clean = browser_request();
+    g.bench_function("hyper path: policy on the parsed HeaderMap", |b| {
+        b.iter_batched_ref(
+            || clean.clone(),
+            |req| {
+                headers::strip_client_reserved(req, &identity);
+                headers::strip_request_hop_by_hop(req, false, &identity);
+                headers::set_forwarded(req, None, &peer);
+                headers::strip_own_cookies(req);
+                black_box(req.len())
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.finish();
 }
 
 fn runtime() -> Runtime {
@@ -393,6 +458,7 @@ fn bench_id_token(c: &mut Criterion) {
 criterion_group!(
     benches,
     bench_headers,
+    bench_request_head,
     bench_sessions,
     bench_metrics,
     bench_id_token

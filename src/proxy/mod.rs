@@ -8,10 +8,10 @@
 pub mod exchange;
 pub mod fast;
 mod forward;
-pub mod gateway_routes;
 pub mod headers;
 pub mod identity_headers;
 pub mod listener;
+pub mod own_routes;
 pub mod rate_limit;
 pub mod respond;
 mod silence;
@@ -31,8 +31,8 @@ use crate::policy::Policy;
 use crate::policy::{Allow, Decision, Route};
 use crate::session::{Live, Remembered};
 use exchange::{Exchange, Tracked};
-pub use gateway_routes::Auth;
 use headers::Peer;
+pub use own_routes::Auth;
 use respond::{Answer, ErrorAnswer};
 use upstream::{Pinned, Upstream};
 
@@ -161,7 +161,7 @@ impl Gateway {
         }
         let answer = match decision {
             Decision::Own(Route::Callback(id)) => {
-                let answer = self.callback(&id, &parts, body).await;
+                let answer = self.auth.callback(&id, &parts, body).await;
                 if let Some(ip) = login_client.filter(|_| answer.status() >= 400) {
                     self.login_limit.callback_failed(ip);
                 }
@@ -169,9 +169,9 @@ impl Gateway {
             }
             Decision::Own(Route::LoginPage) => match self.heal(conn, &parts).await {
                 Some(answer) => answer,
-                None => self.answer(Route::LoginPage, &parts).await,
+                None => self.auth.answer(Route::LoginPage, &parts).await,
             },
-            Decision::Own(route) => self.answer(route, &parts).await,
+            Decision::Own(route) => self.auth.answer(route, &parts).await,
             Decision::Closed => stack::closed(&parts.headers),
             Decision::StackLogin => match self.heal(conn, &parts).await {
                 Some(answer) => answer,
@@ -189,7 +189,7 @@ impl Gateway {
                 };
                 if live.is_none() && !passes {
                     ex.route = RouteClass::Unauthenticated;
-                    self.unauthenticated(&parts)
+                    self.auth.unauthenticated(&parts)
                 } else if !set_path(&mut parts.uri, &path) {
                     stack::unroutable(&parts.headers)
                 } else {
@@ -222,7 +222,7 @@ impl Gateway {
     /// What a request that needs a session is told without one, counted.
     fn not_signed_in(&self, parts: &http::request::Parts, mut ex: Exchange) -> Response<Tracked> {
         ex.route = RouteClass::Unauthenticated;
-        let answer = self.unauthenticated(parts);
+        let answer = self.auth.unauthenticated(parts);
         answered(ex, answer, parts.version < Version::HTTP_2)
     }
 

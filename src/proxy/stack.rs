@@ -106,7 +106,7 @@ impl Gateway {
         let answer = match self.auth.login.console_again(&live.identity).await {
             Ok((cookies, None)) => Answer::redirect(307, &same_target(parts)).cookies(&cookies),
             Ok((_, Some(_))) => {
-                Answer::redirect(307, &same_target(parts)).cookies(&self.stack_cleared())
+                Answer::redirect(307, &same_target(parts)).cookies(&self.auth.stack_cleared())
             }
             Err(refusal) => return self.refused(parts, ex, &refusal),
         };
@@ -115,18 +115,9 @@ impl Gateway {
 
     fn refused(&self, parts: &Parts, ex: Exchange, refusal: &Refusal) -> Response<Tracked> {
         let e = ErrorAnswer::from(refusal);
-        let answer =
-            Answer::error(&parts.headers, &e, Some("/oauth/login")).cookies(&self.stack_cleared());
+        let answer = Answer::error(&parts.headers, &e, Some("/oauth/login"))
+            .cookies(&self.auth.stack_cleared());
         answered(ex, answer, parts.version < http::Version::HTTP_2)
-    }
-
-    /// `Set-Cookie` values removing the stack session and the console's
-    /// cookies (none when the console sign-in is off).
-    pub(super) fn stack_cleared(&self) -> Vec<String> {
-        match self.auth.login.console() {
-            Some(c) => crate::tts::clear_all(&c.console_mount, c.secure),
-            None => Vec::new(),
-        }
     }
 
     /// The stack's login page, `n` naming where to go on: for a signed-in
@@ -146,7 +137,7 @@ impl Gateway {
                     let set = format!("{}={old};", crate::tts::SESSION_COOKIE);
                     cookies.iter().any(|c| c.starts_with(&set))
                 };
-                self.end_stack_session(&parts.headers, handed).await;
+                self.auth.end_stack_session(&parts.headers, handed).await;
                 let to = return_target::sanitize(Some(&next));
                 Some(Answer::redirect(302, &to).cookies(&cookies))
             }

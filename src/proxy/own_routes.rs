@@ -1,6 +1,8 @@
-//! The gateway's own answers on the public listener: the login page, the
-//! login flow, logout, `/.idgate/me`, `/.idgate/auth` and the assertion
-//! keys; and what a request without a session is told.
+//! The gateway's own routes on the public listener, answered from their own
+//! state ([`Auth`]: providers, sessions, the sign-in service, the assertion
+//! keys): the login page, the login flow, logout, `/.idgate/me`,
+//! `/.idgate/auth` and the assertion keys; and what a request without a
+//! session is told. The data paths only hand requests over.
 
 use std::sync::Arc;
 
@@ -10,7 +12,6 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::respond::{self, Answer, ErrorAnswer};
-use super::Gateway;
 use crate::identity::keys::AssertionKeys;
 use crate::login::{return_target, CallbackParams, LoginFlow, Redirect, Refusal};
 use crate::pages::{LoginButton, LoginPage, NoticePage};
@@ -45,13 +46,10 @@ impl Auth {
     pub(super) async fn session_of(&self, headers: &HeaderMap) -> Option<Arc<Live>> {
         self.sessions.find(cookie_headers(headers).iter()).await
     }
-}
 
-impl Gateway {
     /// Answers one of the gateway's own routes (not the callback, which
     /// reads a body, nor a proxied one).
     pub(super) async fn answer(&self, route: Route, parts: &Parts) -> Answer {
-        let auth = &self.auth;
         let headers = &parts.headers;
         match route {
             Route::LoginPage => {
@@ -60,28 +58,28 @@ impl Gateway {
             }
             Route::LoginStart(id) => {
                 let rd = routes::query_param(parts.uri.query(), "rd");
-                let result = auth
+                let result = self
                     .login
                     .start(&id, rd.as_deref(), cookie_headers(headers).iter())
                     .await;
                 self.login_answer(headers, &id, result)
             }
             Route::Logout => self.logout(headers).await,
-            Route::Me => match auth.session_of(headers).await {
+            Route::Me => match self.session_of(headers).await {
                 Some(live) => Answer::json(
                     200,
                     &serde_json::to_value(&live.identity).unwrap_or_default(),
                 ),
                 None => not_signed_in_json(),
             },
-            Route::ForwardAuth => match auth.session_of(headers).await {
+            Route::ForwardAuth => match self.session_of(headers).await {
                 Some(live) => {
                     let mut a = Answer::json(
                         200,
                         &serde_json::json!({ "username": live.identity.username }),
                     );
                     let mut identity = Vec::new();
-                    auth.headers.for_each(&live, &auth.keys.signer(), |n, v| {
+                    self.headers.for_each(&live, &self.keys.signer(), |n, v| {
                         identity.push((n.clone(), v))
                     });
                     for (n, v) in identity {
@@ -92,7 +90,7 @@ impl Gateway {
                 None => not_signed_in_json(),
             },
             Route::Jwks => {
-                let jwks = auth.keys.signer().jwks(crate::time::unix_now());
+                let jwks = self.keys.signer().jwks(crate::time::unix_now());
                 Answer::json(200, &jwks).header(
                     http::header::CACHE_CONTROL,
                     HeaderValue::from_static("public, max-age=300"),
@@ -122,7 +120,6 @@ impl Gateway {
             return Answer::error(&parts.headers, &e, Some("/oauth/login"));
         };
         let result = self
-            .auth
             .login
             .callback(id, &params, cookie_headers(&parts.headers).iter())
             .await;
@@ -186,8 +183,8 @@ impl Gateway {
             };
             return Answer::error(headers, &e, Some("/oauth/login"));
         }
-        if let Some(live) = self.auth.session_of(headers).await {
-            if let Err(e) = self.auth.sessions.end(&live).await {
+        if let Some(live) = self.session_of(headers).await {
+            if let Err(e) = self.sessions.end(&live).await {
                 // Fail closed: do not tell the person they are signed out
                 // while the session still works.
                 tracing::error!(error = %e, "cannot end the session in the database");
@@ -199,14 +196,14 @@ impl Gateway {
         }
         self.end_stack_session(headers, |_| false).await;
         Answer::redirect(303, "/oauth/login")
-            .cookie(&self.auth.sessions.cookies().clear_session())
+            .cookie(&self.sessions.cookies().clear_session())
             .cookies(&self.stack_cleared())
     }
 
     /// Ends the browser's stack session at the stack, when it has one and
     /// `keep` does not say to keep it.
     pub(super) async fn end_stack_session(&self, headers: &HeaderMap, keep: impl Fn(&str) -> bool) {
-        let Some(console) = self.auth.login.console() else {
+        let Some(console) = self.login.console() else {
             return;
         };
         let cookies = headers.get_all(http::header::COOKIE);
@@ -223,6 +220,15 @@ impl Gateway {
         }
     }
 
+    /// `Set-Cookie` values removing the stack session and the console's
+    /// cookies (none when the console sign-in is off).
+    pub(super) fn stack_cleared(&self) -> Vec<String> {
+        match self.login.console() {
+            Some(c) => crate::tts::clear_all(&c.console_mount, c.secure),
+            None => Vec::new(),
+        }
+    }
+
     /// A request's `Origin` (or else `Referer`) is the gateway's own, or absent.
     fn same_origin(&self, headers: &HeaderMap) -> bool {
         let claimed = headers
@@ -232,7 +238,7 @@ impl Gateway {
         match claimed {
             None => true,
             Some(value) => url::Url::parse(value)
-                .map(|u| u.origin().ascii_serialization() == self.auth.public_origin)
+                .map(|u| u.origin().ascii_serialization() == self.public_origin)
                 .unwrap_or(false),
         }
     }
@@ -267,12 +273,11 @@ async fn read_callback_params(parts: &Parts, body: Incoming) -> Option<CallbackP
     }
 }
 
-impl Gateway {
+impl Auth {
     /// The login page, with every provider's button carrying `rd`.
     pub(super) fn login_page(&self, rd: Option<&str>) -> String {
         let query = return_target::query(&return_target::sanitize(rd));
         let buttons = self
-            .auth
             .providers
             .list()
             .iter()
