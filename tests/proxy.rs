@@ -447,13 +447,32 @@ async fn tls_listener_serves_http1_and_http2() {
 async fn unparseable_requests_are_refused_and_counted() {
     let up = Upstream::start().await;
     let gw = Gateway::start(&up.url(), "").await;
-    for garbage in ["GARBAGE\r\n\r\n", "GET / HTTP/1.1\r\nHost gw\r\n\r\n"] {
+    // The gateway's own 400: JSON, or a page for a browser.
+    for (garbage, html) in [
+        ("GARBAGE\r\n\r\n", false),
+        ("GET / HTTP/1.1\r\nHost gw\r\n\r\n", false),
+        (
+            "GET / HTTP/1.1\r\nHost: gw\r\nAccept: text/html\r\nX: a\r\n folded\r\n\r\n",
+            true,
+        ),
+    ] {
         let mut c = common::KeepAlive::open(gw.public);
         c.send(garbage);
-        assert_eq!(c.response(false).status, 400, "{garbage:?}");
+        let answer = c.response(false);
+        assert_eq!(answer.status, 400, "{garbage:?}");
+        let body = answer.body_text();
+        if html {
+            assert!(
+                body.contains("Bad request") && body.contains("<html"),
+                "{body}"
+            );
+        } else {
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(json["error"], "bad_request", "{body}");
+        }
         assert!(c.closed_within(Duration::from_secs(5)));
     }
-    gw.metrics_with("idgate_refused_connections_total{reason=\"malformed\"} 2")
+    gw.metrics_with("idgate_refused_connections_total{reason=\"malformed\"} 3")
         .await;
 }
 

@@ -20,10 +20,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::exchange::Exchange;
-use super::respond::{Answer, BODY_TIMEOUT};
+use super::respond::{Answer, ErrorAnswer, BODY_TIMEOUT};
 use super::upstream::{may_send_again, Reached, UpstreamError};
 use super::{Conn, Gateway};
 use crate::metrics::RouteClass;
+use crate::policy::fields;
 use crate::tts::owners::Standing;
 use chunked::Chunks;
 use request::{Head, Intake, Limits, Rewrite};
@@ -158,6 +159,10 @@ impl Gateway {
                 match request::parse(&bufs.client, &limits, &mut bufs.fields) {
                     Intake::Forward(head) => break head,
                     Intake::HandOff => return None,
+                    Intake::Malformed => {
+                        self.refuse_malformed(io, &bufs.client).await;
+                        return Some(false);
+                    }
                     Intake::Partial => {}
                 }
             }
@@ -200,7 +205,9 @@ impl Gateway {
                 }
                 Got::Late => {
                     let answer = Answer::error_page(head.html, &BODY_TIMEOUT, None);
-                    let status = self.write_answer(io, answer, &head).await;
+                    let status = self
+                        .write_answer(io, answer, head.method == http::Method::HEAD)
+                        .await;
                     ex.ended(status, Some("client_timeout"));
                     return Some(false);
                 }
@@ -246,7 +253,9 @@ impl Gateway {
             Ok(sent) => sent,
             Err(e) => {
                 let answer = self.failure_answer(e, head.html, &mut ex);
-                let status = self.write_answer(io, answer, &head).await;
+                let status = self
+                    .write_answer(io, answer, head.method == http::Method::HEAD)
+                    .await;
                 ex.ended(status, None);
                 return Some(false);
             }
@@ -322,8 +331,30 @@ impl Gateway {
         }
     }
 
+    /// Answers a request head that does not parse with the gateway's own
+    /// 400 (a page when the bytes ask for one), counted, and closes.
+    async fn refuse_malformed<C>(&self, io: &mut C, raw: &[u8])
+    where
+        C: AsyncWrite + Unpin,
+    {
+        self.metrics
+            .refused_connections
+            .with_label_values(&["malformed"])
+            .inc();
+        tracing::debug!("request head does not parse; refused with 400");
+        let answer = ErrorAnswer {
+            status: 400,
+            code: "bad_request",
+            title: "Bad request",
+            message: "This request is not valid HTTP/1.1 and went no further than the gateway.",
+        };
+        let html = fields::accepts_html(raw);
+        let answer = Answer::error_page(html, &answer, None).close();
+        self.write_answer(io, answer, false).await;
+    }
+
     /// Writes one of the gateway's own answers and returns its status.
-    async fn write_answer<C>(&self, io: &mut C, answer: Answer, head: &Head) -> u16
+    async fn write_answer<C>(&self, io: &mut C, answer: Answer, head_request: bool) -> u16
     where
         C: AsyncWrite + Unpin,
     {
@@ -340,7 +371,7 @@ impl Gateway {
             request::line(&mut out, name.as_str().as_bytes(), value.as_bytes());
         }
         let _ = write!(out, "content-length: {}\r\n\r\n", body.len());
-        if head.method != http::Method::HEAD {
+        if !head_request {
             out.extend_from_slice(&body);
         }
         if write_flushed(io, &out).await.is_ok() {
