@@ -191,15 +191,7 @@ impl Side {
     /// The statuses the client got and the requests the upstream received.
     fn send(&self, case: &Case) -> (Vec<u16>, Vec<ParsedRequest>) {
         let before = self.up.requests().len();
-        let session = self
-            .s
-            .cookie
-            .split("; ")
-            .find(|c| c.starts_with("idgate_session="))
-            .unwrap()
-            .to_string();
-        let raw = case.raw.replace("{c}", &session);
-        let answer = exchange(self.s.gw.public, raw.as_bytes());
+        let answer = self.answer(case);
         std::thread::sleep(Duration::from_millis(50));
         let received = self.up.requests().split_off(before);
         (statuses(&answer), received)

@@ -46,7 +46,11 @@ fn relay(input: &[u8], pieces: &[u8]) -> (Result<(), ()>, Vec<u8>, bool) {
     let (mut out, mut pending, mut at) = (Vec::new(), Vec::new(), 0);
     let mut sizes = pieces.iter().map(|&p| usize::from(p).max(1)).cycle();
     while at < input.len() && !chunks.done() {
-        let n = if pieces.is_empty() { input.len() } else { sizes.next().unwrap_or(1) };
+        let n = if pieces.is_empty() {
+            input.len()
+        } else {
+            sizes.next().unwrap_or(1)
+        };
         let next = (at + n).min(input.len());
         pending.extend_from_slice(&input[at..next]);
         at = next;
@@ -70,9 +74,18 @@ fuzz_target!(|input: Input| {
         .as_deref()
         .filter(|e| e.bytes().all(|b| b.is_ascii_graphic() && b != b';'));
     while !rest.is_empty() {
-        let n = if input.sizes.is_empty() { rest.len() } else { sizes.next().unwrap_or(1) }.min(rest.len());
+        let n = if input.sizes.is_empty() {
+            rest.len()
+        } else {
+            sizes.next().unwrap_or(1)
+        }
+        .min(rest.len());
         let zeros = "0".repeat(usize::from(input.zeros % 4));
-        let hex = if input.upper_hex { format!("{n:X}") } else { format!("{n:x}") };
+        let hex = if input.upper_hex {
+            format!("{n:X}")
+        } else {
+            format!("{n:x}")
+        };
         framed.extend_from_slice(format!("{zeros}{hex}").as_bytes());
         if let Some(e) = ext {
             framed.extend_from_slice(format!(";{e}").as_bytes());

@@ -26,7 +26,11 @@ fuzz_target!(|input: Input| {
         .filter(|p| !p.is_empty())
         .collect();
     let own = |pair: &[u8]| {
-        let name = pair.split(|&b| b == b'=').next().unwrap_or_default().trim_ascii();
+        let name = pair
+            .split(|&b| b == b'=')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
         name.starts_with(b"idgate_") || name.starts_with(b"__Host-idgate_")
     };
     let mut out = Vec::new();
@@ -35,7 +39,10 @@ fuzz_target!(|input: Input| {
     assert_eq!(kept, expected.len());
     assert_eq!(out, expected.join(&b"; "[..]));
     assert!(!cookies::holds_own(&out));
-    assert_eq!(cookies::holds_own(&input.header), pairs.iter().any(|p| own(p)));
+    assert_eq!(
+        cookies::holds_own(&input.header),
+        pairs.iter().any(|p| own(p))
+    );
 
     let Ok(value) = HeaderValue::from_bytes(&input.header) else {
         return;
@@ -43,7 +50,10 @@ fuzz_target!(|input: Input| {
     let codec = CookieCodec::new(&[7u8; 64], input.https);
     // Nobody signed anything with this key here: nothing may verify.
     assert_eq!(codec.session_id([&value].into_iter()), None);
-    assert_eq!(codec.pending_login([&value].into_iter(), &input.state), None);
+    assert_eq!(
+        codec.pending_login([&value].into_iter(), &input.state),
+        None
+    );
     let cleared = codec.clear_all_logins([&value].into_iter());
     assert_eq!(cleared.is_empty(), !codec.holds_login([&value].into_iter()));
 });

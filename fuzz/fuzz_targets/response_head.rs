@@ -19,7 +19,8 @@ struct Input {
 
 fuzz_target!(|input: Input| {
     let mut out = Vec::new();
-    let UpstreamHead::Final(answer) = parse(&input.raw, 16384, input.head_request, input.close, &mut out)
+    let UpstreamHead::Final(answer) =
+        parse(&input.raw, 16384, input.head_request, input.close, &mut out)
     else {
         return;
     };

@@ -14,7 +14,9 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(target, raw);
     assert!(target.is_ascii() && target.starts_with('/'));
-    assert!(!target.bytes().any(|b| b.is_ascii_control() || b == b'\\' || b == b' '));
+    assert!(!target
+        .bytes()
+        .any(|b| b.is_ascii_control() || b == b'\\' || b == b' '));
     let base = url::Url::parse("https://gw.example/app/").unwrap();
     let decoded: Vec<u8> = percent_encoding::percent_decode_str(&target).collect();
     let decoded = String::from_utf8(decoded).expect("decodes to UTF-8");

@@ -10,7 +10,9 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|raw: &str| {
     let name = normalize(raw);
     assert!(name.len() <= MAX_LEN);
-    assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+    assert!(name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
     assert!(!name.starts_with('-') && !name.ends_with('-') && !name.contains("--"));
     assert_eq!(normalize(&name), name);
     assert_eq!(is_valid(&name), name.len() >= 2);

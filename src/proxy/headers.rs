@@ -65,59 +65,55 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// protocol switch passes through. One scan finds them, so a request
 /// without any costs no lookups.
 pub fn strip_request_hop_by_hop(headers: &mut HeaderMap, upgrade: bool, identity: &[String]) {
-    let hop = |n: &HeaderName| {
-        matches!(
-            fields::request_field(n.as_str().as_bytes(), identity),
-            RequestField::HopByHop
-                | RequestField::Connection
-                | RequestField::TransferEncoding
-                | RequestField::Upgrade
-        )
-    };
-    let doomed: Vec<HeaderName> = headers.keys().filter(|n| hop(n)).cloned().collect();
-    if doomed.is_empty() {
-        return;
-    }
-    let kept = if upgrade {
-        headers.remove(header::UPGRADE)
-    } else {
-        None
-    };
-    let named: Vec<HeaderName> = connection_tokens(headers)
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .filter(|n| {
-            fields::connection_may_remove(fields::request_field(n.as_str().as_bytes(), identity))
-        })
-        .collect();
-    for name in named.iter().chain(&doomed) {
-        headers.remove(name);
-    }
-    if let Some(protocol) = kept {
-        headers.insert(header::UPGRADE, protocol);
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    }
+    let field = |n: &HeaderName| fields::request_field(n.as_str().as_bytes(), identity);
+    strip_hop(
+        headers,
+        upgrade,
+        |n| {
+            matches!(
+                field(n),
+                RequestField::HopByHop
+                    | RequestField::Connection
+                    | RequestField::TransferEncoding
+                    | RequestField::Upgrade
+            )
+        },
+        |n| fields::connection_may_remove(field(n)),
+    );
 }
 
 /// Removes a response's hop-by-hop headers and the ones its `Connection`
 /// names (never its framing); with `switched`, `Upgrade` is kept and
 /// `Connection: upgrade` said again.
 pub fn strip_response_hop_by_hop(headers: &mut HeaderMap, switched: bool) {
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| fields::response_hop_by_hop(n.as_str().as_bytes()))
-        .cloned()
-        .collect();
+    strip_hop(
+        headers,
+        switched,
+        |n| fields::response_hop_by_hop(n.as_str().as_bytes()),
+        |n| n != header::CONTENT_LENGTH,
+    );
+}
+
+/// Removes the headers `hop` says concern one connection and, when there
+/// are any, those `Connection` names that `may_go` lets go.
+fn strip_hop(
+    headers: &mut HeaderMap,
+    keep_upgrade: bool,
+    hop: impl Fn(&HeaderName) -> bool,
+    may_go: impl Fn(&HeaderName) -> bool,
+) {
+    let doomed: Vec<HeaderName> = headers.keys().filter(|n| hop(n)).cloned().collect();
     if doomed.is_empty() {
         return;
     }
-    let kept = if switched {
+    let kept = if keep_upgrade {
         headers.remove(header::UPGRADE)
     } else {
         None
     };
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .filter(|n| n != header::CONTENT_LENGTH)
+        .filter(|n| may_go(n))
         .collect();
     for name in named.iter().chain(&doomed) {
         headers.remove(name);
