@@ -507,12 +507,14 @@ async fn an_answer_with_length_and_chunked_is_read_as_chunked() {
         assert_eq!(c.response(false).body_text(), "/next");
     }
     let requests = up.requests();
-    let both = requests.iter().find(|r| r.target == "/both").unwrap();
-    let next = requests.iter().find(|r| r.target == "/next").unwrap();
-    assert_ne!(
-        both.connection, next.connection,
-        "the upstream connection was reused"
-    );
+    let targets: Vec<&str> = requests.iter().map(|r| r.target.as_str()).collect();
+    assert_eq!(targets, ["/both", "/next", "/both", "/next"]);
+    for pair in requests.chunks(2) {
+        assert_ne!(
+            pair[0].connection, pair[1].connection,
+            "the upstream connection was reused"
+        );
+    }
 }
 
 /// Bytes after the end of an upstream answer (here: an answer of their
@@ -848,6 +850,8 @@ async fn a_missing_or_invalid_host_is_refused() {
             Some("gw@evil.example"),
             Some("evil.example/x?"),
             Some("gw:http"),
+            Some("ev%69l.example"),
+            Some("gw:99999"),
         ] {
             let host_line = host.map(|h| format!("Host: {h}\r\n")).unwrap_or_default();
             let answer = refused(
@@ -862,6 +866,15 @@ async fn a_missing_or_invalid_host_is_refused() {
             assert_eq!(error_code(&answer), "bad_request", "{host:?}");
         }
     }
+    // An absolute target does not stand in for Host in HTTP/1.1.
+    let answer = refused(
+        &s,
+        &format!(
+            "GET http://gw/abs HTTP/1.1\r\nCookie: {}\r\nAccept: application/json\r\n\r\n",
+            s.cookie
+        ),
+    );
+    assert_eq!(answer.status, 400, "{answer:?}");
     then_only_these_arrived(&s, &up, &[]);
     // HTTP/1.0 may name no host; bracketed addresses and ports are hosts.
     let mut c = KeepAlive::open(s.gw.public);

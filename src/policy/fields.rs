@@ -20,45 +20,47 @@ pub const DEFAULT_IDENTITY_HEADERS: &[&str] = &[
 /// copy would pose as a certificate or a sign-in the gateway never saw. The
 /// Things Stack reads the first three from a trusted proxy as the client's
 /// TLS certificate, which its Gateway Server takes as a gateway's login.
+/// Also the path overrides some frameworks take from a proxy. Every name
+/// starting with one of [`CREDENTIAL_PREFIXES`] is reserved as well.
 pub const CREDENTIAL_HEADERS: &[&str] = &[
     // Envoy, Traefik (The Things Stack: pkg/webmiddleware/proxy_headers.go).
     "x-forwarded-client-cert",
     "x-forwarded-tls-client-cert",
     "x-forwarded-tls-client-cert-info",
     // ingress-nginx, HAProxy and Apache conventions.
-    "ssl-client-cert",
-    "ssl-client-verify",
-    "ssl-client-subject-dn",
-    "ssl-client-issuer-dn",
-    "x-ssl-client-cert",
-    "x-ssl-client-verify",
-    "x-ssl-client-dn",
     "x-client-cert",
     "x-client-verify",
     "x-client-dn",
-    // Identity-aware proxies.
-    "remote-user",
-    "x-remote-user",
-    "x-auth-request-user",
-    "x-auth-request-email",
-    "x-auth-request-preferred-username",
-    "x-auth-request-groups",
-    "x-auth-request-access-token",
-    "x-amzn-oidc-data",
-    "x-amzn-oidc-identity",
-    "x-amzn-oidc-accesstoken",
-    "x-amzn-mtls-clientcert",
-    "x-amzn-mtls-clientcert-leaf",
-    "x-ms-client-principal",
-    "x-ms-client-principal-id",
-    "x-ms-client-principal-name",
-    "x-ms-client-principal-idp",
-    "x-goog-authenticated-user-email",
-    "x-goog-authenticated-user-id",
+    // Identity-aware proxies and the apps behind them.
+    "x-webauth-user",
     "x-goog-iap-jwt-assertion",
-    "cf-access-jwt-assertion",
-    "cf-access-authenticated-user-email",
+    // Path overrides (IIS, Symfony, Laminas).
+    "x-original-url",
+    "x-rewrite-url",
 ];
+
+/// Name prefixes of headers that proxies in front of an upstream write as
+/// proof of identity: client certificates (`ssl-client-*`), Authelia
+/// (`remote-*`), Kubernetes front proxies (`x-remote-*`), oauth2-proxy
+/// (`x-auth-request-*`), AWS ALB, Azure App Service, Google IAP and
+/// Cloudflare Access.
+pub const CREDENTIAL_PREFIXES: &[&str] = &[
+    "ssl-client-",
+    "x-ssl-client-",
+    "remote-",
+    "x-remote-",
+    "x-auth-request-",
+    "x-amzn-oidc-",
+    "x-amzn-mtls-",
+    "x-ms-client-principal",
+    "x-goog-authenticated-user-",
+    "cf-access-",
+];
+
+/// Forwarding headers beyond the ones the gateway writes (`X-Forwarded-Port`,
+/// `-Prefix`, `-Server`, `-Scheme`, `-Ssl`, …): kept only from a trusted
+/// proxy, as the gateway's own are.
+const FORWARDING_PREFIX: &[u8] = b"x-forwarded-";
 
 const RESERVED_PREFIX: &[u8] = b"x-idgate-";
 
@@ -114,6 +116,11 @@ pub fn request_field(name: &[u8], identity: &[String]) -> RequestField {
     }
     if is_reserved(name, identity) || is_lookalike(name) {
         RequestField::Reserved
+    } else if starts_with_folded(name, FORWARDING_PREFIX)
+        || name.eq_ignore_ascii_case(b"front-end-https")
+        || name.eq_ignore_ascii_case(b"x-url-scheme")
+    {
+        RequestField::Forwarding
     } else {
         RequestField::Keep
     }
@@ -157,15 +164,23 @@ fn fold(c: u8) -> u8 {
     }
 }
 
+/// Whether `name` starts with a lower-case, dash-separated `prefix`, read
+/// the lenient way of [`same_name`].
+fn starts_with_folded(name: &[u8], prefix: &[u8]) -> bool {
+    name.len() >= prefix.len() && same_name(&name[..prefix.len()], prefix)
+}
+
 /// Whether `name` is an identity or credential header only the gateway (or
 /// a proxy in front of the upstream) may set.
 pub fn is_reserved(name: &[u8], identity: &[String]) -> bool {
-    (name.len() >= RESERVED_PREFIX.len()
-        && same_name(&name[..RESERVED_PREFIX.len()], RESERVED_PREFIX))
+    starts_with_folded(name, RESERVED_PREFIX)
         || identity.iter().any(|r| same_name(name, r.as_bytes()))
         || CREDENTIAL_HEADERS
             .iter()
             .any(|r| same_name(name, r.as_bytes()))
+        || CREDENTIAL_PREFIXES
+            .iter()
+            .any(|p| starts_with_folded(name, p.as_bytes()))
 }
 
 /// Framing and forwarding headers that some upstream stacks also read when
@@ -234,7 +249,11 @@ pub fn valid_host(value: &[u8]) -> bool {
         Some(i) if !value[i..].contains(&b']') => (&value[..i], Some(&value[i + 1..])),
         _ => (value, None),
     };
-    let port_ok = port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit));
+    let port_ok = port.is_none_or(|p| {
+        p.len() <= 5
+            && p.iter().all(u8::is_ascii_digit)
+            && std::str::from_utf8(p).is_ok_and(|p| p.parse::<u16>().is_ok())
+    });
     let host_ok = match host {
         [] => false,
         [b'[', inner @ .., b']'] => {
@@ -248,9 +267,11 @@ pub fn valid_host(value: &[u8]) -> bool {
     port_ok && host_ok
 }
 
-/// RFC 3986 `reg-name` bytes: unreserved, sub-delims and `%`.
+/// RFC 3986 `reg-name` bytes: unreserved and sub-delims. Percent-encoding
+/// is refused: host names are not encoded, and a consumer decoding
+/// `ev%69l.example` would read another host than the gateway checked.
 fn is_reg_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b)
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)
 }
 
 #[cfg(test)]
@@ -276,6 +297,10 @@ mod tests {
             "X-Forwarded-Client-Cert",
             "Ssl-Client-Cert",
             "X-Amzn-Oidc-Data",
+            "Remote-Email",
+            "X_Remote_Group",
+            "X-Auth-Request-Groups",
+            "X-Original-URL",
             "Content_Length",
             "x_forwarded_host",
         ] {
@@ -285,11 +310,25 @@ mod tests {
                 "{name}"
             );
         }
+        assert_eq!(request_field(b"x-idgate", &identity()), RequestField::Keep);
         assert_eq!(
-            request_field(b"x-forwarded-users", &identity()),
+            request_field(b"x-forwarded", &identity()),
             RequestField::Keep
         );
         assert_eq!(request_field(b"X_Host", &identity()), RequestField::Keep);
+        for forwarding in [
+            "X-Forwarded-Prefix",
+            "x-forwarded-port",
+            "X_Forwarded_Ssl",
+            "Front-End-Https",
+            "x-forwarded-users",
+        ] {
+            assert_eq!(
+                request_field(forwarding.as_bytes(), &identity()),
+                RequestField::Forwarding,
+                "{forwarding}"
+            );
+        }
         assert_eq!(request_field(b"HOST", &identity()), RequestField::Host);
     }
 
@@ -332,6 +371,8 @@ mod tests {
             "[::1]:80",
             "[2001:db8::1]",
             "xn--bcher-kva.example",
+            "GW.Example.",
+            "gw:65535",
         ] {
             assert!(valid_host(ok.as_bytes()), "{ok}");
         }
@@ -347,6 +388,10 @@ mod tests {
             "[]",
             "gw\\evil",
             "gw#x",
+            "ev%69l.example",
+            "%",
+            "gw:99999",
+            "gw:",
         ] {
             assert!(!valid_host(bad.as_bytes()), "{bad}");
         }

@@ -174,7 +174,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 
 /// Writes X-Forwarded-For, -Proto and -Host (`authority` is the request
 /// target's — HTTP/2's `:authority` — which wins over Host). From an untrusted
-/// client the incoming values (and `Forwarded`, `X-Real-IP`) are discarded.
+/// client every forwarding header it sent is discarded first.
 pub fn set_forwarded(headers: &mut HeaderMap, authority: Option<&str>, peer: &Peer) {
     let proto = HeaderValue::from_static(peer.proto);
     if peer.trusted {
@@ -201,8 +201,18 @@ pub fn set_forwarded(headers: &mut HeaderMap, authority: Option<&str>, peer: &Pe
             set_forwarded_host(headers, authority);
         }
     } else {
-        headers.remove(header::FORWARDED);
-        headers.remove("x-real-ip");
+        // Every forwarding header of an untrusted client goes, whatever it
+        // is called (X-Forwarded-Prefix, -Port, Forwarded, X-Real-IP, …).
+        let forged: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| {
+                fields::request_field(n.as_str().as_bytes(), &[]) == RequestField::Forwarding
+            })
+            .cloned()
+            .collect();
+        for name in &forged {
+            headers.remove(name);
+        }
         headers.insert(X_FORWARDED_FOR, peer.client_value.clone());
         headers.insert(X_FORWARDED_PROTO, proto);
         set_forwarded_host(headers, authority);

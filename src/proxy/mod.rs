@@ -162,8 +162,10 @@ impl Gateway {
         let answer = match decision {
             Decision::Own(Route::Callback(id)) => {
                 let answer = self.auth.callback(&id, &parts, body).await;
-                if let Some(ip) = login_client.filter(|_| answer.status() >= 400) {
-                    self.login_limit.callback_failed(ip);
+                // Charged before it ran; the client's own failures keep it.
+                let clients_fault = (400..500).contains(&answer.status());
+                if let Some(ip) = login_client.filter(|_| !clients_fault) {
+                    self.login_limit.refund(ip);
                 }
                 answer
             }
@@ -269,7 +271,7 @@ impl Gateway {
         None
     }
 
-    /// Whether `client` may start (a start is counted) or finish a login.
+    /// Whether `client` may start or finish a login (each is counted).
     fn login_allowed(&self, client: IpAddr, decision: &Decision, headers: &HeaderMap) -> bool {
         match decision {
             Decision::Own(Route::LoginStart(_)) => {
@@ -277,7 +279,7 @@ impl Gateway {
                 let restart = self.auth.sessions.cookies().holds_login(cookies);
                 self.login_limit.start(client, restart)
             }
-            _ => self.login_limit.callback_allowed(client),
+            _ => self.login_limit.callback(client),
         }
     }
 
@@ -356,8 +358,9 @@ fn refuse_malformed(parts: &http::request::Parts) -> Option<Answer> {
     Some(Answer::error(&parts.headers, &answer, None).close())
 }
 
-/// What is wrong with the host a request names, if anything. An HTTP/1.0
-/// request may name none.
+/// What is wrong with the host a request names, if anything. An HTTP/1.1
+/// request must carry Host even with an absolute target (RFC 9112 §3.2), an
+/// HTTP/2 one Host or `:authority`; an HTTP/1.0 one may name none.
 fn host_problem(parts: &http::request::Parts) -> Option<&'static str> {
     let mut hosts = parts.headers.get_all(http::header::HOST).iter();
     match (hosts.next(), hosts.next()) {
@@ -365,7 +368,10 @@ fn host_problem(parts: &http::request::Parts) -> Option<&'static str> {
         (Some(host), None) if !fields::valid_host(host.as_bytes()) => {
             Some("This request's Host header does not hold a valid host name.")
         }
-        (None, _) if parts.version != Version::HTTP_10 && parts.uri.authority().is_none() => {
+        (None, _)
+            if parts.version == Version::HTTP_11
+                || (parts.version >= Version::HTTP_2 && parts.uri.authority().is_none()) =>
+        {
             Some("This request names no host.")
         }
         _ => None,

@@ -6,11 +6,13 @@
 //!   (each may have cost a call to the provider's token endpoint) and
 //!   restarts: a sign-in started by a browser that already holds an
 //!   unfinished one (a browser looping or hammering the start route);
-//! - **free** are a browser's first start and every callback that signs
-//!   someone in;
+//! - **free** are a browser's first start, every callback that signs
+//!   someone in, and a callback that fails through the gateway's or the
+//!   provider's fault (5xx): a callback is charged before it runs (so that
+//!   parallel ones, or one whose client hangs up, cannot slip past) and the
+//!   charge is given back when it ends so;
 //! - once an address is over its charge, its restarts and all its callbacks
-//!   get 429 until the minute is over (a callback's failure is known only
-//!   after it ran), while first starts still pass;
+//!   get 429 until the minute is over, while first starts still pass;
 //! - all starts of an address, free or not, are capped at
 //!   [`STARTS_PER_CHARGE`] times the limit, against floods from clients that
 //!   drop their cookies.
@@ -66,19 +68,23 @@ impl LoginLimiter {
         !restart || window.charged.fetch_add(1, Ordering::Relaxed) < self.per_minute
     }
 
-    /// Whether a callback from `client` may run.
-    pub fn callback_allowed(&self, client: IpAddr) -> bool {
+    /// Charges a callback before it runs (so parallel callbacks, or one
+    /// whose client hangs up, cannot slip past the limit); false when
+    /// `client` is over it.
+    pub fn callback(&self, client: IpAddr) -> bool {
         self.per_minute == 0
-            || self
-                .windows
-                .get(&client)
-                .is_none_or(|w| w.charged.load(Ordering::Relaxed) < self.per_minute)
+            || self.window(client).charged.fetch_add(1, Ordering::Relaxed) < self.per_minute
     }
 
-    /// Charges a callback that failed.
-    pub fn callback_failed(&self, client: IpAddr) {
+    /// Gives a callback's charge back: it signed someone in, or failed
+    /// through no fault of the client (the gateway or the provider did).
+    pub fn refund(&self, client: IpAddr) {
         if self.per_minute > 0 {
-            self.window(client).charged.fetch_add(1, Ordering::Relaxed);
+            if let Some(w) = self.windows.get(&client) {
+                let _ = w
+                    .charged
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            }
         }
     }
 }
@@ -93,7 +99,8 @@ mod tests {
         let office = "10.0.0.1".parse().unwrap();
         for _ in 0..200 {
             assert!(l.start(office, false));
-            assert!(l.callback_allowed(office));
+            assert!(l.callback(office));
+            l.refund(office);
         }
         assert!(!l.start(office, false), "the cap on all starts");
     }
@@ -106,14 +113,13 @@ mod tests {
         assert!(l.start(a, true) && l.start(a, true));
         assert!(!l.start(a, true));
         assert!(l.start(a, false), "a first start still passes");
-        assert!(!l.callback_allowed(a));
-        assert!(l.callback_allowed(b));
-        l.callback_failed(b);
-        assert!(l.callback_allowed(b));
-        l.callback_failed(b);
-        assert!(!l.callback_allowed(b));
+        assert!(!l.callback(a));
+        assert!(l.callback(b) && l.callback(b), "charged before they end");
+        assert!(!l.callback(b));
+        l.refund(b);
+        l.refund(b);
+        assert!(l.callback(b));
         let off = LoginLimiter::new(0);
-        off.callback_failed(a);
-        assert!((0..1000).all(|_| off.start(a, true) && off.callback_allowed(a)));
+        assert!((0..1000).all(|_| off.start(a, true) && off.callback(a)));
     }
 }

@@ -107,11 +107,12 @@ impl Answer {
         }
     }
 
-    /// Sets a header, replacing a default of the same name (`cache-control`).
+    /// The status code the answer will have.
     pub fn status(&self) -> u16 {
         self.status
     }
 
+    /// Sets a header, replacing a default of the same name (`cache-control`).
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));
         self

@@ -40,6 +40,23 @@ pub const MAX_IDLE: usize = 256;
 /// upstream's keep-alive timeout just as a request goes out on it.
 const STALE_AFTER: Duration = Duration::from_secs(1);
 
+/// Whether the connection that carried `response` may carry another
+/// request, by the rule the fast path follows too: not after an answer
+/// framed both by length and chunked (it may be splitting itself), nor
+/// after one that must have no body but announced one (HEAD, 204, 304),
+/// which the upstream may send all the same.
+fn reusable_after<B>(head_request: bool, response: &Response<B>) -> bool {
+    let h = response.headers();
+    let chunked = h.contains_key(http::header::TRANSFER_ENCODING);
+    let length = h
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| crate::policy::fields::content_length(v.as_bytes()));
+    let status = response.status().as_u16();
+    let bodyless = head_request || status == 204 || status == 304;
+    !(chunked && h.contains_key(http::header::CONTENT_LENGTH))
+        && !(bodyless && (chunked || length.is_some_and(|n| n > 0)))
+}
+
 /// How far a request got on a reused upstream connection that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reached {
@@ -251,6 +268,7 @@ impl Upstream {
         pinned: &Pinned,
         req: Request<Outgoing>,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        let head_request = req.method() == http::Method::HEAD;
         let (mut link, reused) = match self.checkout(pinned) {
             Some(link) => (link, true),
             None => (self.connect().await?, false),
@@ -278,7 +296,9 @@ impl Upstream {
         };
         let response = result.map_err(UpstreamError::Exchange)?;
         link.idle_since = Instant::now();
-        pinned.keep(link);
+        if reusable_after(head_request, &response) {
+            pinned.keep(link);
+        }
         Ok(response)
     }
 

@@ -419,9 +419,24 @@ async fn round_trip(
     client_head: &mut Vec<u8>,
 ) -> Result<Final, Trip> {
     link.buf.clear();
-    write_flushed(&mut link.io, request)
+    // Only a request of which no byte went out counts as unsent: the
+    // upstream may act on part of one.
+    let mut written = 0;
+    while written < request.len() {
+        match link.io.write(&request[written..]).await {
+            Ok(n) if n > 0 => written += n,
+            Ok(_) => {
+                let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
+                return Err(Trip::Unanswered(UpstreamError::Wire(e)));
+            }
+            Err(e) if written == 0 => return Err(Trip::Unsent(UpstreamError::Wire(e))),
+            Err(e) => return Err(Trip::Unanswered(UpstreamError::Wire(e))),
+        }
+    }
+    link.io
+        .flush()
         .await
-        .map_err(|e| Trip::Unsent(UpstreamError::Wire(e)))?;
+        .map_err(|e| Trip::Unanswered(UpstreamError::Wire(e)))?;
     let mut interim = false;
     loop {
         match response::parse(
