@@ -133,6 +133,24 @@ format = "xml"
 }
 
 #[test]
+fn identity_headers_cannot_take_a_name_the_gateway_treats_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "[headers]\nuser = \"Cookie\"\nemail = \"X-Forwarded-For\"\ngroups = \"X-Forwarded-Groups\"\n",
+    );
+    let (code, out, err) = run_idgate(&["check-config", "--config", &path], dir.path(), &[]);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    for expected in [
+        "headers.user: \"Cookie\" is a header the gateway itself writes or removes",
+        "headers.email: \"X-Forwarded-For\" is a header the gateway itself writes or removes",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(!err.contains("headers.groups"), "{err}");
+}
+
+#[test]
 fn environment_overrides_win_and_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "[upstream]\nurl = \"http://127.0.0.1:1885\"\n");

@@ -370,10 +370,23 @@ fn check_limits(config: &Config, p: &mut Vec<Problem>) {
         ("headers.oid", &config.headers.oid),
         ("headers.tid", &config.headers.tid),
     ] {
-        if !name.is_empty() && http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        if name.is_empty() {
+            continue;
+        }
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             p.push(Problem::new(
                 key,
                 format!("{name:?} is not a valid header name"),
+            ));
+            continue;
+        }
+        // A name the gateway treats itself would be dropped or rewritten.
+        if crate::policy::fields::is_named(name.as_bytes()) {
+            p.push(Problem::new(
+                key,
+                format!(
+                    "{name:?} is a header the gateway itself writes or removes; pick another name"
+                ),
             ));
         }
     }

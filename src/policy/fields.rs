@@ -79,38 +79,41 @@ pub enum RequestField {
     Expect,
     /// Concerns one connection only (RFC 9110 §7.6.1): never forwarded.
     HopByHop,
-    /// `Forwarded`, `X-Real-IP`, `X-Forwarded-For/-Proto/-Host`: written
-    /// by the gateway (kept from a trusted proxy).
+    /// `Forwarded`, `X-Real-IP`, every `X-Forwarded-*` that is no identity
+    /// header, `Front-End-Https`, `X-Url-Scheme`: the gateway's own (kept
+    /// only from a trusted proxy).
     Forwarding,
     /// An identity or credential header, or a `_` look-alike of a framing
     /// or forwarding header: removed from every client request.
     Reserved,
 }
 
+/// The headers the gateway treats by name.
+const NAMED: &[(&[u8], RequestField)] = &[
+    (b"host", RequestField::Host),
+    (b"cookie", RequestField::Cookie),
+    (b"accept", RequestField::Accept),
+    (b"content-length", RequestField::ContentLength),
+    (b"transfer-encoding", RequestField::TransferEncoding),
+    (b"connection", RequestField::Connection),
+    (b"upgrade", RequestField::Upgrade),
+    (b"expect", RequestField::Expect),
+    (b"keep-alive", RequestField::HopByHop),
+    (b"proxy-connection", RequestField::HopByHop),
+    (b"proxy-authenticate", RequestField::HopByHop),
+    (b"proxy-authorization", RequestField::HopByHop),
+    (b"te", RequestField::HopByHop),
+    (b"trailer", RequestField::HopByHop),
+    (b"forwarded", RequestField::Forwarding),
+    (b"x-real-ip", RequestField::Forwarding),
+    (b"x-forwarded-for", RequestField::Forwarding),
+    (b"x-forwarded-proto", RequestField::Forwarding),
+    (b"x-forwarded-host", RequestField::Forwarding),
+];
+
 /// What a request header named `name` is; `identity` holds the configured
 /// identity header names (lower case).
 pub fn request_field(name: &[u8], identity: &[String]) -> RequestField {
-    const NAMED: &[(&[u8], RequestField)] = &[
-        (b"host", RequestField::Host),
-        (b"cookie", RequestField::Cookie),
-        (b"accept", RequestField::Accept),
-        (b"content-length", RequestField::ContentLength),
-        (b"transfer-encoding", RequestField::TransferEncoding),
-        (b"connection", RequestField::Connection),
-        (b"upgrade", RequestField::Upgrade),
-        (b"expect", RequestField::Expect),
-        (b"keep-alive", RequestField::HopByHop),
-        (b"proxy-connection", RequestField::HopByHop),
-        (b"proxy-authenticate", RequestField::HopByHop),
-        (b"proxy-authorization", RequestField::HopByHop),
-        (b"te", RequestField::HopByHop),
-        (b"trailer", RequestField::HopByHop),
-        (b"forwarded", RequestField::Forwarding),
-        (b"x-real-ip", RequestField::Forwarding),
-        (b"x-forwarded-for", RequestField::Forwarding),
-        (b"x-forwarded-proto", RequestField::Forwarding),
-        (b"x-forwarded-host", RequestField::Forwarding),
-    ];
     if let Some((_, field)) = NAMED.iter().find(|(n, _)| name.eq_ignore_ascii_case(n)) {
         return *field;
     }
@@ -124,6 +127,13 @@ pub fn request_field(name: &[u8], identity: &[String]) -> RequestField {
     } else {
         RequestField::Keep
     }
+}
+
+/// Whether `name` is one the gateway treats itself (Host, Cookie, Accept,
+/// framing, hop-by-hop, `Forwarded`, `X-Real-IP`, X-Forwarded-For/-Proto/
+/// -Host): no identity header may be called so.
+pub fn is_named(name: &[u8]) -> bool {
+    NAMED.iter().any(|(n, _)| name.eq_ignore_ascii_case(n))
 }
 
 /// Whether a header a request's `Connection` names may be removed with it:
