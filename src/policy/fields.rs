@@ -239,16 +239,36 @@ pub enum Coding {
     Unsupported,
 }
 
-/// Judges a request's `Transfer-Encoding` values (there is at least one).
-pub fn transfer_coding<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> Coding {
-    let first = values.next().unwrap_or_default();
-    if values.next().is_some() {
+/// Judges a message's `Transfer-Encoding` values; `None` when it has none.
+pub fn transfer_coding<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> Option<Coding> {
+    let first = values.next()?;
+    Some(if values.next().is_some() {
         Coding::Repeated
     } else if first.trim_ascii().eq_ignore_ascii_case(b"chunked") {
         Coding::Chunked
     } else {
         Coding::Unsupported
-    }
+    })
+}
+
+/// Whether an answer carries no body whatever it announces: one to a HEAD
+/// request, a 204 or a 304 (RFC 9110 §6.4.1).
+pub fn bodyless_answer(head_request: bool, status: u16) -> bool {
+    head_request || status == 204 || status == 304
+}
+
+/// Whether the upstream connection that carried an answer may carry another
+/// request, on either path: not after an answer framed both by a length
+/// (`has_length`) and chunked (it may be splitting itself), nor after a
+/// bodyless one that announced a body (the upstream may send it all the
+/// same).
+pub fn reusable_after_answer(
+    bodyless: bool,
+    chunked: bool,
+    has_length: bool,
+    length: Option<u64>,
+) -> bool {
+    !(chunked && has_length) && !(bodyless && (chunked || length.is_some_and(|n| n > 0)))
 }
 
 /// Whether a `Host` value is one RFC 9112 §3.2 lets a server accept:
@@ -365,11 +385,12 @@ mod tests {
     #[test]
     fn only_one_final_chunked_line_is_a_body() {
         let judge = |lines: &[&str]| transfer_coding(lines.iter().map(|l| l.as_bytes()));
-        assert_eq!(judge(&["chunked"]), Coding::Chunked);
-        assert_eq!(judge(&["Chunked "]), Coding::Chunked);
-        assert_eq!(judge(&["gzip, chunked"]), Coding::Unsupported);
-        assert_eq!(judge(&["chunked, chunked"]), Coding::Unsupported);
-        assert_eq!(judge(&["chunked", "chunked"]), Coding::Repeated);
+        assert_eq!(judge(&[]), None);
+        assert_eq!(judge(&["chunked"]), Some(Coding::Chunked));
+        assert_eq!(judge(&["Chunked "]), Some(Coding::Chunked));
+        assert_eq!(judge(&["gzip, chunked"]), Some(Coding::Unsupported));
+        assert_eq!(judge(&["chunked, chunked"]), Some(Coding::Unsupported));
+        assert_eq!(judge(&["chunked", "chunked"]), Some(Coding::Repeated));
     }
 
     #[test]

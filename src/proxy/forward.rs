@@ -113,13 +113,15 @@ impl Gateway {
         // before forwarding (RFC 9112 §6.3). Another coding could not be
         // relayed as it is: refused, as on the fast path.
         let codings = response.headers().get_all(http::header::TRANSFER_ENCODING);
-        if codings.iter().next().is_some() {
-            let coding = fields::transfer_coding(codings.iter().map(HeaderValue::as_bytes));
-            if coding != Coding::Chunked {
+        match fields::transfer_coding(codings.iter().map(HeaderValue::as_bytes)) {
+            None => {}
+            Some(Coding::Chunked) => {
+                response.headers_mut().remove(http::header::CONTENT_LENGTH);
+            }
+            Some(_) => {
                 let e = UpstreamError::Malformed("transfer coding other than chunked");
                 return self.upstream_failed(e, html, http1, ex);
             }
-            response.headers_mut().remove(http::header::CONTENT_LENGTH);
         }
         headers::strip_response_hop_by_hop(response.headers_mut(), switched);
         let silence = Some(self.upstream.read_timeout());

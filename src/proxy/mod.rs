@@ -336,12 +336,10 @@ fn refuse_malformed(parts: &http::request::Parts) -> Option<Answer> {
         bad(problem)
     } else {
         let codings = parts.headers.get_all(http::header::TRANSFER_ENCODING);
-        // Most requests carry none.
-        codings.iter().next()?;
         match fields::transfer_coding(codings.iter().map(HeaderValue::as_bytes)) {
-            Coding::Chunked => return None,
-            Coding::Repeated => bad("This request names its transfer coding more than once."),
-            Coding::Unsupported => ErrorAnswer {
+            None | Some(Coding::Chunked) => return None,
+            Some(Coding::Repeated) => bad("This request names its transfer coding more than once."),
+            Some(Coding::Unsupported) => ErrorAnswer {
                 status: 501,
                 code: "transfer_coding_unsupported",
                 title: "Transfer coding not supported",

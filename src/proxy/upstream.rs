@@ -28,6 +28,7 @@ use tokio_rustls::TlsConnector;
 
 use super::silence::Silence;
 use crate::config::UpstreamConfig;
+use crate::policy::fields;
 use crate::tls;
 
 /// How often the upstream host name is looked up again.
@@ -41,20 +42,16 @@ pub const MAX_IDLE: usize = 256;
 const STALE_AFTER: Duration = Duration::from_secs(1);
 
 /// Whether the connection that carried `response` may carry another
-/// request, by the rule the fast path follows too: not after an answer
-/// framed both by length and chunked (it may be splitting itself), nor
-/// after one that must have no body but announced one (HEAD, 204, 304),
-/// which the upstream may send all the same.
+/// request (`fields::reusable_after_answer`, the fast path's rule too).
 fn reusable_after<B>(head_request: bool, response: &Response<B>) -> bool {
     let h = response.headers();
-    let chunked = h.contains_key(http::header::TRANSFER_ENCODING);
-    let length = h
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| crate::policy::fields::content_length(v.as_bytes()));
-    let status = response.status().as_u16();
-    let bodyless = head_request || status == 204 || status == 304;
-    !(chunked && h.contains_key(http::header::CONTENT_LENGTH))
-        && !(bodyless && (chunked || length.is_some_and(|n| n > 0)))
+    let length = h.get(http::header::CONTENT_LENGTH);
+    fields::reusable_after_answer(
+        fields::bodyless_answer(head_request, response.status().as_u16()),
+        h.contains_key(http::header::TRANSFER_ENCODING),
+        length.is_some(),
+        length.and_then(|v| fields::content_length(v.as_bytes())),
+    )
 }
 
 /// How far a request got on a reused upstream connection that failed.

@@ -1,7 +1,7 @@
 //! The upstream's response heads on the HTTP/1 fast path: parsed with
-//! httparse, their framing decided as RFC 9112 §6.3 has it (anything
-//! ambiguous is refused), and rewritten for the client without hop-by-hop
-//! headers.
+//! httparse, their framing decided as RFC 9112 §6.3 has it (chunked wins
+//! over a length; two lengths or another coding are refused), and
+//! rewritten for the client without hop-by-hop headers.
 
 use std::io::Write as _;
 
@@ -100,12 +100,8 @@ pub fn parse(
             chunked = true;
         }
     }
-    let bodyless = head_request || status == 204 || status == 304;
-    // An upstream that announces a body it must not send may send it all
-    // the same, and one framing its answer twice may be splitting it: its
-    // connection carries no further request.
-    reusable &= !(bodyless && (chunked || length.is_some_and(|n| n > 0)));
-    reusable &= !(chunked && length.is_some());
+    let bodyless = fields::bodyless_answer(head_request, status);
+    reusable &= fields::reusable_after_answer(bodyless, chunked, length.is_some(), length);
     let framing = if bodyless {
         Framing::Empty
     } else {
