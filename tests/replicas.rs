@@ -23,20 +23,46 @@ fn replica_config(url: &str, idp: &idgate::demo::provider::Provider, extra: &str
     )
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_used_login_state_is_refused_on_every_replica() {
+/// Two replicas on a fresh database, `entra` registered.
+struct Pair {
+    idp: idgate::demo::provider::Provider,
+    /// Their upstream, kept running while they are.
+    _up: Upstream,
+    one: Gateway,
+    two: Gateway,
+}
+
+/// Two replicas on a fresh database; behind one load balancer both have one
+/// public URL. `extra` goes into both configs.
+async fn two_replicas(extra: &str) -> Pair {
     let url = common::pg::fresh_database().await;
     let idp = provider().await;
     let up = Upstream::start().await;
-    let shared = replica_config(&url, &idp, "");
+    let shared = replica_config(&url, &idp, extra);
     let one = Gateway::start(&up.url(), &shared).await;
-    // Behind one load balancer both replicas have one public URL.
     let two = Gateway::start(
         &up.url(),
         &format!("[server]\npublic_url = \"{}\"\n{shared}", one.origin),
     )
     .await;
     register(&idp, &one, "entra");
+    Pair {
+        idp,
+        _up: up,
+        one,
+        two,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_used_login_state_is_refused_on_every_replica() {
+    // Every part is bound, so the provider and upstream live on.
+    let Pair {
+        idp: _idp,
+        _up,
+        one,
+        two,
+    } = two_replicas("").await;
 
     let browser = Browser::new();
     let authorize = browser.start(&one, "entra", "/").await;
@@ -96,17 +122,8 @@ async fn refused_within(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sign_out_or_a_deleted_user_reaches_every_replica_at_once() {
-    let url = common::pg::fresh_database().await;
-    let idp = provider().await;
-    let up = Upstream::start().await;
-    let shared = replica_config(&url, &idp, "[admin]\ntoken = \"replica-admin-token\"\n");
-    let one = Gateway::start(&up.url(), &shared).await;
-    let two = Gateway::start(
-        &up.url(),
-        &format!("[server]\npublic_url = \"{}\"\n{shared}", one.origin),
-    )
-    .await;
-    register(&idp, &one, "entra");
+    let Pair { idp, _up, one, two } =
+        two_replicas("[admin]\ntoken = \"replica-admin-token\"\n").await;
     // Both replicas listen before anything is announced.
     for gw in [&one, &two] {
         gw.logs_with(&["listening for other replicas' changes"])
