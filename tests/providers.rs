@@ -254,6 +254,12 @@ async fn every_invalid_input_is_refused_with_exit_2_and_nothing_stored() {
             "{args:?}: {err}"
         );
     }
+    // `idgate ap` alone lists what can follow, as a manual does.
+    let (code, _, err) = ap(&gw, &[]);
+    assert_eq!(code, 2, "{err}");
+    for verb in ["create", "get", "list", "update", "delete"] {
+        assert!(err.contains(verb), "{verb} missing from:\n{err}");
+    }
     assert_eq!(list(&gw), before, "nothing may change");
 }
 

@@ -100,6 +100,11 @@ pub fn run() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // `idgate` or `idgate ap` alone: the manual of what can follow.
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("{}", usage_error(&e.render().to_string()));
             return ExitCode::from(2);
