@@ -19,7 +19,7 @@ use idgate::metrics::Metrics;
 use idgate::oidc::{verify, CacheConfig, Expectations, OidcCache};
 use idgate::policy::fields::DEFAULT_IDENTITY_HEADERS;
 use idgate::policy::Policy;
-use idgate::providers::registry::Registry;
+use idgate::provider_registry::Registry;
 use idgate::providers::validate::Rules;
 use idgate::providers::ProviderChange;
 use idgate::proxy::fast::request::{parse, write_head, Intake, Limits, Rewrite};

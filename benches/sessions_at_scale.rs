@@ -13,7 +13,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use idgate::providers::registry::Registry;
+use idgate::provider_registry::Registry;
 use idgate::providers::validate::Rules;
 use idgate::providers::ProviderChange;
 use idgate::session::cookies::CookieCodec;

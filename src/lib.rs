@@ -4,9 +4,7 @@
 //!
 //! # Layout
 //!
-//! From the bottom up; a module uses only those above it in this list, but
-//! for `store` and `providers`, which use each other (the store persists the
-//! provider model, the provider registry reads the store):
+//! From the bottom up; a module uses only those above it in this list:
 //!
 //! - [`time`], [`paths`], [`tls`], [`shutdown`], [`pages`], [`metrics`]:
 //!   small helpers (clock, path normal forms, rustls settings, signals, HTML
@@ -14,9 +12,10 @@
 //! - [`policy`]: every decision both data paths take (routes, headers,
 //!   cookies), protocol-neutral.
 //! - [`oidc`]: the OpenID Connect core (discovery, keys, ID tokens).
-//! - [`store`] and [`providers`]: SQLite and PostgreSQL through sqlx, the
-//!   notifications replicas exchange; the provider model, its rules, its
-//!   registry.
+//! - [`providers`]: the provider model and its rules.
+//! - [`store`], then [`provider_registry`]: SQLite and PostgreSQL through
+//!   sqlx, the notifications replicas exchange; the providers this gateway
+//!   serves, kept in memory and refreshed from the store.
 //! - [`config`], then [`logging`]: the file and environment, validated; the
 //!   log it sets up.
 //! - [`tts`]: The Things Stack's API as the console sign-in uses it.
@@ -42,6 +41,7 @@ pub mod oidc;
 pub mod pages;
 pub mod paths;
 pub mod policy;
+pub mod provider_registry;
 pub mod providers;
 pub mod proxy;
 pub mod server;

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::oidc::{CacheConfig, OidcCache};
 use crate::policy::fields::DEFAULT_IDENTITY_HEADERS;
 use crate::policy::Policy;
-use crate::providers::registry::Registry;
+use crate::provider_registry::Registry;
 use crate::proxy::identity_headers::IdentityHeaders;
 use crate::proxy::listener::{self, ListenerSettings};
 use crate::proxy::upstream::Upstream;

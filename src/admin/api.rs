@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::identity::keys::{AssertionKeys, KeyError};
-use crate::providers::registry::{Registry, RegistryError};
+use crate::provider_registry::{Registry, RegistryError};
 use crate::providers::{Provider, ProviderChange};
 use crate::session::Sessions;
 use crate::store::users::UserRecord;

@@ -22,7 +22,7 @@ use crate::identity::email::{self, Evidence};
 use crate::identity::Identity;
 use crate::oidc::id_token::{self, Expectations, IdClaims};
 use crate::oidc::{Metadata, OidcCache, OidcError};
-use crate::providers::registry::Registry;
+use crate::provider_registry::Registry;
 use crate::providers::Provider;
 use crate::session::cookies::PendingLogin;
 use crate::session::{Sessions, SignIn};

@@ -2,7 +2,6 @@
 //! command and the login flow, its JSON shape (that of The Things Stack's
 //! `tti-lw-cli ap`), and the validation rules both ends apply.
 
-pub mod registry;
 pub mod validate;
 
 use serde::{Deserialize, Serialize};

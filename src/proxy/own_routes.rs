@@ -17,7 +17,7 @@ use crate::login::{return_target, CallbackParams, LoginFlow, Redirect, Refusal};
 use crate::pages::{LoginButton, LoginPage, NoticePage};
 use crate::policy::own as routes;
 use crate::policy::Route;
-use crate::providers::registry::Registry;
+use crate::provider_registry::Registry;
 use crate::session::{Live, Sessions};
 use crate::tts::owners::{session_cookie, Carried};
 

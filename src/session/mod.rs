@@ -25,7 +25,7 @@ use subtle::ConstantTimeEq;
 use crate::identity::assertion::{AssertedIdentity, AssertionError, Signer};
 use crate::identity::email::{self, Vouching};
 use crate::identity::Identity;
-use crate::providers::registry::Registry;
+use crate::provider_registry::Registry;
 use crate::providers::Provider;
 use crate::store::announce::Announcement;
 use crate::store::sessions::SessionRow;

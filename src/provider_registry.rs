@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use super::validate::{self, Rules};
-use super::{Provider, ProviderChange};
+use crate::providers::validate::{self, Rules};
+use crate::providers::{Provider, ProviderChange};
 use crate::store::providers::InsertError;
 use crate::store::{Store, StoreError};
 use crate::time::timestamp_now;
