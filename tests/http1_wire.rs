@@ -1010,3 +1010,32 @@ async fn credentials_the_upstream_has_no_use_for_stay_behind() {
         );
     }
 }
+
+/// A request the fast path serves, `GET path` with the session cookie;
+/// `Connection: x-trace` (naming a further hop-by-hop header) makes it one
+/// hyper serves instead.
+fn on_path(fast: bool, path: &str, cookie: &str) -> String {
+    let hop = if fast { "" } else { "Connection: x-trace\r\n" };
+    format!("GET {path} HTTP/1.1\r\nHost: gw\r\nCookie: {cookie}\r\n{hop}\r\n")
+}
+
+/// Both data paths draw on one pool of idle upstream connections: the
+/// connection a fast-path client used carries a hyper-served request once
+/// that client is gone, and back again.
+#[tokio::test(flavor = "multi_thread")]
+async fn both_paths_share_one_pool_of_upstream_connections() {
+    let up = RawUpstream::answering_targets().await;
+    let s = signed_in(&up.url(), "", None).await;
+    for (fast, path) in [(true, "/fast"), (false, "/hyper"), (true, "/fast-again")] {
+        let mut c = KeepAlive::open(s.gw.public);
+        c.send(on_path(fast, path, &s.cookie));
+        assert_eq!(c.response(false).body_text(), path);
+        drop(c);
+        // The client's connection closing hands its upstream one back.
+        tokio::time::sleep(QUIET).await;
+    }
+    up.assert_received_only(&["/fast", "/hyper", "/fast-again"]);
+    let connections: Vec<usize> = up.requests().iter().map(|r| r.connection).collect();
+    assert_eq!(connections, [0, 0, 0]);
+    assert_eq!(up.connections(), 1);
+}

@@ -42,7 +42,7 @@ impl Gateway {
         let mut req = Request::from_parts(parts, body);
         let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
         let started = Instant::now();
-        let send = self.upstream.send(&conn.pinned, req);
+        let send = conn.pinned.send(&self.upstream, req, upgrade);
         tokio::pin!(send);
         // The answer is awaited for at most read_timeout once the upload
         // (if any) has all been taken.

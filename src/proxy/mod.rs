@@ -62,8 +62,6 @@ pub struct Gateway {
     upstream: Arc<Upstream>,
     metrics: Arc<Metrics>,
     auth: Auth,
-    /// Idle upstream connections of the HTTP/1 fast path.
-    wires: fast::wire::WirePool,
     /// Turns true at shutdown: listeners stop accepting, connections close
     /// after their answer, WebSocket tunnels close.
     stop: tokio::sync::watch::Sender<bool>,
@@ -90,7 +88,6 @@ impl Gateway {
             upstream,
             metrics: Arc::new(metrics),
             auth,
-            wires: fast::wire::WirePool::default(),
             stop: tokio::sync::watch::Sender::new(false),
         }
     }
@@ -109,7 +106,7 @@ impl Gateway {
     pub fn connection(&self, client: Option<IpAddr>) -> Conn {
         Conn {
             peer: Peer::new(client, self.is_trusted(client), self.settings.proto),
-            pinned: Pinned::new(self.upstream.clone()),
+            pinned: Pinned::default(),
             session: Remembered::default(),
         }
     }

@@ -10,7 +10,6 @@ pub mod chunked;
 pub mod request;
 pub mod response;
 pub mod rewind;
-pub mod wire;
 
 use std::io::Write as _;
 use std::time::Instant;
@@ -21,7 +20,7 @@ use tokio::sync::watch;
 
 use super::exchange::Exchange;
 use super::respond::{Answer, ErrorAnswer, BODY_TIMEOUT};
-use super::upstream::{may_send_again, Reached, UpstreamError};
+use super::upstream::{may_send_again, Reached, UpstreamError, Wire};
 use super::{Conn, Gateway};
 use crate::metrics::RouteClass;
 use crate::policy::fields;
@@ -29,7 +28,6 @@ use crate::tts::owners::Standing;
 use chunked::Chunks;
 use request::{Head, Intake, Limits, Rewrite};
 use response::{Final, Framing, UpstreamHead};
-use wire::Wire;
 
 /// Largest response head taken from the upstream.
 const MAX_RESPONSE_HEAD: usize = 256 * 1024;
@@ -125,7 +123,7 @@ impl Gateway {
             }
         };
         if let Some(wire) = wire {
-            self.wires.park(wire);
+            self.upstream.pool().park(wire);
         }
         served
     }
@@ -301,19 +299,22 @@ impl Gateway {
         close: bool,
         client_head: &mut Vec<u8>,
     ) -> Result<(Wire, Final), UpstreamError> {
-        let idle_timeout = self.upstream.idle_timeout();
-        let reused = kept
+        let kept = kept
             .take()
-            .and_then(|mut w| w.usable(idle_timeout).then_some(w))
-            .or_else(|| self.wires.take(idle_timeout));
-        let (mut link, mut again) = match reused {
+            .and_then(|mut w| w.usable(self.upstream.idle_timeout()).then_some(w));
+        let (mut link, mut again) = match kept {
             Some(link) => (link, true),
-            None => (Wire::dial(&self.upstream).await?, false),
+            None => self.upstream.connection().await?,
         };
         let head_request = head.method == http::Method::HEAD;
         let bodyless = head.content_length.is_none_or(|n| n == 0);
         loop {
             let idle_for = link.idle_for();
+            // Every read waits at most the read timeout (a pooled
+            // connection may come from hyper, which times its own).
+            link.io
+                .as_mut()
+                .set_read_timeout_pinned(Some(self.upstream.read_timeout()));
             match round_trip(&mut link, request, head_request, close, client_head).await {
                 Ok(reply) => return Ok((link, reply)),
                 Err(trip)
@@ -324,7 +325,7 @@ impl Gateway {
                 {
                     tracing::debug!(error = %trip.error(), "reused upstream connection failed; sending again on a new one");
                     again = false;
-                    link = Wire::dial(&self.upstream).await?;
+                    link = self.upstream.dial().await?;
                 }
                 Err(trip) => return Err(trip.into_error()),
             }

@@ -1,0 +1,111 @@
+//! The upstream connections both data paths share: a connection is a byte
+//! stream (TCP, or TLS over TCP) with its read buffer, and the pool keeps
+//! the idle ones for whichever path needs one next. The fast path reads
+//! and writes a `Wire` itself; the hyper path runs hyper's client over it
+//! and gives it back when hyper is done with it (`link`).
+
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio_io_timeout::TimeoutStream;
+
+use super::Io;
+
+/// Idle upstream connections kept for the requests to come.
+const MAX_IDLE: usize = 256;
+
+/// What a connection's read buffer starts with.
+const READ_BUFFER: usize = 16 * 1024;
+
+/// A connection's byte stream; its writes wait at most the upstream's
+/// write timeout, its reads the read timeout while the fast path uses it.
+pub type Stream = Pin<Box<TimeoutStream<Box<dyn Io>>>>;
+
+/// One connection to the upstream, between requests or carrying one.
+pub struct Wire {
+    pub io: Stream,
+    /// What the upstream sent that is not used yet.
+    pub buf: BytesMut,
+    idle_since: Instant,
+}
+
+impl Wire {
+    /// A connection that has just become idle.
+    pub fn new(io: Stream, idle_since: Instant) -> Self {
+        Self {
+            io,
+            buf: BytesMut::with_capacity(READ_BUFFER),
+            idle_since,
+        }
+    }
+
+    /// Marks the end of an exchange: idle from now on.
+    pub fn rest(&mut self) {
+        self.idle_since = Instant::now();
+    }
+
+    pub fn idle_since(&self) -> Instant {
+        self.idle_since
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        self.idle_since.elapsed()
+    }
+
+    /// Open, and idle less than `idle_timeout`.
+    pub fn usable(&mut self, idle_timeout: Duration) -> bool {
+        self.idle_for() < idle_timeout && self.is_open()
+    }
+
+    /// Whether the upstream has neither closed this idle connection nor
+    /// sent anything on it (a look that does not wait).
+    fn is_open(&mut self) -> bool {
+        let mut probe = [0u8; 1];
+        let mut probe = tokio::io::ReadBuf::new(&mut probe);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let inner = self.io.as_mut().get_pin_mut();
+        matches!(
+            tokio::io::AsyncRead::poll_read(inner, &mut cx, &mut probe),
+            std::task::Poll::Pending
+        )
+    }
+}
+
+/// Idle connections, the most recently parked one first out.
+#[derive(Default)]
+pub struct Pool(Mutex<Vec<Wire>>);
+
+impl Pool {
+    /// The most recently parked connection that is still open and idle
+    /// less than `idle_timeout`; the others are closed.
+    pub fn take(&self, idle_timeout: Duration) -> Option<Wire> {
+        let mut idle = self.0.lock().expect("upstream pool");
+        while let Some(mut wire) = idle.pop() {
+            if wire.usable(idle_timeout) {
+                return Some(wire);
+            }
+        }
+        None
+    }
+
+    /// Keeps `wire` for later, when it is between requests (nothing of an
+    /// answer left unread, the upstream has not closed it) and the pool has
+    /// room.
+    pub fn park(&self, mut wire: Wire) {
+        if !wire.buf.is_empty() || !wire.is_open() {
+            return;
+        }
+        let mut idle = self.0.lock().expect("upstream pool");
+        if idle.len() < MAX_IDLE {
+            idle.push(wire);
+        }
+    }
+
+    /// How many connections are parked.
+    #[cfg(test)]
+    pub fn parked(&self) -> usize {
+        self.0.lock().expect("upstream pool").len()
+    }
+}
