@@ -2,11 +2,12 @@
 //! (hyper and the HTTP/1 fast path): which of the gateway's own routes a
 //! request is for, which stack paths it treats itself, which `[[routes]]`
 //! entry lets a request through without a session, and what the upstream
-//! then receives (`fields`: every header by name; `cookies`: the gateway's
-//! own cookies kept back). The paths only carry out what is decided here.
+//! then receives (`fields`: every header by name; `forwarding`:
+//! X-Forwarded-*; `cookies`: the gateway's own cookies kept back). The paths only carry out what is decided here.
 
 pub mod cookies;
 pub mod fields;
+pub mod forwarding;
 pub mod own;
 pub mod rules;
 pub mod stack;

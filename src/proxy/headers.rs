@@ -11,6 +11,7 @@ use http::{Method, Version};
 
 use crate::policy::cookies;
 use crate::policy::fields::{self, RequestField};
+use crate::policy::forwarding::{self, Line, Relayed, Value};
 
 /// Removes every copy of every reserved identity or credential header from
 /// `headers`, whatever its case or separator, and the `_` look-alikes of
@@ -176,31 +177,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// target's — HTTP/2's `:authority` — which wins over Host). From an untrusted
 /// client every forwarding header it sent is discarded first.
 pub fn set_forwarded(headers: &mut HeaderMap, authority: Option<&str>, peer: &Peer) {
-    let proto = HeaderValue::from_static(peer.proto);
-    if peer.trusted {
-        let chain: Vec<&str> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let xff = if chain.is_empty() {
-            peer.client_value.clone()
-        } else {
-            let joined = format!(
-                "{}, {}",
-                chain.join(", "),
-                peer.client_value.to_str().unwrap_or("")
-            );
-            HeaderValue::from_str(&joined).unwrap_or_else(|_| peer.client_value.clone())
-        };
-        headers.insert(X_FORWARDED_FOR, xff);
-        if !headers.contains_key(&X_FORWARDED_PROTO) {
-            headers.insert(X_FORWARDED_PROTO, proto);
-        }
-        if !headers.contains_key(&X_FORWARDED_HOST) {
-            set_forwarded_host(headers, authority);
-        }
-    } else {
+    if !peer.trusted {
         // Every forwarding header of an untrusted client goes, whatever it
         // is called (X-Forwarded-Prefix, -Port, Forwarded, X-Real-IP, …).
         let forged: Vec<HeaderName> = headers
@@ -213,23 +190,43 @@ pub fn set_forwarded(headers: &mut HeaderMap, authority: Option<&str>, peer: &Pe
         for name in &forged {
             headers.remove(name);
         }
-        headers.insert(X_FORWARDED_FOR, peer.client_value.clone());
-        headers.insert(X_FORWARDED_PROTO, proto);
-        set_forwarded_host(headers, authority);
     }
-}
-
-fn set_forwarded_host(headers: &mut HeaderMap, authority: Option<&str>) {
     let host = authority
         .and_then(|a| HeaderValue::from_str(a).ok())
         .or_else(|| headers.get(header::HOST).cloned());
-    match host {
-        Some(h) => {
-            headers.insert(X_FORWARDED_HOST, h);
-        }
-        None => {
-            headers.remove(X_FORWARDED_HOST);
-        }
+    let relayed = peer.trusted.then(|| Relayed {
+        chain: headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .map(HeaderValue::as_bytes),
+        proto: headers.contains_key(&X_FORWARDED_PROTO),
+        host: headers.contains_key(&X_FORWARDED_HOST),
+    });
+    // Written once the trusted proxy's own lines are no longer borrowed.
+    let mut lines: [Option<(HeaderName, HeaderValue)>; 3] = Default::default();
+    forwarding::forwarded(
+        peer.client_value.as_bytes(),
+        host.is_some(),
+        relayed,
+        |line, value| {
+            let value = match value {
+                Value::Peer => peer.client_value.clone(),
+                Value::Proto => HeaderValue::from_static(peer.proto),
+                Value::Host => host.clone().expect("named only with a host"),
+                Value::Chain(chain) => {
+                    HeaderValue::from_bytes(chain).unwrap_or_else(|_| peer.client_value.clone())
+                }
+            };
+            let name = match line {
+                Line::For => X_FORWARDED_FOR,
+                Line::Proto => X_FORWARDED_PROTO,
+                Line::Host => X_FORWARDED_HOST,
+            };
+            lines[line as usize] = Some((name, value));
+        },
+    );
+    for (name, value) in lines.into_iter().flatten() {
+        headers.insert(name, value);
     }
 }
 

@@ -8,6 +8,7 @@ use std::ops::Range;
 use http::Method;
 
 use crate::policy::fields::{self, RequestField};
+use crate::policy::forwarding::{self, Relayed, Value};
 use crate::policy::{cookies, Decision, Policy};
 
 /// Most header fields a request may carry (as on the general path).
@@ -198,9 +199,17 @@ pub fn write_head(
     for f in fields {
         line(out, &buf[f.name.clone()], &buf[f.value.clone()]);
     }
-    line(out, b"x-forwarded-for", rewrite.client);
-    line(out, b"x-forwarded-proto", rewrite.proto);
-    line(out, b"x-forwarded-host", client_host);
+    // The fast path serves clients that are not trusted proxies only.
+    let relayed: Option<Relayed<std::iter::Empty<&[u8]>>> = None;
+    forwarding::forwarded(rewrite.client, true, relayed, |name, value| {
+        let value = match value {
+            Value::Peer => rewrite.client,
+            Value::Proto => rewrite.proto,
+            Value::Host => client_host,
+            Value::Chain(chain) => chain,
+        };
+        line(out, name.name().as_bytes(), value);
+    });
     identity(out);
     out.extend_from_slice(b"\r\n");
 }
