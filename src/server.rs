@@ -14,6 +14,7 @@ use crate::config::Loaded;
 use crate::identity::assertion::SigningKey;
 use crate::identity::keys::{AssertionKeys, SignerSettings};
 use crate::login::console::ConsoleSignIn;
+use crate::login::sign_out::SignOut;
 use crate::login::LoginFlow;
 use crate::metrics::Metrics;
 use crate::oidc::{CacheConfig, OidcCache};
@@ -226,6 +227,12 @@ async fn build_auth(cfg: &Loaded, store: &Store, providers: Arc<Registry>) -> an
         }
         None => None,
     };
+    let sign_out = SignOut::new(
+        oidc.clone(),
+        providers.clone(),
+        sessions.clone(),
+        &cfg.public_url,
+    );
     let login = Arc::new(LoginFlow::new(
         oidc,
         providers.clone(),
@@ -263,6 +270,7 @@ async fn build_auth(cfg: &Loaded, store: &Store, providers: Arc<Registry>) -> an
         providers,
         sessions,
         login,
+        sign_out,
         keys,
         headers: IdentityHeaders::new(&cfg.config.headers),
         public_origin: cfg.public_url.origin().ascii_serialization(),

@@ -828,6 +828,7 @@ async fn counters_count_each_endpoint() {
         authorize: 1,
         token: 1,
         keys: 1,
+        logout: 0,
     };
     assert_eq!(f.provider.counters(), expected);
     let over_http: Counters = f

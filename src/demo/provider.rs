@@ -15,6 +15,7 @@
 //! | `GET /<tenant>/discovery/v2.0/keys` | JWKS: current key and, after a rollover, the previous one |
 //! | `GET`/`POST /<tenant>/oauth2/v2.0/authorize` | authorization endpoint: sign-in form, or `auto=1` |
 //! | `POST /<tenant>/oauth2/v2.0/token` | token endpoint: `authorization_code` grant |
+//! | `GET /<tenant>/oauth2/v2.0/logout` | sign-out: back to `post_logout_redirect_uri` when it has the origin of one of the client's redirect URIs |
 //! | `GET /_counters` | request counts per endpoint, as JSON |
 //! | `POST /_rotate` | key rollover; `?drop_old=true` publishes only the new key |
 //!
@@ -26,6 +27,7 @@ mod authorize;
 mod codes;
 mod id_token;
 mod keys;
+mod logout;
 mod metadata;
 mod reply;
 mod token;
@@ -82,6 +84,7 @@ pub struct Counters {
     pub authorize: u64,
     pub token: u64,
     pub keys: u64,
+    pub logout: u64,
 }
 
 #[derive(Default)]
@@ -90,6 +93,7 @@ struct AtomicCounters {
     authorize: AtomicU64,
     token: AtomicU64,
     keys: AtomicU64,
+    logout: AtomicU64,
 }
 
 /// The demo OpenID Provider; cheap to clone, all clones share one state.
@@ -108,6 +112,8 @@ struct Inner {
     unpublished: OnceLock<Arc<SigningKey>>,
     codes: Mutex<CodeStore>,
     counters: AtomicCounters,
+    /// Whether discovery names the sign-out endpoint.
+    sign_out: std::sync::atomic::AtomicBool,
 }
 
 impl Provider {
@@ -124,8 +130,15 @@ impl Provider {
                 unpublished: OnceLock::new(),
                 codes: Mutex::new(CodeStore::new(MAX_CODES)),
                 counters: AtomicCounters::default(),
+                sign_out: std::sync::atomic::AtomicBool::new(true),
             }),
         }
+    }
+
+    /// Leaves `end_session_endpoint` out of discovery from now on, as a
+    /// provider without RP-Initiated Logout does.
+    pub fn without_sign_out(&self) {
+        self.inner.sign_out.store(false, Ordering::Relaxed);
     }
 
     /// Registers `client`, replacing any client with the same id.
@@ -146,6 +159,7 @@ impl Provider {
                 get(authorize::get).post(authorize::post),
             )
             .route("/{tenant}/oauth2/v2.0/token", post(token::token))
+            .route("/{tenant}/oauth2/v2.0/logout", get(logout::logout))
             .route("/_counters", get(counters))
             .route("/_rotate", post(rotate))
             .with_state(self.clone())
@@ -181,6 +195,7 @@ impl Provider {
             authorize: c.authorize.load(Ordering::Relaxed),
             token: c.token.load(Ordering::Relaxed),
             keys: c.keys.load(Ordering::Relaxed),
+            logout: c.logout.load(Ordering::Relaxed),
         }
     }
 

@@ -355,7 +355,9 @@ impl LoginFlow {
             Some(c) => c.sign_in(&user, Some(vouched)).await?,
             None => (Vec::new(), None),
         };
-        let sign_in = SignIn::at(&provider, vouching);
+        let mut sign_in = SignIn::at(&provider, vouching);
+        sign_in.sid = claims.sid;
+        sign_in.login_hint = claims.login_hint;
         let identity = Identity {
             provider_id: provider_id.to_string(),
             sub: claims.sub,
@@ -436,6 +438,8 @@ fn non_empty(mut c: IdClaims) -> IdClaims {
         &mut c.preferred_username,
         &mut c.oid,
         &mut c.tid,
+        &mut c.sid,
+        &mut c.login_hint,
     ] {
         if field.as_deref().is_some_and(|v| v.trim().is_empty()) {
             *field = None;

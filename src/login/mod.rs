@@ -2,14 +2,16 @@
 //! core (`oidc`) — starting a sign-in and finishing it at the callback
 //! (`flow`), the console sign-in at The Things Stack that goes with it
 //! (`console`), who the person is among the gateway's users (`registry`),
-//! where they land afterwards (`return_target`), and what they are told
-//! when it cannot go on (`refusal`).
+//! where they land afterwards (`return_target`), what they are told when
+//! it cannot go on (`refusal`), and signing out at the provider
+//! (`sign_out`).
 
 pub mod console;
 pub mod flow;
 pub mod refusal;
 pub mod registry;
 pub mod return_target;
+pub mod sign_out;
 
 pub use flow::{CallbackParams, LoginFlow, Notice, Redirect};
 pub use refusal::Refusal;

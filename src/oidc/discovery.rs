@@ -35,6 +35,10 @@ pub struct Metadata {
     pub id_token_signing_alg_values_supported: Vec<String>,
     #[serde(default)]
     pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// Where a browser signs out at the provider (RP-Initiated Logout);
+    /// absent: sign-out is local only.
+    #[serde(default)]
+    pub end_session_endpoint: Option<String>,
 }
 
 fn default_response_modes() -> Vec<String> {
@@ -45,7 +49,7 @@ impl Metadata {
     /// Checks a document fetched for `provider_url`: the issuer rule and the
     /// scheme of every endpoint. Fails closed on any mismatch.
     pub fn validate(
-        self,
+        mut self,
         provider_url: &str,
         allow_insecure_http: bool,
     ) -> Result<Self, OidcError> {
@@ -69,6 +73,14 @@ impl Metadata {
             &self.jwks_uri,
         ] {
             check_endpoint(endpoint, allow_insecure_http)?;
+        }
+        // Sign-out at the provider is a courtesy: one the gateway would not
+        // send a browser to leaves sign-out local, and sign-in working.
+        if let Some(endpoint) = &self.end_session_endpoint {
+            if let Err(e) = check_endpoint(endpoint, allow_insecure_http) {
+                tracing::warn!(error = %e, "the provider's end_session_endpoint is not used; sign-out stays local");
+                self.end_session_endpoint = None;
+            }
         }
         Ok(self)
     }
@@ -182,6 +194,25 @@ mod tests {
             response_modes_supported: default_response_modes(),
             id_token_signing_alg_values_supported: vec![],
             token_endpoint_auth_methods_supported: vec![],
+            end_session_endpoint: None,
+        }
+    }
+
+    #[test]
+    fn an_end_session_endpoint_the_browser_may_not_be_sent_to_is_dropped() {
+        let issuer = "https://login.example.com/t";
+        let mut m = metadata(issuer);
+        m.end_session_endpoint = Some("https://login.example.com/t/logout".into());
+        let kept = m.clone().validate(issuer, false).unwrap();
+        assert_eq!(kept.end_session_endpoint, m.end_session_endpoint);
+        for bad in [
+            "http://login.example.com/t/logout",
+            "javascript:alert(1)",
+            "/logout",
+        ] {
+            m.end_session_endpoint = Some(bad.into());
+            let validated = m.clone().validate(issuer, false).unwrap();
+            assert_eq!(validated.end_session_endpoint, None, "{bad}");
         }
     }
 

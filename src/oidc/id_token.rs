@@ -77,6 +77,10 @@ pub struct IdClaims {
     pub tid: Option<String>,
     pub groups: Vec<String>,
     pub roles: Vec<String>,
+    /// The provider's session: what a front-channel logout names.
+    pub sid: Option<String>,
+    /// Entra: an opaque hint naming the account, for `logout_hint`.
+    pub login_hint: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -122,6 +126,8 @@ struct RawClaims {
     groups: Vec<String>,
     #[serde(default)]
     roles: Vec<String>,
+    sid: Option<String>,
+    login_hint: Option<String>,
 }
 
 /// A JSON number of seconds (fractions dropped); anything else is an error.
@@ -221,6 +227,8 @@ pub async fn verify(
         tid: claims.tid,
         groups: claims.groups,
         roles: claims.roles,
+        sid: claims.sid,
+        login_hint: claims.login_hint,
     })
 }
 
@@ -383,6 +391,7 @@ mod tests {
             response_modes_supported: vec![],
             id_token_signing_alg_values_supported: algs.iter().map(|a| a.to_string()).collect(),
             token_endpoint_auth_methods_supported: vec![],
+            end_session_endpoint: None,
         }
     }
 

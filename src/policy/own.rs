@@ -14,6 +14,11 @@ pub enum Route {
     Callback(String),
     /// `POST /.idgate/logout`.
     Logout,
+    /// `GET /.idgate/signed-out`: where the provider's sign-out returns.
+    SignedOut,
+    /// `GET /oauth/login/<provider>/front-channel-logout`: the provider
+    /// ends the sessions of one of its sessions.
+    FrontChannelLogout(String),
     /// `GET /.idgate/me`.
     Me,
     /// `GET /.idgate/auth`: forward-auth check.
@@ -34,6 +39,7 @@ pub fn classify(method: &Method, path: &str) -> Route {
             ("auth", true) => Route::ForwardAuth,
             ("jwks.json", true) => Route::Jwks,
             ("logout", false) if *method == Method::POST => Route::Logout,
+            ("signed-out", true) => Route::SignedOut,
             _ => Route::NotFound,
         };
     }
@@ -50,6 +56,7 @@ pub fn classify(method: &Method, path: &str) -> Route {
             Some((id, "callback")) if read || *method == Method::POST => {
                 Route::Callback(id.to_string())
             }
+            Some((id, "front-channel-logout")) if read => Route::FrontChannelLogout(id.to_string()),
             _ => Route::NotFound,
         };
     }
@@ -88,6 +95,16 @@ mod tests {
         assert_eq!(classify(&get, "/oauth/login/entra/other"), Route::NotFound);
         assert_eq!(classify(&post, "/.idgate/logout"), Route::Logout);
         assert_eq!(classify(&get, "/.idgate/logout"), Route::NotFound);
+        assert_eq!(classify(&get, "/.idgate/signed-out"), Route::SignedOut);
+        assert_eq!(classify(&post, "/.idgate/signed-out"), Route::NotFound);
+        assert_eq!(
+            classify(&get, "/oauth/login/entra/front-channel-logout"),
+            Route::FrontChannelLogout("entra".into())
+        );
+        assert_eq!(
+            classify(&post, "/oauth/login/entra/front-channel-logout"),
+            Route::NotFound
+        );
         assert_eq!(classify(&get, "/.idgate/me"), Route::Me);
         assert_eq!(classify(&get, "/.idgate/auth"), Route::ForwardAuth);
         assert_eq!(classify(&get, "/.idgate/jwks.json"), Route::Jwks);

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 
 use super::respond::{self, Answer, ErrorAnswer};
 use crate::identity::keys::AssertionKeys;
+use crate::login::sign_out::{FrontChannel, SignOut};
 use crate::login::{return_target, CallbackParams, LoginFlow, Redirect, Refusal};
 use crate::pages::{LoginButton, LoginPage, NoticePage};
 use crate::policy::own as routes;
@@ -31,6 +32,7 @@ pub struct Auth {
     pub providers: Arc<Registry>,
     pub sessions: Arc<Sessions>,
     pub login: Arc<LoginFlow>,
+    pub sign_out: SignOut,
     pub keys: Arc<AssertionKeys>,
     pub headers: IdentityHeaders,
     /// `scheme://host[:port]` of `public_url`, for the logout origin check.
@@ -65,6 +67,22 @@ impl Auth {
                 self.login_answer(headers, &id, result)
             }
             Route::Logout => self.logout(headers).await,
+            Route::SignedOut => {
+                let page = NoticePage {
+                    title: "Signed out",
+                    message: "You are signed out.",
+                    href: "/oauth/login",
+                    label: "Sign in again",
+                };
+                Answer::html(200, page.html())
+            }
+            Route::FrontChannelLogout(id) => {
+                let query = parts.uri.query();
+                let sid = routes::query_param(query, "sid");
+                let iss = routes::query_param(query, "iss");
+                self.front_channel_logout(&id, sid.as_deref(), iss.as_deref())
+                    .await
+            }
             Route::Me => match self.session_of(headers).await {
                 Some(live) => Answer::json(
                     200,
@@ -183,8 +201,9 @@ impl Auth {
             };
             return Answer::error(headers, &e, Some("/oauth/login"));
         }
-        if let Some(live) = self.session_of(headers).await {
-            if let Err(e) = self.sessions.end(&live).await {
+        let live = self.session_of(headers).await;
+        if let Some(live) = &live {
+            if let Err(e) = self.sessions.end(live).await {
                 // Fail closed: do not tell the person they are signed out
                 // while the session still works.
                 tracing::error!(error = %e, "cannot end the session in the database");
@@ -195,9 +214,44 @@ impl Auth {
             tracing::info!(target: "idgate::login", username = %live.identity.username, "signed out");
         }
         self.end_stack_session(headers, |_| false).await;
-        Answer::redirect(303, "/oauth/login")
+        let at_provider = match &live {
+            Some(l) => {
+                let hint = l.login_hint.as_deref();
+                self.sign_out
+                    .at_provider(&l.identity.provider_id, hint)
+                    .await
+            }
+            None => None,
+        };
+        Answer::redirect(303, at_provider.as_deref().unwrap_or("/oauth/login"))
             .cookie(&self.sessions.cookies().clear_session())
             .cookies(&self.stack_cleared())
+    }
+
+    /// The provider's front-channel logout: a frameable, empty page, and
+    /// the caller's own cookies left alone.
+    async fn front_channel_logout(&self, id: &str, sid: Option<&str>, iss: Option<&str>) -> Answer {
+        let blank = |status| {
+            let page = "<!doctype html><title>Signed out</title>".to_string();
+            Answer::html(status, page).frameable()
+        };
+        match self.sign_out.front_channel(id, sid, iss).await {
+            Ok(FrontChannel::Ended(_)) => blank(200),
+            Ok(FrontChannel::UnknownProvider) => {
+                let e = ErrorAnswer {
+                    status: 404,
+                    code: "not_found",
+                    title: "Not found",
+                    message: "There is no such provider at this gateway.",
+                };
+                Answer::error_page(true, &e, None).frameable()
+            }
+            Err(e) => {
+                // Fail closed: the provider is not told the sessions ended.
+                tracing::error!(provider = id, error = %e, "cannot end the sessions of a front-channel logout");
+                blank(500)
+            }
+        }
     }
 
     /// Ends the browser's stack session at the stack, when it has one and

@@ -52,6 +52,8 @@ pub struct Answer {
     body: String,
     headers: Vec<(HeaderName, HeaderValue)>,
     close: bool,
+    /// Whether another site may show it in a frame.
+    frameable: bool,
 }
 
 impl Answer {
@@ -63,7 +65,9 @@ impl Answer {
         Self::new(status, "application/json", value.to_string())
     }
 
-    /// A redirect to a gateway-built, same-origin `location`.
+    /// A redirect to a `location` the gateway built: one of its own paths,
+    /// or a provider endpoint from the provider's discovery; never one a
+    /// client chose.
     pub fn redirect(status: u16, location: &str) -> Self {
         Self::new(status, "text/plain; charset=utf-8", String::new()).header(
             http::header::LOCATION,
@@ -104,6 +108,7 @@ impl Answer {
             body,
             headers: Vec::new(),
             close: false,
+            frameable: false,
         }
     }
 
@@ -129,6 +134,13 @@ impl Answer {
     /// Adds every `Set-Cookie` in `set_cookies`.
     pub fn cookies<'a>(self, set_cookies: impl IntoIterator<Item = &'a String>) -> Self {
         set_cookies.into_iter().fold(self, |a, c| a.cookie(c))
+    }
+
+    /// Lets another site show this answer in a frame (the provider's
+    /// front-channel logout does); no other answer of the gateway may be.
+    pub fn frameable(mut self) -> Self {
+        self.frameable = true;
+        self
     }
 
     /// Closes the connection after this answer.
@@ -166,6 +178,16 @@ impl Answer {
             http::header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         );
+        if !self.frameable {
+            h.insert(
+                http::header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("frame-ancestors 'none'"),
+            );
+            h.insert(
+                http::header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("DENY"),
+            );
+        }
         for (name, value) in self.headers {
             // Set-Cookie may repeat; any other header replaces a default.
             if name == http::header::SET_COOKIE {

@@ -43,6 +43,8 @@ const ASSERTION_REFRESH: i64 = 60;
 /// A session in memory.
 pub struct Live {
     pub identity: Identity,
+    /// The provider's hint naming the account, for sign-out there.
+    pub login_hint: Option<String>,
     id_hash: String,
     pub expires_at: i64,
     /// Until when this copy may be used without asking the database again.
@@ -102,6 +104,13 @@ pub struct SignIn {
     pub provider_url: String,
     pub client_id: String,
     pub vouching: Vouching,
+    /// The ID token's `login_hint`, for `logout_hint` at sign-out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_hint: Option<String>,
+    /// The ID token's `sid`: kept only as a hash in its own column, for
+    /// front-channel logout.
+    #[serde(skip)]
+    pub sid: Option<String>,
 }
 
 impl SignIn {
@@ -112,6 +121,8 @@ impl SignIn {
             provider_url: oidc.provider_url.clone(),
             client_id: oidc.client_id.clone(),
             vouching,
+            login_hint: None,
+            sid: None,
         }
     }
 
@@ -198,6 +209,8 @@ impl Sessions {
         let id = URL_SAFE_NO_PAD.encode(raw);
         let id_hash = hash(&id);
         let now = unix_now();
+        let sid_hash = sign_in.sid.as_deref().map(hash);
+        let login_hint = sign_in.login_hint.clone();
         let stored = Stored {
             identity,
             sign_in: Some(sign_in),
@@ -210,12 +223,17 @@ impl Sessions {
             created_at: now,
             expires_at: now + self.lifetimes.absolute,
             last_seen: now,
+            sid_hash,
         };
         self.store.insert_session(&row).await?;
-        self.cache.insert(
+        let l = live(
+            stored.identity,
+            login_hint,
             id_hash.clone(),
-            Arc::new(live(stored.identity, id_hash, row.expires_at, now)),
+            row.expires_at,
+            now,
         );
+        self.cache.insert(id_hash, Arc::new(l));
         Ok(self.cookies.session_cookie(&id, self.lifetimes.absolute))
     }
 
@@ -341,8 +359,10 @@ impl Sessions {
                 return None;
             }
         }
+        let login_hint = stored.sign_in.and_then(|s| s.login_hint);
         let l = Arc::new(live(
             stored.identity,
+            login_hint,
             row.id_hash,
             row.expires_at,
             row.last_seen,
@@ -392,6 +412,21 @@ impl Sessions {
         let ended = Announcement::Session(live.id_hash.clone());
         self.store.announce(&ended).await;
         Ok(())
+    }
+
+    /// Ends the sessions of `provider_id` that signed in during the
+    /// provider's session `sid` (a front-channel logout); returns how many.
+    pub async fn end_sid(&self, provider_id: &str, sid: &str) -> Result<usize, StoreError> {
+        let ended = self
+            .store
+            .delete_sessions_of_sid(provider_id, &hash(sid))
+            .await?;
+        for id_hash in &ended {
+            self.forget_session(id_hash).await;
+            let announcement = Announcement::Session(id_hash.clone());
+            self.store.announce(&announcement).await;
+        }
+        Ok(ended.len())
     }
 
     async fn forget_session(&self, id_hash: &str) {
@@ -482,9 +517,16 @@ impl Sessions {
     }
 }
 
-fn live(identity: Identity, id_hash: String, expires_at: i64, last_seen: i64) -> Live {
+fn live(
+    identity: Identity,
+    login_hint: Option<String>,
+    id_hash: String,
+    expires_at: i64,
+    last_seen: i64,
+) -> Live {
     Live {
         identity,
+        login_hint,
         id_hash,
         expires_at,
         cached_until: Instant::now() + CACHE_TTL,
@@ -536,10 +578,17 @@ mod tests {
                     email_verified: None,
                     xms_edov: Some(true),
                 },
+                login_hint: Some("hint".into()),
+                sid: Some("a bearer secret".into()),
             }),
         };
         let json = serde_json::to_string(&stored).unwrap();
+        assert!(!json.contains("a bearer secret"), "{json}");
         let again: Stored = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            again.sign_in.as_ref().unwrap().login_hint.as_deref(),
+            Some("hint")
+        );
         let sign_in = again.sign_in.unwrap();
         assert_eq!(sign_in.client_id, "c");
         assert!(sign_in.vouching.multi_tenant);

@@ -16,13 +16,15 @@ pub struct SessionRow {
     pub created_at: i64,
     pub expires_at: i64,
     pub last_seen: i64,
+    /// SHA-256 of the provider's session ID (`sid`) when the token had one.
+    pub sid_hash: Option<String>,
 }
 
 impl Store {
     pub async fn insert_session(&self, s: &SessionRow) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO sessions (id_hash, provider_id, sub, identity, created_at, expires_at, last_seen) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO sessions (id_hash, provider_id, sub, identity, created_at, expires_at, last_seen, sid_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&s.id_hash)
         .bind(&s.provider_id)
@@ -31,6 +33,7 @@ impl Store {
         .bind(s.created_at)
         .bind(s.expires_at)
         .bind(s.last_seen)
+        .bind(&s.sid_hash)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -38,7 +41,7 @@ impl Store {
 
     pub async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT id_hash, provider_id, sub, identity, created_at, expires_at, last_seen \
+            "SELECT id_hash, provider_id, sub, identity, created_at, expires_at, last_seen, sid_hash \
              FROM sessions WHERE id_hash = $1",
         )
         .bind(id_hash)
@@ -52,6 +55,7 @@ impl Store {
             created_at: r.get("created_at"),
             expires_at: r.get("expires_at"),
             last_seen: r.get("last_seen"),
+            sid_hash: r.get("sid_hash"),
         }))
     }
 
@@ -70,6 +74,23 @@ impl Store {
             .execute(self.pool())
             .await?;
         Ok(())
+    }
+
+    /// Deletes the sessions of `provider_id` signed in during the
+    /// provider's session `sid_hash`; returns their `id_hash`es.
+    pub async fn delete_sessions_of_sid(
+        &self,
+        provider_id: &str,
+        sid_hash: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "DELETE FROM sessions WHERE provider_id = $1 AND sid_hash = $2 RETURNING id_hash",
+        )
+        .bind(provider_id)
+        .bind(sid_hash)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(|r| r.get("id_hash")).collect())
     }
 
     pub async fn delete_sessions_of_provider(&self, provider_id: &str) -> Result<(), StoreError> {

@@ -254,8 +254,17 @@ fn user_claims(
         Some(oid) if !oid.is_empty() => oid.to_owned(),
         _ => guid(&digest(&["oid", tid, identity])),
     };
+    // A provider session per sign-in, as Entra's `sid`, unless the request
+    // names one; the `login_hint` is opaque, stable per account.
+    let sid = match params.get("sid") {
+        Some(sid) if !sid.is_empty() => sid.to_owned(),
+        _ => guid(&digest(&["sid", &super::random_token(16)])),
+    };
+    let login_hint = URL_SAFE_NO_PAD.encode(digest(&["login_hint", tid, &oid]));
     Ok(UserClaims {
         sub,
+        sid,
+        login_hint,
         oid,
         tid: tid.to_owned(),
         name: params.get("name").unwrap_or(DEFAULT_NAME).to_owned(),

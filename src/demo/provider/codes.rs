@@ -128,6 +128,8 @@ mod tests {
             code_challenge: "c".into(),
             user: UserClaims {
                 sub: "s".into(),
+                sid: "sid".into(),
+                login_hint: "hint".into(),
                 oid: "o".into(),
                 tid: "contoso".into(),
                 name: "Ada Lovelace".into(),

@@ -76,6 +76,8 @@ impl Fault {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct UserClaims {
     pub(super) sub: String,
+    pub(super) sid: String,
+    pub(super) login_hint: String,
     pub(super) oid: String,
     pub(super) tid: String,
     pub(super) name: String,
@@ -113,6 +115,8 @@ struct IdClaims<'a> {
     preferred_username: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     sub: Option<&'a str>,
+    sid: &'a str,
+    login_hint: &'a str,
     tid: &'a str,
     ver: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -165,6 +169,8 @@ pub(super) fn mint(
         oid: &user.oid,
         preferred_username: &user.preferred_username,
         sub: (fault != Some(Fault::NoSub)).then_some(user.sub.as_str()),
+        sid: &user.sid,
+        login_hint: &user.login_hint,
         tid: &user.tid,
         ver: "2.0",
         xms_edov: user.xms_edov,

@@ -21,13 +21,16 @@ struct Discovery {
     authorization_endpoint: String,
     token_endpoint: String,
     jwks_uri: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_session_endpoint: Option<String>,
+    frontchannel_logout_supported: bool,
     response_modes_supported: [&'static str; 3],
     response_types_supported: [&'static str; 1],
     subject_types_supported: [&'static str; 1],
     id_token_signing_alg_values_supported: [&'static str; 1],
     token_endpoint_auth_methods_supported: [&'static str; 2],
     scopes_supported: [&'static str; 3],
-    claims_supported: [&'static str; 17],
+    claims_supported: [&'static str; 19],
     request_uri_parameter_supported: bool,
 }
 
@@ -49,6 +52,12 @@ pub(super) async fn discovery(
         authorization_endpoint: provider.endpoint(&tenant, "oauth2/v2.0/authorize"),
         token_endpoint: provider.endpoint(&tenant, "oauth2/v2.0/token"),
         jwks_uri: provider.endpoint(&tenant, "discovery/v2.0/keys"),
+        end_session_endpoint: provider
+            .inner
+            .sign_out
+            .load(Ordering::Relaxed)
+            .then(|| provider.endpoint(&tenant, "oauth2/v2.0/logout")),
+        frontchannel_logout_supported: true,
         response_modes_supported: ["query", "fragment", "form_post"],
         response_types_supported: ["code"],
         subject_types_supported: ["pairwise"],
@@ -73,6 +82,8 @@ pub(super) async fn discovery(
             "tid",
             "ver",
             "xms_edov",
+            "sid",
+            "login_hint",
         ],
         request_uri_parameter_supported: false,
     })
