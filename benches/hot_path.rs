@@ -181,6 +181,7 @@ fn identity() -> Identity {
         tid: Some("11111111-2222-3333-4444-555555555555".into()),
         groups: vec![],
         roles: vec![],
+        groups_unknown: false,
     }
 }
 
@@ -222,6 +223,7 @@ fn bench_sessions(c: &mut Criterion) {
                 absolute: 12 * 3600,
                 idle: 3600,
             },
+            Default::default(),
         );
         let set_cookie = sessions
             .create(identity(), sign_in)
@@ -285,8 +287,8 @@ fn bench_sessions(c: &mut Criterion) {
     let live = rt
         .block_on(sessions.find([&valid].into_iter()))
         .expect("live session");
-    let ih = IdentityHeaders::new(&HeadersConfig::default());
-    let _ = live.assertion(&signer); // signed once, then cached
+    let ih = IdentityHeaders::new(&HeadersConfig::default(), 32 * 1024, Vec::new());
+    let _ = live.assertion(&signer, &[]); // signed once, then cached
     let mut g = c.benchmark_group("identity headers");
     g.bench_function("for_each (5 headers, cached assertion)", |b| {
         b.iter(|| {
@@ -310,7 +312,7 @@ fn bench_sessions(c: &mut Criterion) {
         )
     });
     g.bench_function("assertion: cached per session", |b| {
-        b.iter(|| live.assertion(black_box(&signer)).unwrap())
+        b.iter(|| live.assertion(black_box(&signer), &[]).unwrap())
     });
     g.finish();
     drop(rt);

@@ -89,6 +89,7 @@ async fn run(n: i64) {
             absolute: 12 * 3600,
             idle: 12 * 3600,
         },
+        Default::default(),
     ));
 
     let mut rng = rand::thread_rng();

@@ -42,6 +42,19 @@ pub fn for_routes(path: &str) -> Option<Cow<'_, str>> {
     Some(Cow::Owned(clean(&String::from_utf8(decoded).ok()?)))
 }
 
+/// `path` with each segment's `;` parameters dropped (`/a;x/b` → `/a/b`),
+/// as servlet containers and some proxies read it.
+pub fn without_segment_params(path: &str) -> Cow<'_, str> {
+    if !path.contains(';') {
+        return Cow::Borrowed(path);
+    }
+    let segments: Vec<&str> = path
+        .split('/')
+        .map(|segment| segment.split(';').next().unwrap_or_default())
+        .collect();
+    Cow::Owned(segments.join("/"))
+}
+
 /// The path as The Things Stack routes it: fully percent-decoded (`%2F`
 /// included; a malformed escape stays as it is), then `.`/`..` resolved and
 /// repeated `/` merged, as its root router redirects to.

@@ -207,6 +207,7 @@ async fn build_auth(cfg: &Loaded, store: &Store, providers: Arc<Registry>) -> an
         providers.clone(),
         cookies,
         lifetimes,
+        cfg.access.clone(),
     ));
     let oidc = OidcCache::new(CacheConfig {
         timeout: cfg.config.oidc.timeout,
@@ -241,6 +242,7 @@ async fn build_auth(cfg: &Loaded, store: &Store, providers: Arc<Registry>) -> an
         &cfg.public_url,
         cfg.config.oidc.login_timeout,
         console,
+        cfg.access.clone(),
     ));
     let a = &cfg.config.assertion;
     let settings = SignerSettings {
@@ -272,7 +274,16 @@ async fn build_auth(cfg: &Loaded, store: &Store, providers: Arc<Registry>) -> an
         login,
         sign_out,
         keys,
-        headers: IdentityHeaders::new(&cfg.config.headers),
+        headers: IdentityHeaders::new(
+            &cfg.config.headers,
+            cfg.config.server.max_header_bytes,
+            cfg.access
+                .groups
+                .iter()
+                .chain(crate::policy::rules::named_groups(&cfg.routes))
+                .cloned()
+                .collect(),
+        ),
         public_origin: cfg.public_url.origin().ascii_serialization(),
     })
 }

@@ -210,7 +210,7 @@ fn check_config_refuses_bad_and_overlapping_routes() {
         ),
         (
             "[[routes]]\npath = \"/api/\"",
-            "routes[0]: missing field `allow`",
+            "routes[0]: needs allow = \"public\" or \"bearer\", or require_groups / require_roles",
         ),
         (
             "[[routes]]\npath = \"/api/\"\nallow = \"public\"\nallowed = \"x\"",

@@ -209,6 +209,16 @@ pub const KEYS: &[Key] = &[
         "header for Entra's tid (empty: not sent)",
     ),
     key(
+        "access.allowed_groups",
+        Kind::StrList,
+        "Entra group object IDs; any one admits (empty: no group rule)",
+    ),
+    key(
+        "access.allowed_roles",
+        Kind::StrList,
+        "app roles; any one admits (empty: no role rule)",
+    ),
+    key(
         "assertion.audience",
         Kind::Str,
         "aud of the assertion (empty: the upstream URL)",

@@ -71,12 +71,21 @@ pub struct Config {
     pub oidc: OidcConfig,
     pub session: SessionConfig,
     pub headers: HeadersConfig,
+    pub access: AccessConfig,
     pub assertion: AssertionConfig,
     /// Providers declared here are read-only through the admin API.
     pub providers: Vec<crate::providers::ProviderChange>,
     /// Requests that pass without a session; first match wins.
     pub routes: Vec<RouteConfig>,
     pub tts: TtsConfig,
+}
+
+/// `[access]`: the groups and app roles a person needs to sign in.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AccessConfig {
+    pub allowed_groups: Vec<String>,
+    pub allowed_roles: Vec<String>,
 }
 
 /// One `[[routes]]` entry as written.
@@ -89,8 +98,14 @@ pub struct RouteConfig {
     /// Empty: every method.
     #[serde(default)]
     pub methods: Vec<String>,
-    /// `public` or `bearer`.
-    pub allow: String,
+    /// `public` or `bearer`: passes without a session.
+    pub allow: Option<String>,
+    /// Groups (any one) a session needs here, beside `[access]`.
+    #[serde(default)]
+    pub require_groups: Vec<String>,
+    /// Roles (any one) a session needs here, beside `[access]`.
+    #[serde(default)]
+    pub require_roles: Vec<String>,
 }
 
 /// `[tts]`: signing people in to The Things Stack's console.
@@ -390,7 +405,9 @@ pub struct Loaded {
     /// The public listener's TLS settings, when `server.tls` is set.
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// The `[[routes]]`, validated.
-    pub routes: Vec<crate::policy::PassRule>,
+    pub routes: Vec<crate::policy::Rule>,
+    /// `[access]`, validated.
+    pub access: crate::policy::access::Requirement,
     /// The console sign-in, when `[tts]` has an API key.
     pub tts: Option<TtsSettings>,
 }

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{Config, Loaded, Problem, Problems, Source, TtsSettings};
-use crate::policy::{rules, PassRule};
+use crate::policy::access::Requirement;
+use crate::policy::{rules, RouteSpec, Rule};
 use crate::providers::validate::{self, Rules};
 use crate::providers::{Provider, SOURCE_CONFIG};
 use crate::time::timestamp_now;
@@ -42,6 +43,18 @@ pub fn validate(config: Config, source: Source) -> Result<Loaded, Problems> {
     check_log(&config, &mut p);
     let providers = declared_providers(&config, &mut p);
     let routes = pass_rules(&config, &mut p);
+    let access = Requirement {
+        groups: config.access.allowed_groups.clone(),
+        roles: config.access.allowed_roles.clone(),
+    };
+    for (key, list) in [
+        ("access.allowed_groups", &access.groups),
+        ("access.allowed_roles", &access.roles),
+    ] {
+        if list.iter().any(|v| v.trim().is_empty()) {
+            p.push(Problem::new(key, "holds an empty entry"));
+        }
+    }
     let tts = tts_settings(&config, upstream_url.as_ref(), &mut p);
     match (listen, admin_listen, public_url, upstream_url) {
         (Some(listen), Some(admin_listen), Some(public_url), Some(upstream_url))
@@ -58,6 +71,7 @@ pub fn validate(config: Config, source: Source) -> Result<Loaded, Problems> {
                 providers,
                 tls,
                 routes,
+                access,
                 tts,
             })
         }
@@ -96,11 +110,17 @@ fn declared_providers(config: &Config, p: &mut Vec<Problem>) -> Vec<Provider> {
 }
 
 /// The `[[routes]]`, each checked alone and against the ones before it.
-fn pass_rules(config: &Config, p: &mut Vec<Problem>) -> Vec<PassRule> {
-    let configured: Vec<(String, Vec<String>, String)> = config
+fn pass_rules(config: &Config, p: &mut Vec<Problem>) -> Vec<Rule> {
+    let configured: Vec<RouteSpec> = config
         .routes
         .iter()
-        .map(|r| (r.path.clone(), r.methods.clone(), r.allow.clone()))
+        .map(|r| RouteSpec {
+            path: r.path.clone(),
+            methods: r.methods.clone(),
+            allow: r.allow.clone(),
+            require_groups: r.require_groups.clone(),
+            require_roles: r.require_roles.clone(),
+        })
         .collect();
     let (rules, problems) = rules::check_all(&configured);
     p.extend(

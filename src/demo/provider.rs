@@ -17,6 +17,7 @@
 //! | `POST /<tenant>/oauth2/v2.0/token` | token endpoint: `authorization_code` grant |
 //! | `GET /<tenant>/oauth2/v2.0/logout` | sign-out: back to `post_logout_redirect_uri` when it has the origin of one of the client's redirect URIs |
 //! | `GET /_counters` | request counts per endpoint, as JSON |
+//! | `/_claim_source_trap/…` | the `_claim_sources` address of a groups-overage token (`overage=claim_names`): counted, 403 |
 //! | `POST /_rotate` | key rollover; `?drop_old=true` publishes only the new key |
 //!
 //! As in Entra, the tenants `common` and `organizations` publish the issuer
@@ -85,6 +86,9 @@ pub struct Counters {
     pub token: u64,
     pub keys: u64,
     pub logout: u64,
+    /// Calls to the `_claim_sources` address a groups-overage token names,
+    /// which a relying party must never call.
+    pub claim_source: u64,
 }
 
 #[derive(Default)]
@@ -94,6 +98,7 @@ struct AtomicCounters {
     token: AtomicU64,
     keys: AtomicU64,
     logout: AtomicU64,
+    claim_source: AtomicU64,
 }
 
 /// The demo OpenID Provider; cheap to clone, all clones share one state.
@@ -160,6 +165,10 @@ impl Provider {
             )
             .route("/{tenant}/oauth2/v2.0/token", post(token::token))
             .route("/{tenant}/oauth2/v2.0/logout", get(logout::logout))
+            .route(
+                "/_claim_source_trap/{*rest}",
+                get(claim_source).post(claim_source),
+            )
             .route("/_counters", get(counters))
             .route("/_rotate", post(rotate))
             .with_state(self.clone())
@@ -196,6 +205,7 @@ impl Provider {
             token: c.token.load(Ordering::Relaxed),
             keys: c.keys.load(Ordering::Relaxed),
             logout: c.logout.load(Ordering::Relaxed),
+            claim_source: c.claim_source.load(Ordering::Relaxed),
         }
     }
 
@@ -341,6 +351,21 @@ fn html(status: StatusCode, rendered: askama::Result<String>) -> Response {
 fn json_error(status: StatusCode, error: &str, description: &str) -> Response {
     let body = serde_json::json!({ "error": error, "error_description": description });
     (status, Json(body)).into_response()
+}
+
+/// The `_claim_sources` endpoint of a groups-overage token: counted, and
+/// refused, as no relying party should call it.
+async fn claim_source(State(provider): State<Provider>) -> Response {
+    provider
+        .inner
+        .counters
+        .claim_source
+        .fetch_add(1, Ordering::Relaxed);
+    json_error(
+        StatusCode::FORBIDDEN,
+        "trap",
+        "never call the endpoint named in a token",
+    )
 }
 
 async fn counters(State(provider): State<Provider>) -> Json<Counters> {

@@ -156,6 +156,10 @@ pub struct AssertedIdentity<'a> {
     pub email: &'a str,
     /// The ID of the provider the user logged in with, sent as `provider`.
     pub provider: &'a str,
+    /// Entra group object IDs, sent as `groups` when there are any.
+    pub groups: &'a [String],
+    /// App roles, sent as `roles` when there are any.
+    pub roles: &'a [String],
 }
 
 /// Signs assertions with the current key and publishes it together with the
@@ -206,6 +210,8 @@ impl Signer {
             sub: id.username,
             email: id.email,
             provider: id.provider,
+            groups: id.groups,
+            roles: id.roles,
             iat: now_unix,
             exp: self.expires_at(now_unix),
         };
@@ -264,6 +270,10 @@ struct Claims<'a> {
     sub: &'a str,
     email: &'a str,
     provider: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    groups: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    roles: &'a [String],
     iat: i64,
     exp: i64,
 }
@@ -402,6 +412,8 @@ NsT/PWNyIGU9BxNjnNO9fLDYi8te4rN74/zMoTZAsBawr05PX33DMXs=
             username: "alice",
             email: "alice@example.com",
             provider: "entra",
+            groups: &[],
+            roles: &[],
         }
     }
 

@@ -29,4 +29,19 @@ pub struct Identity {
     pub groups: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// The token left the groups out (Entra's groups overage) and they
+    /// were not looked up: no group rule admits.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub groups_unknown: bool,
+}
+
+impl Identity {
+    /// The groups and roles the access rules look at.
+    pub fn held(&self) -> crate::policy::access::Held<'_> {
+        crate::policy::access::Held {
+            groups: &self.groups,
+            roles: &self.roles,
+            groups_unknown: self.groups_unknown,
+        }
+    }
 }

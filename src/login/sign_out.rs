@@ -83,7 +83,8 @@ impl SignOut {
     /// `GET /oauth/login/<provider_id>/front-channel-logout?sid=…[&iss=…]`:
     /// ends the sessions of `provider_id` whose sign-in carried `sid`. An
     /// `iss` that is not the provider's issuer ends nothing (a
-    /// multi-tenant provider's is checked against its template).
+    /// multi-tenant provider's is checked against its template, any
+    /// tenant: the `sid` is what selects the sessions).
     pub async fn front_channel(
         &self,
         provider_id: &str,
@@ -101,24 +102,25 @@ impl SignOut {
             return Ok(FrontChannel::Ended(0));
         };
         if let Some(iss) = iss {
-            let issuer = match self
+            // `iss` may be left out, so it guards nothing: it only keeps a
+            // call naming another issuer from ending sessions. When the
+            // issuer cannot be read, ending the sessions is the safe side.
+            match self
                 .cache
                 .metadata(&provider.configuration.oidc.provider_url)
                 .await
             {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(provider = provider_id, error = %e, "front-channel logout with iss, and the provider's discovery cannot be read; nothing ended");
+                Ok(m) if m.expected_issuer(tenant_of(iss)).as_deref() != Some(iss) => {
+                    tracing::debug!(
+                        provider = provider_id,
+                        "front-channel logout names another issuer; nothing ended"
+                    );
                     return Ok(FrontChannel::Ended(0));
                 }
-            };
-            let tid = tenant_of(iss);
-            if issuer.expected_issuer(tid).as_deref() != Some(iss) {
-                tracing::debug!(
-                    provider = provider_id,
-                    "front-channel logout names another issuer; nothing ended"
-                );
-                return Ok(FrontChannel::Ended(0));
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(provider = provider_id, error = %e, "front-channel logout: the provider's discovery cannot be read to check iss; ending the sessions of the sid anyway");
+                }
             }
         }
         let ended = self.sessions.end_sid(provider_id, sid).await?;

@@ -78,9 +78,35 @@ pub struct IdClaims {
     pub groups: Vec<String>,
     pub roles: Vec<String>,
     /// The provider's session: what a front-channel logout names.
-    pub sid: Option<String>,
+    pub sid: Option<Sid>,
     /// Entra: an opaque hint naming the account, for `logout_hint`.
     pub login_hint: Option<String>,
+    /// Entra left `groups` out for overage (`_claim_names` naming it, or
+    /// `hasgroups: true`): `groups` is not the whole list.
+    pub groups_overage: bool,
+}
+
+/// A provider session ID (`sid`): a bearer secret (whoever holds it can
+/// end the sessions signed in during it), never printed.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Sid(String);
+
+impl Sid {
+    pub fn new(sid: impl Into<String>) -> Self {
+        Self(sid.into())
+    }
+
+    /// The ID itself, to hash.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Sid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sid(…)")
+    }
 }
 
 #[derive(Deserialize)]
@@ -126,8 +152,14 @@ struct RawClaims {
     groups: Vec<String>,
     #[serde(default)]
     roles: Vec<String>,
-    sid: Option<String>,
+    sid: Option<Sid>,
     login_hint: Option<String>,
+    /// Distributed claims (OpenID Connect Core §5.6.2); only whether it
+    /// names `groups` is read: the endpoint it points to is never called.
+    #[serde(rename = "_claim_names", default)]
+    claim_names: Option<Value>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    hasgroups: Option<bool>,
 }
 
 /// A JSON number of seconds (fractions dropped); anything else is an error.
@@ -229,6 +261,11 @@ pub async fn verify(
         roles: claims.roles,
         sid: claims.sid,
         login_hint: claims.login_hint,
+        groups_overage: claims.hasgroups == Some(true)
+            || claims
+                .claim_names
+                .as_ref()
+                .is_some_and(|names| names.get("groups").is_some()),
     })
 }
 

@@ -5,6 +5,7 @@
 //! then receives (`fields`: every header by name; `forwarding`:
 //! X-Forwarded-*; `cookies`: the gateway's own cookies kept back). The paths only carry out what is decided here.
 
+pub mod access;
 pub mod cookies;
 pub mod fields;
 pub mod forwarding;
@@ -15,7 +16,10 @@ pub mod stack;
 use http::Method;
 
 pub use own::Route;
-pub use rules::{carries_bearer, Allow, PassRule};
+use std::sync::Arc;
+
+use access::Requirement;
+pub use rules::{carries_bearer, Action, Allow, RouteSpec, Rule};
 use stack::{StackPaths, StackRoute};
 
 /// What a request is, before any session is looked at.
@@ -33,6 +37,9 @@ pub enum Decision {
     /// A `[[routes]]` entry matched: it passes without a session as `allow`
     /// says; the upstream receives `path` (the normalised path that matched).
     Pass { allow: Allow, path: String },
+    /// A `[[routes]]` entry asks more of the session: forwarded for a
+    /// signed-in person who meets the requirement.
+    Require(Arc<Requirement>),
     /// Anything else: forwarded for a signed-in person.
     Session,
 }
@@ -40,15 +47,18 @@ pub enum Decision {
 /// The decisions of one gateway, fixed at startup.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    rules: Vec<PassRule>,
+    rules: Vec<Rule>,
+    /// Whether a rule asks for groups or roles.
+    guarded: bool,
     stack: Option<StackPaths>,
 }
 
 impl Policy {
     /// `rules` from `[[routes]]`; `account_mount` when the console sign-in
     /// is on.
-    pub fn new(rules: Vec<PassRule>, account_mount: Option<&str>) -> Self {
+    pub fn new(rules: Vec<Rule>, account_mount: Option<&str>) -> Self {
         Self {
+            guarded: rules.iter().any(|r| matches!(r.action, Action::Require(_))),
             rules,
             stack: account_mount.map(StackPaths::new),
         }
@@ -74,14 +84,38 @@ impl Policy {
             Route::Proxy => {}
             route => return Decision::Own(route),
         }
-        if !self.rules.is_empty() {
-            if let Some(normal) = crate::paths::for_routes(path) {
-                if let Some(rule) = self.rules.iter().find(|r| r.matches(method, &normal)) {
-                    return Decision::Pass {
-                        allow: rule.allow,
+        if self.rules.is_empty() {
+            return Decision::Session;
+        }
+        if let Some(normal) = crate::paths::for_routes(path) {
+            if let Some(rule) = self.rules.iter().find(|r| r.matches(method, &normal)) {
+                return match &rule.action {
+                    Action::Pass(allow) => Decision::Pass {
+                        allow: *allow,
                         path: normal.into_owned(),
-                    };
+                    },
+                    Action::Require(needs) => Decision::Require(needs.clone()),
+                };
+            }
+        }
+        // A path a route does not match as written may still be one the
+        // upstream reads as a guarded path (an encoded `/`, a backslash,
+        // `;` parameters): the guard holds on the fully decoded path too,
+        // and on it without parameters.
+        if self.guarded {
+            let decoded = crate::paths::as_the_stack_routes(path);
+            let bare = crate::paths::without_segment_params(&decoded);
+            let bare = crate::paths::as_the_stack_routes(&bare);
+            let guard = self.rules.iter().find_map(|r| match &r.action {
+                Action::Require(needs)
+                    if r.matches(method, &decoded) || r.matches(method, &bare) =>
+                {
+                    Some(needs)
                 }
+                _ => None,
+            });
+            if let Some(needs) = guard {
+                return Decision::Require(needs.clone());
             }
         }
         Decision::Session
@@ -93,9 +127,15 @@ mod tests {
     use super::*;
 
     fn policy() -> Policy {
+        let spec = |path: &str, methods: &[&str], allow: &str| RouteSpec {
+            path: path.into(),
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            allow: Some(allow.into()),
+            ..Default::default()
+        };
         let (rules, problems) = rules::check_all(&[
-            ("/api/v3/".into(), vec![], "bearer".into()),
-            ("/healthz".into(), vec!["GET".into()], "public".into()),
+            spec("/api/v3/", &[], "bearer"),
+            spec("/healthz", &["GET"], "public"),
         ]);
         assert!(problems.is_empty());
         Policy::new(rules, Some("/account"))

@@ -1,10 +1,16 @@
-//! `[[routes]]`: requests that pass without a session. A rule is checked
-//! once, when the configuration loads (leading `/`, normal form, known
-//! `allow` and methods, not covering the gateway's own paths, not shadowed
-//! by an earlier rule), and then matched on the normalised path alone.
+//! `[[routes]]`: requests that pass without a session (`allow`), and
+//! requests whose session must hold groups or roles of the route's own
+//! (`require_groups`, `require_roles`). A rule is checked once, when the
+//! configuration loads (leading `/`, normal form, known `allow` and
+//! methods, one kind of rule, not covering the gateway's own paths, not
+//! shadowed by an earlier rule), and then matched on the normalised path
+//! alone.
+
+use std::sync::Arc;
 
 use http::Method;
 
+use super::access::Requirement;
 use crate::paths;
 
 /// How a request that matches a rule may pass without a session.
@@ -17,14 +23,33 @@ pub enum Allow {
     Bearer,
 }
 
+/// What a matching request gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// It passes without a session, as `allow` says.
+    Pass(Allow),
+    /// It needs a session that meets the requirement.
+    Require(Arc<Requirement>),
+}
+
+/// One `[[routes]]` entry as written.
+#[derive(Debug, Clone, Default)]
+pub struct RouteSpec {
+    pub path: String,
+    pub methods: Vec<String>,
+    pub allow: Option<String>,
+    pub require_groups: Vec<String>,
+    pub require_roles: Vec<String>,
+}
+
 /// One validated `[[routes]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PassRule {
+pub struct Rule {
     /// Normal form; ends in `/` for a prefix.
     path: String,
     /// Empty: every method.
     methods: Vec<Method>,
-    pub allow: Allow,
+    pub action: Action,
 }
 
 /// Methods a rule may name (CONNECT never reaches the upstream).
@@ -35,16 +60,38 @@ const METHODS: &[&str] = &[
 /// Paths only the gateway answers.
 const OWN: &[&str] = &["/oauth/login", "/.idgate/"];
 
-impl PassRule {
+impl Rule {
     /// A rule from its configured fields, or what is wrong with them.
-    pub fn new(path: &str, methods: &[String], allow: &str) -> Result<PassRule, String> {
-        let allow = match allow {
-            "public" => Allow::Public,
-            "bearer" => Allow::Bearer,
-            other => {
+    pub fn new(spec: &RouteSpec) -> Result<Rule, String> {
+        let (path, methods) = (spec.path.as_str(), &spec.methods);
+        let requirement = Requirement {
+            groups: spec.require_groups.clone(),
+            roles: spec.require_roles.clone(),
+        };
+        let action = match (spec.allow.as_deref(), requirement.is_empty()) {
+            (Some(_), false) => {
+                return Err(
+                    "allow and require_groups/require_roles exclude each other: a route either passes without a session or asks more of one".into(),
+                )
+            }
+            (None, true) => {
+                return Err(
+                    "needs allow = \"public\" or \"bearer\", or require_groups / require_roles"
+                        .into(),
+                )
+            }
+            (Some("public"), true) => Action::Pass(Allow::Public),
+            (Some("bearer"), true) => Action::Pass(Allow::Bearer),
+            (Some(other), true) => {
                 return Err(format!(
                     "allow = {other:?} is not one of \"public\", \"bearer\""
                 ))
+            }
+            (None, false) => {
+                if let Some(problem) = requirement.problem() {
+                    return Err(format!("require_groups/require_roles {problem}"));
+                }
+                Action::Require(Arc::new(requirement))
             }
         };
         if !path.starts_with('/') {
@@ -72,10 +119,10 @@ impl PassRule {
                 parsed.push(method);
             }
         }
-        let rule = PassRule {
+        let rule = Rule {
             path: path.to_string(),
             methods: parsed,
-            allow,
+            action,
         };
         if let Some(own) = OWN
             .iter()
@@ -103,7 +150,7 @@ impl PassRule {
 
     /// Whether every request `later` could match for some method is matched
     /// by this rule first: `later` then never applies to that method.
-    pub fn shadows(&self, later: &PassRule) -> bool {
+    pub fn shadows(&self, later: &Rule) -> bool {
         let paths = match later.path.strip_suffix('/') {
             // A prefix is covered when its own bare path and everything
             // under it is.
@@ -119,14 +166,12 @@ impl PassRule {
 
 /// The rules of `[[routes]]`, each checked alone and against the ones
 /// before it; problems are `(index, message)`.
-pub fn check_all(
-    configured: &[(String, Vec<String>, String)],
-) -> (Vec<PassRule>, Vec<(usize, String)>) {
-    let mut rules: Vec<PassRule> = Vec::new();
+pub fn check_all(configured: &[RouteSpec]) -> (Vec<Rule>, Vec<(usize, String)>) {
+    let mut rules: Vec<Rule> = Vec::new();
     let mut problems = Vec::new();
     let mut at = Vec::new();
-    for (i, (path, methods, allow)) in configured.iter().enumerate() {
-        let rule = match PassRule::new(path, methods, allow) {
+    for (i, spec) in configured.iter().enumerate() {
+        let rule = match Rule::new(spec) {
             Ok(rule) => rule,
             Err(e) => {
                 problems.push((i, e));
@@ -149,6 +194,14 @@ pub fn check_all(
     (rules, problems)
 }
 
+/// Every group the rules of `rules` ask for.
+pub fn named_groups(rules: &[Rule]) -> impl Iterator<Item = &String> {
+    rules.iter().flat_map(|r| match &r.action {
+        Action::Require(needs) => needs.groups.as_slice(),
+        Action::Pass(_) => &[],
+    })
+}
+
 /// Whether an `Authorization` value is `Bearer <token>` with a non-empty
 /// token.
 pub fn carries_bearer(value: &[u8]) -> bool {
@@ -161,9 +214,36 @@ pub fn carries_bearer(value: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn rule(path: &str, methods: &[&str], allow: &str) -> Result<PassRule, String> {
-        let methods: Vec<String> = methods.iter().map(|m| m.to_string()).collect();
-        PassRule::new(path, &methods, allow)
+    fn rule(path: &str, methods: &[&str], allow: &str) -> Result<Rule, String> {
+        Rule::new(&RouteSpec {
+            path: path.into(),
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            allow: Some(allow.into()),
+            ..Default::default()
+        })
+    }
+
+    fn guard(path: &str, groups: &[&str], roles: &[&str]) -> RouteSpec {
+        RouteSpec {
+            path: path.into(),
+            require_groups: groups.iter().map(|g| g.to_string()).collect(),
+            require_roles: roles.iter().map(|r| r.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_route_asks_for_groups_or_roles_or_passes_never_both() {
+        let r = Rule::new(&guard("/console/admin/", &[], &["Console.Admin"])).unwrap();
+        assert!(matches!(r.action, Action::Require(_)));
+        assert!(r.matches(&Method::GET, "/console/admin"));
+        let mut both = guard("/console/admin/", &["g"], &[]);
+        both.allow = Some("public".into());
+        assert!(Rule::new(&both).unwrap_err().contains("exclude each other"));
+        let neither = guard("/console/admin/", &[], &[]);
+        assert!(Rule::new(&neither).unwrap_err().contains("needs allow"));
+        let blank = guard("/console/admin/", &[""], &[]);
+        assert!(Rule::new(&blank).unwrap_err().contains("empty group ID"));
     }
 
     #[test]
@@ -208,14 +288,13 @@ mod tests {
     #[test]
     fn a_rule_hidden_by_an_earlier_one_is_refused() {
         let c = |v: &[(&str, &[&str])]| {
-            let configured: Vec<(String, Vec<String>, String)> = v
+            let configured: Vec<RouteSpec> = v
                 .iter()
-                .map(|(p, m)| {
-                    (
-                        p.to_string(),
-                        m.iter().map(|m| m.to_string()).collect(),
-                        "public".to_string(),
-                    )
+                .map(|(p, m)| RouteSpec {
+                    path: p.to_string(),
+                    methods: m.iter().map(|m| m.to_string()).collect(),
+                    allow: Some("public".into()),
+                    ..Default::default()
                 })
                 .collect();
             check_all(&configured).1

@@ -1,5 +1,10 @@
 //! The identity headers a signed-in person's requests carry upstream (and
-//! `/.idgate/auth` answers with), under their configured names.
+//! `/.idgate/auth` answers with), under their configured names. A person
+//! in very many groups does not make the upstream request too large: past
+//! an eighth of `server.max_header_bytes`, only the groups the access
+//! rules name are sent (in the header and the assertion alike).
+
+use std::borrow::Cow;
 
 use http::{HeaderName, HeaderValue};
 
@@ -20,6 +25,10 @@ pub struct IdentityHeaders {
     roles: Option<HeaderName>,
     oid: Option<HeaderName>,
     tid: Option<HeaderName>,
+    /// Most bytes the groups may take, joined by commas.
+    groups_budget: usize,
+    /// The groups the access rules name: what is sent past the budget.
+    named_groups: Vec<String>,
 }
 
 fn name(raw: &str) -> Option<HeaderName> {
@@ -27,8 +36,11 @@ fn name(raw: &str) -> Option<HeaderName> {
 }
 
 impl IdentityHeaders {
-    pub fn new(c: &HeadersConfig) -> Self {
+    /// `named_groups`: every group `[access]` and `[[routes]]` name.
+    pub fn new(c: &HeadersConfig, max_header_bytes: usize, named_groups: Vec<String>) -> Self {
         Self {
+            groups_budget: max_header_bytes / 8,
+            named_groups,
             user: name(&c.user),
             email: name(&c.email),
             preferred_username: name(&c.preferred_username),
@@ -53,7 +65,7 @@ impl IdentityHeaders {
             set(name, value.clone());
         }
         if let Some(n) = &self.assertion {
-            match live.assertion(signer) {
+            match live.assertion(signer, &self.groups_of(&live.identity)) {
                 Ok(token) => set(n, token),
                 Err(e) => tracing::error!(error = %e, "cannot sign the identity assertion"),
             }
@@ -73,12 +85,30 @@ impl IdentityHeaders {
         put(&self.provider, Some(&id.provider_id));
         put(&self.oid, id.oid.as_deref());
         put(&self.tid, id.tid.as_deref());
-        if !id.groups.is_empty() {
-            put(&self.groups, Some(&id.groups.join(",")));
+        let groups = self.groups_of(id);
+        if groups.len() < id.groups.len() {
+            tracing::warn!(username = %id.username, groups = id.groups.len(), sent = groups.len(), "too many groups to send upstream; only those the access rules name are sent");
+        }
+        if !groups.is_empty() {
+            put(&self.groups, Some(&groups.join(",")));
         }
         if !id.roles.is_empty() {
             put(&self.roles, Some(&id.roles.join(",")));
         }
         out
+    }
+
+    /// The groups sent for `id`: all of them while they fit the budget,
+    /// else those the access rules name.
+    fn groups_of<'a>(&self, id: &'a Identity) -> Cow<'a, [String]> {
+        let joined: usize = id.groups.iter().map(|g| g.len() + 1).sum();
+        if joined <= self.groups_budget {
+            return Cow::Borrowed(&id.groups);
+        }
+        let named = id
+            .groups
+            .iter()
+            .filter(|g| self.named_groups.iter().any(|n| n.eq_ignore_ascii_case(g)));
+        Cow::Owned(named.cloned().collect())
     }
 }

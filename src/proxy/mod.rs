@@ -198,6 +198,16 @@ impl Gateway {
                     };
                 }
             }
+            Decision::Require(needs) => match self.session(conn, &parts.headers).await {
+                None => return self.not_signed_in(&parts, ex),
+                Some(live) => match needs.admits(&live.identity.held()) {
+                    Ok(()) => return self.forward_checked(conn, parts, body, live, ex).await,
+                    Err(refused) => {
+                        tracing::info!(username = %live.identity.username, path = parts.uri.path(), reason = refused.reason(), "refused by the route's groups or roles");
+                        respond::access_refused(&parts.headers, refused)
+                    }
+                },
+            },
             Decision::Session => return self.signed_in_only(conn, parts, body, ex).await,
         };
         answered(ex, answer, http1)

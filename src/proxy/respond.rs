@@ -37,6 +37,18 @@ pub const BODY_TIMEOUT: ErrorAnswer<'static> = ErrorAnswer {
     message: "The rest of the request did not arrive in time. Try sending it again.",
 };
 
+/// The 403 for a person whose groups or roles do not admit them: a page
+/// naming the reason, or JSON.
+pub fn access_refused(headers: &HeaderMap, refused: crate::policy::access::Refused) -> Answer {
+    let e = ErrorAnswer {
+        status: 403,
+        code: refused.reason(),
+        title: "Not allowed",
+        message: refused.message(),
+    };
+    Answer::error(headers, &e, None)
+}
+
 /// Whether the client prefers a page a person reads (`Accept: text/html`).
 pub fn wants_html(headers: &HeaderMap) -> bool {
     headers

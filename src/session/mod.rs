@@ -25,6 +25,8 @@ use subtle::ConstantTimeEq;
 use crate::identity::assertion::{AssertedIdentity, AssertionError, Signer};
 use crate::identity::email::{self, Vouching};
 use crate::identity::Identity;
+use crate::oidc::id_token::Sid;
+use crate::policy::access::Requirement;
 use crate::provider_registry::Registry;
 use crate::providers::Provider;
 use crate::store::announce::Announcement;
@@ -66,7 +68,11 @@ impl Live {
 
     /// The signed identity assertion as a header value, signed again only
     /// near its expiry (or after a key rotation made it stale).
-    pub fn assertion(&self, signer: &Signer) -> Result<HeaderValue, AssertionError> {
+    pub fn assertion(
+        &self,
+        signer: &Signer,
+        groups: &[String],
+    ) -> Result<HeaderValue, AssertionError> {
         let now = unix_now();
         if let Some(cached) = self.assertion.load_full() {
             if cached.1 - now > ASSERTION_REFRESH {
@@ -77,6 +83,8 @@ impl Live {
             username: &self.identity.username,
             email: &self.identity.email,
             provider: &self.identity.provider_id,
+            groups,
+            roles: &self.identity.roles,
         };
         let token = HeaderValue::from_str(&signer.sign(&id, now)?)
             .expect("a compact JWT is a valid header value");
@@ -110,7 +118,7 @@ pub struct SignIn {
     /// The ID token's `sid`: kept only as a hash in its own column, for
     /// front-channel logout.
     #[serde(skip)]
-    pub sid: Option<String>,
+    pub sid: Option<Sid>,
 }
 
 impl SignIn {
@@ -154,6 +162,8 @@ pub struct Sessions {
     cache: moka::sync::Cache<String, Arc<Live>>,
     cookies: CookieCodec,
     lifetimes: Lifetimes,
+    /// `[access]`, checked again whenever a session is read from the store.
+    access: Requirement,
     /// Counts sessions ended here; a connection's remembered session is
     /// used only while no session has ended since it was found.
     revocations: AtomicU64,
@@ -180,6 +190,7 @@ impl Sessions {
         providers: Arc<Registry>,
         cookies: CookieCodec,
         lifetimes: Lifetimes,
+        access: Requirement,
     ) -> Self {
         let cache = moka::sync::Cache::builder()
             .max_capacity(200_000)
@@ -187,6 +198,7 @@ impl Sessions {
             .support_invalidation_closures()
             .build();
         Self {
+            access,
             store,
             providers,
             cache,
@@ -209,7 +221,7 @@ impl Sessions {
         let id = URL_SAFE_NO_PAD.encode(raw);
         let id_hash = hash(&id);
         let now = unix_now();
-        let sid_hash = sign_in.sid.as_deref().map(hash);
+        let sid_hash = sign_in.sid.as_ref().map(|s| hash(s.expose()));
         let login_hint = sign_in.login_hint.clone();
         let stored = Stored {
             identity,
@@ -401,7 +413,11 @@ impl Sessions {
             identity.tid.as_deref(),
             stored.sign_in.as_ref().map(|s| s.vouching),
         )
-        .map_err(|r| SessionCheck::Refused(r.reason()))
+        .map_err(|r| SessionCheck::Refused(r.reason()))?;
+        // `[access]` as it is now (it may have changed since the sign-in).
+        self.access
+            .admits(&identity.held())
+            .map_err(|r| SessionCheck::Refused(r.reason()))
     }
 
     /// Ends one session on the server: the row first (so a failure leaves
@@ -579,11 +595,13 @@ mod tests {
                     xms_edov: Some(true),
                 },
                 login_hint: Some("hint".into()),
-                sid: Some("a bearer secret".into()),
+                sid: Some(Sid::new("a bearer secret")),
             }),
         };
         let json = serde_json::to_string(&stored).unwrap();
         assert!(!json.contains("a bearer secret"), "{json}");
+        let debug = format!("{:?}", stored.sign_in);
+        assert!(!debug.contains("a bearer secret"), "{debug}");
         let again: Stored = serde_json::from_str(&json).unwrap();
         assert_eq!(
             again.sign_in.as_ref().unwrap().login_hint.as_deref(),

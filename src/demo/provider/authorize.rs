@@ -3,6 +3,10 @@
 //! tests, code issuance, and the `query`/`fragment`/`form_post` replies.
 //!
 //! Demo and test use only: anyone may sign in as anyone, with any claims.
+//! Besides the profile claims, a request may name `sid` (else one is made
+//! per sign-in), `groups` and `roles` (comma-separated), and `overage`
+//! (`claim_names` or `hasgroups`: the groups are left out as Entra does
+//! for a person in too many).
 
 use std::time::Instant;
 
@@ -17,7 +21,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::codes::{Grant, CODE_TTL};
-use super::id_token::{Fault, UserClaims};
+use super::id_token::{Fault, Overage, UserClaims};
 use super::reply::{Mode, Reply};
 use super::{html, is_multi_tenant, is_valid_tenant, random_token, Params, Provider, DEFAULT_TID};
 
@@ -258,10 +262,29 @@ fn user_claims(
     // names one; the `login_hint` is opaque, stable per account.
     let sid = match params.get("sid") {
         Some(sid) if !sid.is_empty() => sid.to_owned(),
-        _ => guid(&digest(&["sid", &super::random_token(16)])),
+        _ => guid(&digest(&["sid", &random_token(16)])),
     };
     let login_hint = URL_SAFE_NO_PAD.encode(digest(&["login_hint", tid, &oid]));
+    let list = |name: &str| -> Vec<String> {
+        params
+            .get(name)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let overage = match params.get("overage") {
+        None | Some("") => None,
+        Some("claim_names") => Some(Overage::ClaimNames),
+        Some("hasgroups") => Some(Overage::HasGroups),
+        Some(_) => return Err("overage must be claim_names or hasgroups"),
+    };
     Ok(UserClaims {
+        groups: list("groups"),
+        roles: list("roles"),
+        overage,
         sub,
         sid,
         login_hint,

@@ -72,12 +72,24 @@ impl Fault {
     }
 }
 
+/// How a token leaves out groups that do not fit (Entra's "groups
+/// overage"): the way of its implicit flow (`hasgroups: true`), or of the
+/// code flow (`_claim_names` pointing at `_claim_sources`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Overage {
+    HasGroups,
+    ClaimNames,
+}
+
 /// The made-up user a code was issued for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct UserClaims {
     pub(super) sub: String,
     pub(super) sid: String,
     pub(super) login_hint: String,
+    pub(super) groups: Vec<String>,
+    pub(super) roles: Vec<String>,
+    pub(super) overage: Option<Overage>,
     pub(super) oid: String,
     pub(super) tid: String,
     pub(super) name: String,
@@ -117,6 +129,16 @@ struct IdClaims<'a> {
     sub: Option<&'a str>,
     sid: &'a str,
     login_hint: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    groups: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    roles: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hasgroups: Option<bool>,
+    #[serde(rename = "_claim_names", skip_serializing_if = "Option::is_none")]
+    claim_names: Option<serde_json::Value>,
+    #[serde(rename = "_claim_sources", skip_serializing_if = "Option::is_none")]
+    claim_sources: Option<serde_json::Value>,
     tid: &'a str,
     ver: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -171,6 +193,16 @@ pub(super) fn mint(
         sub: (fault != Some(Fault::NoSub)).then_some(user.sub.as_str()),
         sid: &user.sid,
         login_hint: &user.login_hint,
+        groups: if user.overage.is_some() { &[] } else { &user.groups },
+        roles: &user.roles,
+        hasgroups: (user.overage == Some(Overage::HasGroups)).then_some(true),
+        claim_names: (user.overage == Some(Overage::ClaimNames))
+            .then(|| serde_json::json!({ "groups": "src1" })),
+        // As Entra's: a Graph address that must never be called (the
+        // gateway asks Graph itself, at its own configured address).
+        claim_sources: (user.overage == Some(Overage::ClaimNames)).then(|| {
+            serde_json::json!({ "src1": { "endpoint": format!("{base}/_claim_source_trap/{}/getMemberObjects", user.oid) } })
+        }),
         tid: &user.tid,
         ver: "2.0",
         xms_edov: user.xms_edov,

@@ -251,8 +251,11 @@ mod tests {
     }
 
     fn policy() -> Policy {
-        let (rules, _) =
-            crate::policy::rules::check_all(&[("/api/v3/".into(), Vec::new(), "bearer".into())]);
+        let (rules, _) = crate::policy::rules::check_all(&[crate::policy::RouteSpec {
+            path: "/api/v3/".into(),
+            allow: Some("bearer".into()),
+            ..Default::default()
+        }]);
         Policy::new(rules, Some("/account"))
     }
 
