@@ -15,6 +15,7 @@ use crate::identity::assertion::SigningKey;
 use crate::identity::keys::{AssertionKeys, SignerSettings};
 use crate::login::console::ConsoleSignIn;
 use crate::login::sign_out::SignOut;
+use crate::login::AccessSettings;
 use crate::login::LoginFlow;
 use crate::metrics::Metrics;
 use crate::oidc::{CacheConfig, OidcCache};
@@ -242,7 +243,14 @@ async fn build_auth(cfg: &Loaded, store: &Store, providers: Arc<Registry>) -> an
         &cfg.public_url,
         cfg.config.oidc.login_timeout,
         console,
-        cfg.access.clone(),
+        AccessSettings {
+            rule: cfg.access.clone(),
+            groups_needed: !cfg.access.groups.is_empty()
+                || crate::policy::rules::named_groups(&cfg.routes)
+                    .next()
+                    .is_some(),
+            graph_url: cfg.config.oidc.graph_url.clone(),
+        },
     ));
     let a = &cfg.config.assertion;
     let settings = SignerSettings {

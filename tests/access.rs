@@ -17,9 +17,18 @@ const ADMINS: &str = "6f1c0d2e-0000-4000-8000-00000000a11";
 const STAFF: &str = "6f1c0d2e-0000-4000-8000-000000005af";
 const ADMIN_TOKEN: &str = "access-admin-token-0123456789";
 
+/// `[oidc]` naming the demo provider's small Graph, then `toml`.
+fn with_graph(idp: &Provider, toml: &str) -> String {
+    format!(
+        "[oidc]\ngraph_url = \"{}\"\n{toml}\n{}",
+        idp.base_url(),
+        provider_toml(idp, "entra", TENANT, DOMAINS)
+    )
+}
+
 async fn gateway(idp: &Provider, toml: &str) -> (Upstream, Gateway) {
     let up = Upstream::start().await;
-    let toml = format!("{toml}\n{}", provider_toml(idp, "entra", TENANT, DOMAINS));
+    let toml = with_graph(idp, toml);
     let gw = Gateway::start(&up.url(), &toml).await;
     register(idp, &gw, "entra");
     (up, gw)
@@ -67,16 +76,26 @@ async fn access_admits_any_listed_group_and_role_and_refuses_the_rest() {
                 ("groups", STAFF),
                 ("roles", "Console.User"),
                 ("overage", "hasgroups"),
+                ("graph_status", "403"),
             ],
-            "too many groups",
+            "could not be looked up",
         ),
         (
             vec![
                 ("groups", STAFF),
                 ("roles", "Console.User"),
                 ("overage", "claim_names"),
+                ("graph_status", "503"),
             ],
-            "too many groups",
+            "could not be looked up",
+        ),
+        (
+            vec![
+                ("groups", "other"),
+                ("roles", "Console.User"),
+                ("overage", "claim_names"),
+            ],
+            "not in a group",
         ),
     ] {
         let b = Browser::new();
@@ -112,13 +131,59 @@ async fn with_only_a_role_rule_an_overage_token_signs_in_on_its_roles() {
     let idp = provider().await;
     let (_up, gw) = gateway(&idp, "[access]\nallowed_roles = [\"Console.User\"]").await;
     let b = Browser::new();
-    let r = sign_in(
-        &b,
-        &gw,
-        &[("roles", "Console.User"), ("overage", "claim_names")],
-    )
-    .await;
-    assert_eq!(r.status(), 302);
+    let claims = [("roles", "Console.User"), ("overage", "claim_names")];
+    assert_eq!(sign_in(&b, &gw, &claims).await.status(), 302);
+    assert_eq!(idp.counters().claim_source, 0);
+    assert_eq!(idp.counters().graph, 0, "no group rule: Graph is not asked");
+}
+
+/// Entra's overage, resolved at the (small) Microsoft Graph: every page is
+/// read, only group objects count, the token's own address is never called.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_overage_is_resolved_at_graph_page_by_page_groups_only() {
+    let idp = provider().await;
+    let toml = format!("[access]\nallowed_groups = [\"{STAFF}\"]");
+    let (_up, gw) = gateway(&idp, &toml).await;
+
+    // Asked for the Graph permission, since a rule needs groups.
+    let authorize = Browser::new().start(&gw, "entra", "/").await;
+    let scope: String = authorize
+        .query_pairs()
+        .find(|(k, _)| k == "scope")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    assert_eq!(
+        scope,
+        format!("openid profile email {}/User.Read", idp.base_url())
+    );
+
+    // Four objects a page: the directory role, then groups; Staff is on
+    // the second page.
+    let groups = format!("g1,g2,g3,g4,g5,{STAFF}");
+    let b = Browser::new();
+    let claims = [
+        ("groups", groups.as_str()),
+        ("overage", "claim_names"),
+        ("graph_page", "4"),
+    ];
+    let r = sign_in(&b, &gw, &claims).await;
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    assert_eq!(idp.counters().graph, 2, "both pages read");
+    let me = b.identity(&gw).await;
+    assert_eq!(me["groups"].as_array().unwrap().len(), 6, "{me}");
+    assert!(me.get("groups_unknown").is_none(), "{me}");
+    assert_eq!(idp.counters().claim_source, 0);
+
+    // A directory role's ID is no group, even when Graph lists it.
+    let role_rule = format!(
+        "[access]\nallowed_groups = [\"{}\"]",
+        idgate::demo::provider::DIRECTORY_ROLE_ID
+    );
+    let (_up2, gw2) = gateway(&idp, &role_rule).await;
+    let b = Browser::new();
+    let r = sign_in(&b, &gw2, &[("groups", "g1"), ("overage", "hasgroups")]).await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("not in a group"));
     assert_eq!(idp.counters().claim_source, 0);
 }
 
@@ -243,10 +308,7 @@ async fn a_narrower_access_rule_ends_the_sessions_it_no_longer_admits() {
         302
     );
     let dir = gw.stop().await;
-    let toml = format!(
-        "[access]\nallowed_groups = [\"{STAFF}\"]\n{}",
-        provider_toml(&idp, "entra", TENANT, DOMAINS)
-    );
+    let toml = with_graph(&idp, &format!("[access]\nallowed_groups = [\"{STAFF}\"]"));
     let gw = Gateway::start_with(
         &up.url(),
         Options {
@@ -284,6 +346,10 @@ fn check_config_names_bad_access_and_route_rules() {
             "exclude each other",
         ),
         ("[[routes]]\npath = \"/admin/\"", "needs allow"),
+        (
+            "[oidc]\ngraph_url = \"http://graph.example\"",
+            "oidc.graph_url",
+        ),
         (
             "[[routes]]\npath = \"/admin/\"\nrequire_groups = [\"\"]",
             "empty group ID",

@@ -829,6 +829,7 @@ async fn counters_count_each_endpoint() {
         token: 1,
         keys: 1,
         logout: 0,
+        graph: 0,
         claim_source: 0,
     };
     assert_eq!(f.provider.counters(), expected);

@@ -157,6 +157,11 @@ pub const KEYS: &[Key] = &[
         "how long a started login may take",
     ),
     key(
+        "oidc.graph_url",
+        Kind::Str,
+        "Microsoft Graph, asked for the groups left out of a token (groups overage)",
+    ),
+    key(
         "oidc.login_attempts_per_minute",
         Kind::Int,
         "failed sign-in callbacks and restarted sign-ins per client address and minute (0: no limit)",

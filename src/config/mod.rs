@@ -144,6 +144,9 @@ pub struct OidcConfig {
     #[serde(with = "humantime_serde")]
     pub login_timeout: Duration,
     pub login_attempts_per_minute: u32,
+    /// Microsoft Graph, asked for the groups of a person in too many for
+    /// the token.
+    pub graph_url: String,
 }
 
 impl Default for OidcConfig {
@@ -153,6 +156,7 @@ impl Default for OidcConfig {
             timeout: Duration::from_secs(10),
             login_timeout: Duration::from_secs(600),
             login_attempts_per_minute: 30,
+            graph_url: "https://graph.microsoft.com".into(),
         }
     }
 }

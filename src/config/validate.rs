@@ -43,6 +43,12 @@ pub fn validate(config: Config, source: Source) -> Result<Loaded, Problems> {
     check_log(&config, &mut p);
     let providers = declared_providers(&config, &mut p);
     let routes = pass_rules(&config, &mut p);
+    if let Err(e) = crate::oidc::discovery::check_endpoint(
+        &config.oidc.graph_url,
+        config.oidc.allow_insecure_http,
+    ) {
+        p.push(Problem::new("oidc.graph_url", e.to_string()));
+    }
     let access = Requirement {
         groups: config.access.allowed_groups.clone(),
         roles: config.access.allowed_roles.clone(),

@@ -17,6 +17,7 @@
 //! | `POST /<tenant>/oauth2/v2.0/token` | token endpoint: `authorization_code` grant |
 //! | `GET /<tenant>/oauth2/v2.0/logout` | sign-out: back to `post_logout_redirect_uri` when it has the origin of one of the client's redirect URIs |
 //! | `GET /_counters` | request counts per endpoint, as JSON |
+//! | `GET /v1.0/me/transitiveMemberOf` | a small Microsoft Graph: the groups a sign-in chose, for its access token, paged |
 //! | `/_claim_source_trap/…` | the `_claim_sources` address of a groups-overage token (`overage=claim_names`): counted, 403 |
 //! | `POST /_rotate` | key rollover; `?drop_old=true` publishes only the new key |
 //!
@@ -26,6 +27,8 @@
 
 mod authorize;
 mod codes;
+mod graph;
+pub use graph::DIRECTORY_ROLE_ID;
 mod id_token;
 mod keys;
 mod logout;
@@ -86,6 +89,8 @@ pub struct Counters {
     pub token: u64,
     pub keys: u64,
     pub logout: u64,
+    /// Calls to the small Microsoft Graph.
+    pub graph: u64,
     /// Calls to the `_claim_sources` address a groups-overage token names,
     /// which a relying party must never call.
     pub claim_source: u64,
@@ -98,6 +103,7 @@ struct AtomicCounters {
     token: AtomicU64,
     keys: AtomicU64,
     logout: AtomicU64,
+    graph: AtomicU64,
     claim_source: AtomicU64,
 }
 
@@ -119,6 +125,8 @@ struct Inner {
     counters: AtomicCounters,
     /// Whether discovery names the sign-out endpoint.
     sign_out: std::sync::atomic::AtomicBool,
+    /// What the small Graph answers, per access token issued.
+    graph: Mutex<HashMap<String, graph::GraphUser>>,
 }
 
 impl Provider {
@@ -136,6 +144,7 @@ impl Provider {
                 codes: Mutex::new(CodeStore::new(MAX_CODES)),
                 counters: AtomicCounters::default(),
                 sign_out: std::sync::atomic::AtomicBool::new(true),
+                graph: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -165,6 +174,10 @@ impl Provider {
             )
             .route("/{tenant}/oauth2/v2.0/token", post(token::token))
             .route("/{tenant}/oauth2/v2.0/logout", get(logout::logout))
+            .route(
+                "/v1.0/me/transitiveMemberOf",
+                get(graph::transitive_member_of),
+            )
             .route(
                 "/_claim_source_trap/{*rest}",
                 get(claim_source).post(claim_source),
@@ -205,6 +218,7 @@ impl Provider {
             token: c.token.load(Ordering::Relaxed),
             keys: c.keys.load(Ordering::Relaxed),
             logout: c.logout.load(Ordering::Relaxed),
+            graph: c.graph.load(Ordering::Relaxed),
             claim_source: c.claim_source.load(Ordering::Relaxed),
         }
     }
@@ -227,6 +241,28 @@ impl Provider {
 
     fn endpoint(&self, tenant: &str, path: &str) -> String {
         format!("{}/{tenant}/{path}", self.inner.base)
+    }
+
+    /// Remembers what Graph says for `access_token`.
+    fn issued(&self, access_token: &str, user: graph::GraphUser) {
+        let mut graph = self
+            .inner
+            .graph
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if graph.len() >= MAX_CODES {
+            graph.clear();
+        }
+        graph.insert(access_token.to_owned(), user);
+    }
+
+    fn graph_user(&self, access_token: &str) -> Option<graph::GraphUser> {
+        let graph = self
+            .inner
+            .graph
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        graph.get(access_token).cloned()
     }
 
     fn client(&self, client_id: &str) -> Option<Client> {

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::console::ConsoleSignIn;
+use super::graph;
 use super::refusal::{internal, Refusal};
 use super::registry::{self, SignInError, StackGate};
 use super::return_target;
@@ -82,8 +83,26 @@ pub struct LoginFlow {
     public_url: String,
     login_timeout: Duration,
     console: Option<Arc<ConsoleSignIn>>,
+    access: AccessSettings,
+}
+
+/// What the sign-in needs to know about groups and roles.
+#[derive(Debug, Clone, Default)]
+pub struct AccessSettings {
     /// `[access]`: the groups and roles a person needs to sign in.
-    access: Requirement,
+    pub rule: Requirement,
+    /// Whether any rule (`[access]` or a route) asks for groups: then the
+    /// sign-in asks for the Graph scope, and a person in too many groups
+    /// for the token has them looked up at Graph.
+    pub groups_needed: bool,
+    /// `oidc.graph_url`.
+    pub graph_url: String,
+}
+
+/// The tokens of a code exchange that the sign-in uses.
+struct Tokens {
+    id_token: String,
+    access_token: Option<String>,
 }
 
 /// Unfinished logins a browser may hold (tabs) before they are cleared.
@@ -105,7 +124,7 @@ impl LoginFlow {
         public_url: &url::Url,
         login_timeout: Duration,
         console: Option<Arc<ConsoleSignIn>>,
-        access: Requirement,
+        access: AccessSettings,
     ) -> Self {
         Self {
             access,
@@ -135,6 +154,17 @@ impl LoginFlow {
             Some(console) => console.again(&self.store, identity).await,
             None => Ok((Vec::new(), None)),
         }
+    }
+
+    /// The scopes a sign-in asks for: the Graph one only when a rule needs
+    /// groups.
+    fn scope(&self) -> String {
+        let mut scope = String::from("openid profile email");
+        if self.access.groups_needed {
+            scope.push(' ');
+            scope.push_str(&graph::scope(&self.access.graph_url));
+        }
+        scope
     }
 
     /// The redirect URI registered at the provider.
@@ -187,7 +217,7 @@ impl LoginFlow {
             .append_pair("client_id", &provider.configuration.oidc.client_id)
             .append_pair("response_type", "code")
             .append_pair("redirect_uri", &self.redirect_uri(provider_id))
-            .append_pair("scope", "openid profile email")
+            .append_pair("scope", &self.scope())
             .append_pair("response_mode", mode)
             .append_pair("state", &login.state)
             .append_pair("nonce", &login.nonce)
@@ -315,19 +345,35 @@ impl LoginFlow {
             .get(provider_id)
             .ok_or_else(Refusal::unknown_provider)?;
         let metadata = self.metadata(&provider).await?;
-        let id_token = self
+        let tokens = self
             .exchange(&provider, &metadata, code, &pending.verifier)
             .await?;
+        let id_token = tokens.id_token;
         let expectations = Expectations::new(
             &metadata,
             &provider.configuration.oidc.client_id,
             &pending.nonce,
         );
-        let claims = non_empty(
+        let mut claims = non_empty(
             id_token::verify(&self.cache, &id_token, &expectations)
                 .await
                 .map_err(|e| Refusal::from_oidc(&e))?,
         );
+        if claims.groups_overage && self.access.groups_needed {
+            let access_token = tokens.access_token.as_deref();
+            match graph::transitive_groups(&self.cache, &self.access.graph_url, access_token).await
+            {
+                Ok(groups) => {
+                    claims.groups = groups;
+                    claims.groups_overage = false;
+                }
+                // The group rules refuse below: never admitted on a
+                // partial list.
+                Err(e) => {
+                    tracing::warn!(provider = provider_id, error = %e, "cannot look the groups up at Microsoft Graph")
+                }
+            }
+        }
         let evidence = evidence(&claims);
         let multi_tenant = metadata.is_multi_tenant();
         let vouching = email::Vouching::of(multi_tenant, &evidence);
@@ -347,7 +393,7 @@ impl LoginFlow {
             roles: &claims.roles,
             groups_unknown: claims.groups_overage,
         };
-        self.access.admits(&held).map_err(|r| {
+        self.access.rule.admits(&held).map_err(|r| {
             Refusal::new(
                 403,
                 "access_refused",
@@ -410,14 +456,14 @@ impl LoginFlow {
         })
     }
 
-    /// Trades the code for tokens; returns the ID token.
+    /// Trades the code for tokens.
     async fn exchange(
         &self,
         provider: &Provider,
         metadata: &Metadata,
         code: &str,
         verifier: &str,
-    ) -> Result<String, Refusal> {
+    ) -> Result<Tokens, Refusal> {
         let oidc = &provider.configuration.oidc;
         let secret = oidc.client_secret.as_deref().unwrap_or_default();
         let redirect_uri = self.redirect_uri(provider.id());
@@ -439,7 +485,7 @@ impl LoginFlow {
             .post_form(&metadata.token_endpoint, &form, auth)
             .await
             .map_err(|e| Refusal::from_oidc(&e))?;
-        answer["id_token"]
+        let id_token = answer["id_token"]
             .as_str()
             .map(str::to_string)
             .ok_or_else(|| {
@@ -447,7 +493,11 @@ impl LoginFlow {
                     url: metadata.token_endpoint.clone(),
                     detail: "the token answer has no id_token".into(),
                 })
-            })
+            })?;
+        Ok(Tokens {
+            id_token,
+            access_token: answer["access_token"].as_str().map(str::to_string),
+        })
     }
 }
 

@@ -226,14 +226,30 @@ impl OidcCache {
 
     /// GETs `url` and parses its 2xx JSON answer.
     async fn get<T: DeserializeOwned>(&self, url: &str) -> Result<T, OidcError> {
+        self.get_as(url, None).await
+    }
+
+    /// GETs `url` with `Authorization: Bearer <token>` (an API of the
+    /// provider, such as Microsoft Graph) and parses its 2xx JSON answer.
+    pub async fn get_with_bearer<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        token: &str,
+    ) -> Result<T, OidcError> {
+        self.get_as(url, Some(token)).await
+    }
+
+    async fn get_as<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        bearer: Option<&str>,
+    ) -> Result<T, OidcError> {
         discovery::check_endpoint(url, self.config.allow_insecure_http)?;
-        let response = self
-            .http
-            .get(url)
-            .header(ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| transport(url, e))?;
+        let mut request = self.http.get(url).header(ACCEPT, "application/json");
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| transport(url, e))?;
         let status = response.status();
         let body = read_body(url, response).await?;
         if !status.is_success() {

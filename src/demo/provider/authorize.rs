@@ -6,7 +6,8 @@
 //! Besides the profile claims, a request may name `sid` (else one is made
 //! per sign-in), `groups` and `roles` (comma-separated), and `overage`
 //! (`claim_names` or `hasgroups`: the groups are left out as Entra does
-//! for a person in too many).
+//! for a person in too many); `graph_page` and `graph_status` shape what the
+//! small Graph answers for the sign-in's access token.
 
 use std::time::Instant;
 
@@ -281,7 +282,17 @@ fn user_claims(
         Some("hasgroups") => Some(Overage::HasGroups),
         Some(_) => return Err("overage must be claim_names or hasgroups"),
     };
+    let graph_page = match params.get("graph_page") {
+        None | Some("") => 100,
+        Some(n) => n.parse().map_err(|_| "graph_page must be a number")?,
+    };
+    let graph_status = match params.get("graph_status") {
+        None | Some("") => None,
+        Some(n) => Some(n.parse().map_err(|_| "graph_status must be a number")?),
+    };
     Ok(UserClaims {
+        graph_page,
+        graph_status,
         groups: list("groups"),
         roles: list("roles"),
         overage,

@@ -133,6 +133,8 @@ mod tests {
                 groups: vec![],
                 roles: vec![],
                 overage: None,
+                graph_page: 100,
+                graph_status: None,
                 oid: "o".into(),
                 tid: "contoso".into(),
                 name: "Ada Lovelace".into(),

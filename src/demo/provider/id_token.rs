@@ -90,6 +90,10 @@ pub(super) struct UserClaims {
     pub(super) groups: Vec<String>,
     pub(super) roles: Vec<String>,
     pub(super) overage: Option<Overage>,
+    /// Objects a page of the small Graph's answers.
+    pub(super) graph_page: usize,
+    /// An error status the small Graph answers with instead.
+    pub(super) graph_status: Option<u16>,
     pub(super) oid: String,
     pub(super) tid: String,
     pub(super) name: String,

@@ -180,11 +180,20 @@ async fn exchange(
         .as_secs();
     let id_token = id_token::mint(provider.base_url(), &grant, &key, now, &random_token(16))
         .map_err(|_| server_error())?;
+    let access_token = random_token(32);
+    provider.issued(
+        &access_token,
+        super::graph::GraphUser {
+            groups: grant.user.groups.clone(),
+            page: grant.user.graph_page,
+            status: grant.user.graph_status,
+        },
+    );
     Ok(TokenResponse {
         token_type: "Bearer",
         scope: "openid profile email",
         expires_in: 3600,
-        access_token: random_token(32),
+        access_token,
         id_token,
     })
 }
