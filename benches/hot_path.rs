@@ -26,6 +26,7 @@ use idgate::proxy::fast::request::{parse, write_head, Intake, Limits, Rewrite};
 use idgate::proxy::headers::{self, Peer};
 use idgate::proxy::identity_headers::IdentityHeaders;
 use idgate::session::cookies::CookieCodec;
+use idgate::session::sealed::Sealer;
 use idgate::session::{Lifetimes, Sessions, SignIn};
 use idgate::store::Store;
 use sha2::{Digest, Sha256};
@@ -222,8 +223,11 @@ fn bench_sessions(c: &mut Criterion) {
             Lifetimes {
                 absolute: 12 * 3600,
                 idle: 3600,
+                revalidate_every: 3600,
+                revalidate_grace: 3600,
             },
             Default::default(),
+            Sealer::new(&master),
         );
         let set_cookie = sessions
             .create(identity(), sign_in)

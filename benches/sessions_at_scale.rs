@@ -17,6 +17,7 @@ use idgate::provider_registry::Registry;
 use idgate::providers::validate::Rules;
 use idgate::providers::ProviderChange;
 use idgate::session::cookies::CookieCodec;
+use idgate::session::sealed::Sealer;
 use idgate::session::{Lifetimes, Sessions};
 use idgate::store::Store;
 use rand::Rng;
@@ -88,8 +89,11 @@ async fn run(n: i64) {
         Lifetimes {
             absolute: 12 * 3600,
             idle: 12 * 3600,
+            revalidate_every: 3600,
+            revalidate_grace: 3600,
         },
         Default::default(),
+        Sealer::new(&[7u8; 64]),
     ));
 
     let mut rng = rand::thread_rng();

@@ -14,6 +14,7 @@ use crate::config::Loaded;
 use crate::identity::assertion::SigningKey;
 use crate::identity::keys::{AssertionKeys, SignerSettings};
 use crate::login::console::ConsoleSignIn;
+use crate::login::revalidate::Revalidator;
 use crate::login::sign_out::SignOut;
 use crate::login::AccessSettings;
 use crate::login::LoginFlow;
@@ -28,6 +29,7 @@ use crate::proxy::upstream::Upstream;
 use crate::proxy::Auth;
 use crate::proxy::{Gateway, ProxySettings};
 use crate::session::cookies::CookieCodec;
+use crate::session::sealed::Sealer;
 use crate::session::{Lifetimes, Sessions};
 use crate::shutdown::{self, Signals};
 use crate::store::announce::Announcement;
@@ -199,9 +201,12 @@ async fn build_auth(cfg: &Loaded, store: &Store, providers: Arc<Registry>) -> an
         .filter(|k| k.len() == 64)
         .context("the stored cookie key is damaged; delete the secrets row named cookie_key")?;
     let cookies = CookieCodec::new(&master, cfg.public_is_https());
+    let session = &cfg.config.session;
     let lifetimes = Lifetimes {
-        absolute: cfg.config.session.lifetime.as_secs() as i64,
-        idle: cfg.config.session.idle_timeout.as_secs() as i64,
+        absolute: session.lifetime.as_secs() as i64,
+        idle: session.idle_timeout.as_secs() as i64,
+        revalidate_every: session.revalidate_every.as_secs() as i64,
+        revalidate_grace: session.revalidate_grace.as_secs() as i64,
     };
     let sessions = Arc::new(Sessions::new(
         store.clone(),
@@ -209,6 +214,7 @@ async fn build_auth(cfg: &Loaded, store: &Store, providers: Arc<Registry>) -> an
         cookies,
         lifetimes,
         cfg.access.clone(),
+        Sealer::new(&master),
     ));
     let oidc = OidcCache::new(CacheConfig {
         timeout: cfg.config.oidc.timeout,
@@ -235,6 +241,20 @@ async fn build_auth(cfg: &Loaded, store: &Store, providers: Arc<Registry>) -> an
         sessions.clone(),
         &cfg.public_url,
     );
+    let access = AccessSettings {
+        rule: cfg.access.clone(),
+        groups_needed: !cfg.access.groups.is_empty()
+            || crate::policy::rules::named_groups(&cfg.routes)
+                .next()
+                .is_some(),
+        graph_url: cfg.config.oidc.graph_url.clone(),
+    };
+    let revalidator = Revalidator::new(
+        oidc.clone(),
+        providers.clone(),
+        sessions.clone(),
+        access.clone(),
+    );
     let login = Arc::new(LoginFlow::new(
         oidc,
         providers.clone(),
@@ -243,14 +263,7 @@ async fn build_auth(cfg: &Loaded, store: &Store, providers: Arc<Registry>) -> an
         &cfg.public_url,
         cfg.config.oidc.login_timeout,
         console,
-        AccessSettings {
-            rule: cfg.access.clone(),
-            groups_needed: !cfg.access.groups.is_empty()
-                || crate::policy::rules::named_groups(&cfg.routes)
-                    .next()
-                    .is_some(),
-            graph_url: cfg.config.oidc.graph_url.clone(),
-        },
+        access,
     ));
     let a = &cfg.config.assertion;
     let settings = SignerSettings {
@@ -281,6 +294,7 @@ async fn build_auth(cfg: &Loaded, store: &Store, providers: Arc<Registry>) -> an
         sessions,
         login,
         sign_out,
+        revalidator,
         keys,
         headers: IdentityHeaders::new(
             &cfg.config.headers,

@@ -154,7 +154,10 @@ async fn an_overage_is_resolved_at_graph_page_by_page_groups_only() {
         .unwrap();
     assert_eq!(
         scope,
-        format!("openid profile email {}/User.Read", idp.base_url())
+        format!(
+            "openid profile email offline_access {}/User.Read",
+            idp.base_url()
+        )
     );
 
     // Four objects a page: the directory role, then groups; Staff is on

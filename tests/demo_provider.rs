@@ -830,6 +830,7 @@ async fn counters_count_each_endpoint() {
         keys: 1,
         logout: 0,
         graph: 0,
+        refresh: 0,
         claim_source: 0,
     };
     assert_eq!(f.provider.counters(), expected);

@@ -171,7 +171,8 @@ async fn the_authorization_request_is_what_entra_expects() {
         s.idp.base_url().trim_end_matches('/')
     )));
     assert_eq!(q["response_type"], "code");
-    assert_eq!(q["scope"], "openid profile email");
+    // offline_access: a refresh token to check the session again with.
+    assert_eq!(q["scope"], "openid profile email offline_access");
     assert_eq!(q["response_mode"], "form_post");
     assert_eq!(q["code_challenge_method"], "S256");
     assert_eq!(

@@ -176,6 +176,16 @@ pub const KEYS: &[Key] = &[
         Kind::Duration,
         "a session unused this long ends",
     ),
+    key(
+        "session.revalidate_every",
+        Kind::Duration,
+        "how long the provider's word holds before a session is checked again with it",
+    ),
+    key(
+        "session.revalidate_grace",
+        Kind::Duration,
+        "how long past that a session goes on while the provider cannot be asked",
+    ),
     key("headers.user", Kind::Str, "header carrying the username"),
     key("headers.email", Kind::Str, "header carrying the email"),
     key(

@@ -168,6 +168,14 @@ pub struct SessionConfig {
     pub lifetime: Duration,
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// How long the provider's word holds before a session is checked
+    /// again with it (refresh token).
+    #[serde(with = "humantime_serde")]
+    pub revalidate_every: Duration,
+    /// How long past that a session goes on while the provider cannot be
+    /// asked.
+    #[serde(with = "humantime_serde")]
+    pub revalidate_grace: Duration,
 }
 
 impl Default for SessionConfig {
@@ -175,6 +183,8 @@ impl Default for SessionConfig {
         Self {
             lifetime: Duration::from_secs(12 * 3600),
             idle_timeout: Duration::from_secs(2 * 3600),
+            revalidate_every: Duration::from_secs(3600),
+            revalidate_grace: Duration::from_secs(3600),
         }
     }
 }

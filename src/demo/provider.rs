@@ -91,6 +91,8 @@ pub struct Counters {
     pub logout: u64,
     /// Calls to the small Microsoft Graph.
     pub graph: u64,
+    /// Refresh-token grants asked for.
+    pub refresh: u64,
     /// Calls to the `_claim_sources` address a groups-overage token names,
     /// which a relying party must never call.
     pub claim_source: u64,
@@ -104,6 +106,7 @@ struct AtomicCounters {
     keys: AtomicU64,
     logout: AtomicU64,
     graph: AtomicU64,
+    refresh: AtomicU64,
     claim_source: AtomicU64,
 }
 
@@ -127,6 +130,29 @@ struct Inner {
     sign_out: std::sync::atomic::AtomicBool,
     /// What the small Graph answers, per access token issued.
     graph: Mutex<HashMap<String, graph::GraphUser>>,
+    /// Refresh tokens issued, and what each stands for.
+    refresh_tokens: Mutex<HashMap<String, Refreshable>>,
+    /// Changes made to people since their sign-in, by `sub`.
+    directory: Mutex<HashMap<String, DirectoryChange>>,
+    /// The token endpoint answers refreshes with 503.
+    refresh_outage: std::sync::atomic::AtomicBool,
+}
+
+/// What a refresh token stands for.
+#[derive(Clone)]
+struct Refreshable {
+    tenant: String,
+    client_id: String,
+    user: id_token::UserClaims,
+}
+
+/// A change made to a person at the provider after their sign-in.
+#[derive(Clone, Default)]
+struct DirectoryChange {
+    /// Their refresh tokens are revoked (disabled, password reset).
+    revoked: bool,
+    /// Their groups now.
+    groups: Option<Vec<String>>,
 }
 
 impl Provider {
@@ -145,6 +171,9 @@ impl Provider {
                 counters: AtomicCounters::default(),
                 sign_out: std::sync::atomic::AtomicBool::new(true),
                 graph: Mutex::new(HashMap::new()),
+                refresh_tokens: Mutex::new(HashMap::new()),
+                directory: Mutex::new(HashMap::new()),
+                refresh_outage: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -219,6 +248,7 @@ impl Provider {
             keys: c.keys.load(Ordering::Relaxed),
             logout: c.logout.load(Ordering::Relaxed),
             graph: c.graph.load(Ordering::Relaxed),
+            refresh: c.refresh.load(Ordering::Relaxed),
             claim_source: c.claim_source.load(Ordering::Relaxed),
         }
     }
@@ -241,6 +271,68 @@ impl Provider {
 
     fn endpoint(&self, tenant: &str, path: &str) -> String {
         format!("{}/{tenant}/{path}", self.inner.base)
+    }
+
+    /// Revokes every refresh token of the person `sub` (as disabling the
+    /// account or resetting its password does): refreshes get
+    /// `invalid_grant`.
+    pub fn revoke(&self, sub: &str) {
+        lock(&self.inner.directory)
+            .entry(sub.to_owned())
+            .or_default()
+            .revoked = true;
+    }
+
+    /// Makes `groups` the groups of the person `sub` from now on (their ID
+    /// tokens at refresh, and Graph).
+    pub fn set_groups(&self, sub: &str, groups: &[&str]) {
+        lock(&self.inner.directory)
+            .entry(sub.to_owned())
+            .or_default()
+            .groups = Some(groups.iter().map(|g| g.to_string()).collect());
+    }
+
+    /// Every refresh token issued so far.
+    pub fn refresh_tokens_issued(&self) -> Vec<String> {
+        lock(&self.inner.refresh_tokens).keys().cloned().collect()
+    }
+
+    /// While `down`, the token endpoint answers refreshes with 503.
+    pub fn refresh_outage(&self, down: bool) {
+        self.inner.refresh_outage.store(down, Ordering::Relaxed);
+    }
+
+    /// A new refresh token for `grant`'s person.
+    fn issue_refresh(&self, grant: &codes::Grant) -> String {
+        let token = random_token(32);
+        let mut issued = lock(&self.inner.refresh_tokens);
+        if issued.len() >= MAX_CODES {
+            issued.clear();
+        }
+        let refreshable = Refreshable {
+            tenant: grant.tenant.clone(),
+            client_id: grant.client_id.clone(),
+            user: grant.user.clone(),
+        };
+        issued.insert(token.clone(), refreshable);
+        token
+    }
+
+    /// What the refresh token `token` stands for now, with the changes made
+    /// to its person since; `None` when unknown or revoked.
+    fn refreshed(&self, token: &str) -> Option<Refreshable> {
+        let mut found = lock(&self.inner.refresh_tokens).get(token).cloned()?;
+        let change = lock(&self.inner.directory)
+            .get(&found.user.sub)
+            .cloned()
+            .unwrap_or_default();
+        if change.revoked {
+            return None;
+        }
+        if let Some(groups) = change.groups {
+            found.user.groups = groups;
+        }
+        Some(found)
     }
 
     /// Remembers what Graph says for `access_token`.
@@ -315,6 +407,10 @@ pub async fn serve(listener: tokio::net::TcpListener, base: Url) -> std::io::Res
         axum::serve(listener, app).await
     });
     Ok(provider)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {

@@ -23,7 +23,7 @@ use crate::identity::email::{self, Evidence};
 use crate::identity::Identity;
 use crate::oidc::id_token::{self, Expectations, IdClaims};
 use crate::oidc::{Metadata, OidcCache, OidcError};
-use crate::policy::access::{Held, Requirement};
+use crate::policy::access::{Held, Refused, Requirement};
 use crate::provider_registry::Registry;
 use crate::providers::Provider;
 use crate::session::cookies::PendingLogin;
@@ -99,10 +99,90 @@ pub struct AccessSettings {
     pub graph_url: String,
 }
 
-/// The tokens of a code exchange that the sign-in uses.
-struct Tokens {
-    id_token: String,
-    access_token: Option<String>,
+impl AccessSettings {
+    /// The scopes a sign-in (and a refresh) asks for: `offline_access` for
+    /// a refresh token to revalidate with; the Graph one only when a rule
+    /// needs groups.
+    pub fn scope(&self) -> String {
+        let mut scope = String::from("openid profile email offline_access");
+        if self.groups_needed {
+            scope.push(' ');
+            scope.push_str(&graph::scope(&self.graph_url));
+        }
+        scope
+    }
+}
+
+impl AccessSettings {
+    /// Looks the groups up at Microsoft Graph when the token left them out
+    /// (overage) and a rule needs them; when Graph fails they stay unknown
+    /// and every group rule refuses: never admitted on a partial list.
+    pub(crate) async fn complete_groups(
+        &self,
+        cache: &OidcCache,
+        claims: &mut IdClaims,
+        access_token: Option<&str>,
+    ) {
+        if !(claims.groups_overage && self.groups_needed) {
+            return;
+        }
+        match graph::transitive_groups(cache, &self.graph_url, access_token).await {
+            Ok(groups) => {
+                claims.groups = groups;
+                claims.groups_overage = false;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot look the groups up at Microsoft Graph"),
+        }
+    }
+
+    /// Whether `[access]` admits what `claims` hold.
+    pub(crate) fn admits(&self, claims: &IdClaims) -> Result<(), Refused> {
+        self.rule.admits(&Held {
+            groups: &claims.groups,
+            roles: &claims.roles,
+            groups_unknown: claims.groups_overage,
+        })
+    }
+}
+
+/// The tokens of a code exchange or a refresh that idgate uses.
+pub(crate) struct Tokens {
+    pub id_token: String,
+    pub access_token: Option<String>,
+    pub refresh_token: Option<String>,
+}
+
+/// POSTs `form` to `provider`'s token endpoint with the client's
+/// credentials, as the provider takes them (HTTP Basic unless discovery
+/// names only `client_secret_post`), and reads the tokens of its answer.
+pub(crate) async fn token_call(
+    cache: &OidcCache,
+    provider: &Provider,
+    metadata: &Metadata,
+    mut form: Vec<(&str, &str)>,
+) -> Result<Tokens, OidcError> {
+    let oidc = &provider.configuration.oidc;
+    let secret = oidc.client_secret.as_deref().unwrap_or_default();
+    let methods = &metadata.token_endpoint_auth_methods_supported;
+    let basic = methods.is_empty() || methods.iter().any(|m| m == "client_secret_basic");
+    form.push(("client_id", oidc.client_id.as_str()));
+    if !basic {
+        form.push(("client_secret", secret));
+    }
+    let auth = basic.then_some((oidc.client_id.as_str(), secret));
+    let answer = cache
+        .post_form(&metadata.token_endpoint, &form, auth)
+        .await?;
+    let text = |name: &str| answer[name].as_str().map(str::to_string);
+    let id_token = text("id_token").ok_or_else(|| OidcError::BadResponse {
+        url: metadata.token_endpoint.clone(),
+        detail: "the token answer has no id_token".into(),
+    })?;
+    Ok(Tokens {
+        id_token,
+        access_token: text("access_token"),
+        refresh_token: text("refresh_token"),
+    })
 }
 
 /// Unfinished logins a browser may hold (tabs) before they are cleared.
@@ -156,17 +236,6 @@ impl LoginFlow {
         }
     }
 
-    /// The scopes a sign-in asks for: the Graph one only when a rule needs
-    /// groups.
-    fn scope(&self) -> String {
-        let mut scope = String::from("openid profile email");
-        if self.access.groups_needed {
-            scope.push(' ');
-            scope.push_str(&graph::scope(&self.access.graph_url));
-        }
-        scope
-    }
-
     /// The redirect URI registered at the provider.
     pub fn redirect_uri(&self, provider_id: &str) -> String {
         format!("{}/oauth/login/{provider_id}/callback", self.public_url)
@@ -217,7 +286,7 @@ impl LoginFlow {
             .append_pair("client_id", &provider.configuration.oidc.client_id)
             .append_pair("response_type", "code")
             .append_pair("redirect_uri", &self.redirect_uri(provider_id))
-            .append_pair("scope", &self.scope())
+            .append_pair("scope", &self.access.scope())
             .append_pair("response_mode", mode)
             .append_pair("state", &login.state)
             .append_pair("nonce", &login.nonce)
@@ -348,32 +417,20 @@ impl LoginFlow {
         let tokens = self
             .exchange(&provider, &metadata, code, &pending.verifier)
             .await?;
-        let id_token = tokens.id_token;
+        let id_token = &tokens.id_token;
         let expectations = Expectations::new(
             &metadata,
             &provider.configuration.oidc.client_id,
             &pending.nonce,
         );
         let mut claims = non_empty(
-            id_token::verify(&self.cache, &id_token, &expectations)
+            id_token::verify(&self.cache, id_token, &expectations)
                 .await
                 .map_err(|e| Refusal::from_oidc(&e))?,
         );
-        if claims.groups_overage && self.access.groups_needed {
-            let access_token = tokens.access_token.as_deref();
-            match graph::transitive_groups(&self.cache, &self.access.graph_url, access_token).await
-            {
-                Ok(groups) => {
-                    claims.groups = groups;
-                    claims.groups_overage = false;
-                }
-                // The group rules refuse below: never admitted on a
-                // partial list.
-                Err(e) => {
-                    tracing::warn!(provider = provider_id, error = %e, "cannot look the groups up at Microsoft Graph")
-                }
-            }
-        }
+        self.access
+            .complete_groups(&self.cache, &mut claims, tokens.access_token.as_deref())
+            .await;
         let evidence = evidence(&claims);
         let multi_tenant = metadata.is_multi_tenant();
         let vouching = email::Vouching::of(multi_tenant, &evidence);
@@ -386,14 +443,7 @@ impl LoginFlow {
                 r.reason(),
             )
         })?;
-        // Groups Entra left out for overage are not looked up (yet): a
-        // group rule refuses rather than admit on a partial list.
-        let held = Held {
-            groups: &claims.groups,
-            roles: &claims.roles,
-            groups_unknown: claims.groups_overage,
-        };
-        self.access.rule.admits(&held).map_err(|r| {
+        self.access.admits(&claims).map_err(|r| {
             Refusal::new(
                 403,
                 "access_refused",
@@ -426,6 +476,7 @@ impl LoginFlow {
         let mut sign_in = SignIn::at(&provider, vouching);
         sign_in.sid = claims.sid;
         sign_in.login_hint = claims.login_hint;
+        sign_in.refresh_token = tokens.refresh_token;
         let identity = Identity {
             provider_id: provider_id.to_string(),
             sub: claims.sub,
@@ -464,45 +515,21 @@ impl LoginFlow {
         code: &str,
         verifier: &str,
     ) -> Result<Tokens, Refusal> {
-        let oidc = &provider.configuration.oidc;
-        let secret = oidc.client_secret.as_deref().unwrap_or_default();
         let redirect_uri = self.redirect_uri(provider.id());
-        let methods = &metadata.token_endpoint_auth_methods_supported;
-        let basic = methods.is_empty() || methods.iter().any(|m| m == "client_secret_basic");
-        let mut form = vec![
+        let form = vec![
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", redirect_uri.as_str()),
             ("code_verifier", verifier),
-            ("client_id", oidc.client_id.as_str()),
         ];
-        if !basic {
-            form.push(("client_secret", secret));
-        }
-        let auth = basic.then_some((oidc.client_id.as_str(), secret));
-        let answer = self
-            .cache
-            .post_form(&metadata.token_endpoint, &form, auth)
+        token_call(&self.cache, provider, metadata, form)
             .await
-            .map_err(|e| Refusal::from_oidc(&e))?;
-        let id_token = answer["id_token"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| {
-                Refusal::from_oidc(&OidcError::BadResponse {
-                    url: metadata.token_endpoint.clone(),
-                    detail: "the token answer has no id_token".into(),
-                })
-            })?;
-        Ok(Tokens {
-            id_token,
-            access_token: answer["access_token"].as_str().map(str::to_string),
-        })
+            .map_err(|e| Refusal::from_oidc(&e))
     }
 }
 
 /// Claims with empty optional values treated as absent.
-fn non_empty(mut c: IdClaims) -> IdClaims {
+pub(crate) fn non_empty(mut c: IdClaims) -> IdClaims {
     for field in [
         &mut c.email,
         &mut c.name,
@@ -523,7 +550,7 @@ fn non_empty(mut c: IdClaims) -> IdClaims {
     c
 }
 
-fn evidence(c: &IdClaims) -> Evidence<'_> {
+pub(crate) fn evidence(c: &IdClaims) -> Evidence<'_> {
     Evidence {
         email: c.email.as_deref(),
         email_verified: c.email_verified,

@@ -4,8 +4,8 @@
 //! (`console`), who the person is among the gateway's users (`registry`),
 //! where they land afterwards (`return_target`), what they are told when
 //! it cannot go on (`refusal`), signing out at the provider (`sign_out`),
-//! and the groups Microsoft Graph knows when a token holds too many
-//! (`graph`).
+//! the groups Microsoft Graph knows when a token holds too many (`graph`),
+//! and sessions checked again with the provider (`revalidate`).
 
 pub mod console;
 pub mod flow;
@@ -13,6 +13,7 @@ pub mod graph;
 pub mod refusal;
 pub mod registry;
 pub mod return_target;
+pub mod revalidate;
 pub mod sign_out;
 
 pub use flow::{AccessSettings, CallbackParams, LoginFlow, Notice, Redirect};

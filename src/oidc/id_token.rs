@@ -41,8 +41,10 @@ const ASYMMETRIC_ALGS: [Algorithm; 8] = [
 pub struct Expectations<'a> {
     pub metadata: &'a Metadata,
     pub client_id: &'a str,
-    /// The nonce sent with the authorization request.
-    pub nonce: &'a str,
+    /// The nonce sent with the authorization request; `None` for the ID
+    /// token of a refresh, which answers no authorization request (its
+    /// token comes straight from the token endpoint).
+    pub nonce: Option<&'a str>,
     /// Allowance for clock skew; [`DEFAULT_LEEWAY`] unless set.
     pub leeway: Duration,
 }
@@ -53,7 +55,17 @@ impl<'a> Expectations<'a> {
         Expectations {
             metadata,
             client_id,
-            nonce,
+            nonce: Some(nonce),
+            leeway: DEFAULT_LEEWAY,
+        }
+    }
+
+    /// Expectations for the ID token of a refresh: no nonce to compare.
+    pub fn for_refresh(metadata: &'a Metadata, client_id: &'a str) -> Self {
+        Expectations {
+            metadata,
+            client_id,
+            nonce: None,
             leeway: DEFAULT_LEEWAY,
         }
     }
@@ -231,13 +243,15 @@ pub async fn verify(
     check_times(&claims, exp.leeway)?;
 
     // 7. Nonce, compared in constant time.
-    let nonce_matches = !exp.nonce.is_empty()
-        && claims
-            .nonce
-            .as_deref()
-            .is_some_and(|nonce| bool::from(nonce.as_bytes().ct_eq(exp.nonce.as_bytes())));
-    if !nonce_matches {
-        return Err(OidcError::NonceMismatch);
+    if let Some(expected) = exp.nonce {
+        let nonce_matches = !expected.is_empty()
+            && claims
+                .nonce
+                .as_deref()
+                .is_some_and(|nonce| bool::from(nonce.as_bytes().ct_eq(expected.as_bytes())));
+        if !nonce_matches {
+            return Err(OidcError::NonceMismatch);
+        }
     }
 
     // 8. Subject.

@@ -237,10 +237,12 @@ impl Gateway {
 
     /// The valid session the request's cookie names, if any.
     async fn session(&self, conn: &Conn, headers: &HeaderMap) -> Option<std::sync::Arc<Live>> {
-        self.auth
+        let live = self
+            .auth
             .sessions
             .find_remembered(&conn.session, headers.get_all(http::header::COOKIE))
-            .await
+            .await?;
+        self.auth.vetted(live).await
     }
 
     /// The 414 or 431 answer for a request over the configured limits.

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 
 use super::respond::{self, Answer, ErrorAnswer};
 use crate::identity::keys::AssertionKeys;
+use crate::login::revalidate::Revalidator;
 use crate::login::sign_out::{FrontChannel, SignOut};
 use crate::login::{return_target, CallbackParams, LoginFlow, Redirect, Refusal};
 use crate::pages::{LoginButton, LoginPage, NoticePage};
@@ -33,6 +34,7 @@ pub struct Auth {
     pub sessions: Arc<Sessions>,
     pub login: Arc<LoginFlow>,
     pub sign_out: SignOut,
+    pub revalidator: Revalidator,
     pub keys: Arc<AssertionKeys>,
     pub headers: IdentityHeaders,
     /// `scheme://host[:port]` of `public_url`, for the logout origin check.
@@ -46,7 +48,17 @@ fn cookie_headers(headers: &HeaderMap) -> http::header::GetAll<'_, HeaderValue> 
 impl Auth {
     /// The session the request's cookie names, if it is valid.
     pub(super) async fn session_of(&self, headers: &HeaderMap) -> Option<Arc<Live>> {
-        self.sessions.find(cookie_headers(headers).iter()).await
+        let live = self.sessions.find(cookie_headers(headers).iter()).await?;
+        self.vetted(live).await
+    }
+
+    /// `live`, checked again with its provider first when that is due:
+    /// the one place both data paths (and forward-auth) go through.
+    pub(super) async fn vetted(&self, live: Arc<Live>) -> Option<Arc<Live>> {
+        if live.due(crate::time::unix_now()) {
+            return self.revalidator.check(live).await;
+        }
+        Some(live)
     }
 
     /// Answers one of the gateway's own routes (not the callback, which
@@ -216,7 +228,7 @@ impl Auth {
         self.end_stack_session(headers, |_| false).await;
         let at_provider = match &live {
             Some(l) => {
-                let hint = l.login_hint.as_deref();
+                let hint = l.login_hint();
                 self.sign_out
                     .at_provider(&l.identity.provider_id, hint)
                     .await

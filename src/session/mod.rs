@@ -7,9 +7,10 @@
 //! does not know is refused (but kept: another replica may know it).
 
 pub mod cookies;
+pub mod sealed;
 
 use crate::time::unix_now;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -33,21 +34,31 @@ use crate::store::announce::Announcement;
 use crate::store::sessions::SessionRow;
 use crate::store::{Store, StoreError};
 use cookies::CookieCodec;
+use sealed::Sealer;
 
 /// How long a cached session is trusted before the database is asked again
 /// (so a logout or user deletion on another replica takes effect).
 const CACHE_TTL: Duration = Duration::from_secs(30);
 /// `last_seen` is written to the database at most this often per session.
 const TOUCH_EVERY: i64 = 60;
+/// How long a replica holds a session's revalidation before another may
+/// take it over (a replica that died mid-refresh).
+const REVALIDATION_LEASE: i64 = 30;
 /// An assertion is signed again when it has less than this left.
 const ASSERTION_REFRESH: i64 = 60;
 
 /// A session in memory.
 pub struct Live {
     pub identity: Identity,
-    /// The provider's hint naming the account, for sign-out there.
-    pub login_hint: Option<String>,
+    /// What its sign-in went by (absent in rows from before it was kept).
+    pub sign_in: Option<SignIn>,
     id_hash: String,
+    /// When the provider last vouched for it.
+    validated_at: i64,
+    /// When to ask the provider again; `i64::MAX` without a refresh token.
+    revalidate_at: AtomicI64,
+    /// A revalidation of it is under way on this replica.
+    revalidating: AtomicBool,
     pub expires_at: i64,
     /// Until when this copy may be used without asking the database again.
     cached_until: Instant,
@@ -58,6 +69,18 @@ pub struct Live {
 }
 
 impl Live {
+    /// The provider's hint naming the account, for sign-out there.
+    pub fn login_hint(&self) -> Option<&str> {
+        self.sign_in.as_ref()?.login_hint.as_deref()
+    }
+
+    /// Whether the provider is to be asked about it again now (and no one
+    /// here is asking yet): a relaxed load and a compare, on every request.
+    pub fn due(&self, now: i64) -> bool {
+        now >= self.revalidate_at.load(Ordering::Relaxed)
+            && !self.revalidating.load(Ordering::Relaxed)
+    }
+
     /// The identity's header values, built once per session by `build`.
     pub fn headers(
         &self,
@@ -106,7 +129,7 @@ struct Stored {
 
 /// What a sign-in went by: the provider's endpoint and client as they were,
 /// and what vouched for the email.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SignIn {
     pub provider_url: String,
@@ -119,6 +142,21 @@ pub struct SignIn {
     /// front-channel logout.
     #[serde(skip)]
     pub sid: Option<Sid>,
+    /// The refresh token: kept only sealed, in its own column.
+    #[serde(skip)]
+    pub refresh_token: Option<String>,
+}
+
+/// Without the refresh token or the `sid`, which never print.
+impl std::fmt::Debug for SignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignIn")
+            .field("provider_url", &self.provider_url)
+            .field("client_id", &self.client_id)
+            .field("vouching", &self.vouching)
+            .field("login_hint", &self.login_hint)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SignIn {
@@ -131,6 +169,7 @@ impl SignIn {
             vouching,
             login_hint: None,
             sid: None,
+            refresh_token: None,
         }
     }
 
@@ -154,6 +193,11 @@ enum SessionCheck {
 pub struct Lifetimes {
     pub absolute: i64,
     pub idle: i64,
+    /// How long the provider's word holds before it is asked again.
+    pub revalidate_every: i64,
+    /// How long past that a session goes on while the provider cannot be
+    /// asked (unreachable, slow, 5xx).
+    pub revalidate_grace: i64,
 }
 
 pub struct Sessions {
@@ -164,6 +208,8 @@ pub struct Sessions {
     lifetimes: Lifetimes,
     /// `[access]`, checked again whenever a session is read from the store.
     access: Requirement,
+    /// Seals refresh tokens at rest.
+    sealer: Sealer,
     /// Counts sessions ended here; a connection's remembered session is
     /// used only while no session has ended since it was found.
     revocations: AtomicU64,
@@ -191,6 +237,7 @@ impl Sessions {
         cookies: CookieCodec,
         lifetimes: Lifetimes,
         access: Requirement,
+        sealer: Sealer,
     ) -> Self {
         let cache = moka::sync::Cache::builder()
             .max_capacity(200_000)
@@ -199,6 +246,7 @@ impl Sessions {
             .build();
         Self {
             access,
+            sealer,
             store,
             providers,
             cache,
@@ -222,7 +270,13 @@ impl Sessions {
         let id_hash = hash(&id);
         let now = unix_now();
         let sid_hash = sign_in.sid.as_ref().map(|s| hash(s.expose()));
-        let login_hint = sign_in.login_hint.clone();
+        let refresh_token = sign_in
+            .refresh_token
+            .as_deref()
+            .map(|t| self.sealer.seal(t, &id_hash));
+        let revalidate_at = refresh_token
+            .as_ref()
+            .map(|_| now + self.lifetimes.revalidate_every);
         let stored = Stored {
             identity,
             sign_in: Some(sign_in),
@@ -236,16 +290,12 @@ impl Sessions {
             expires_at: now + self.lifetimes.absolute,
             last_seen: now,
             sid_hash,
+            refresh_token,
+            validated_at: now,
+            revalidate_at,
         };
         self.store.insert_session(&row).await?;
-        let l = live(
-            stored.identity,
-            login_hint,
-            id_hash.clone(),
-            row.expires_at,
-            now,
-        );
-        self.cache.insert(id_hash, Arc::new(l));
+        self.cache.insert(id_hash, Arc::new(live(stored, &row)));
         Ok(self.cookies.session_cookie(&id, self.lifetimes.absolute))
     }
 
@@ -371,14 +421,7 @@ impl Sessions {
                 return None;
             }
         }
-        let login_hint = stored.sign_in.and_then(|s| s.login_hint);
-        let l = Arc::new(live(
-            stored.identity,
-            login_hint,
-            row.id_hash,
-            row.expires_at,
-            row.last_seen,
-        ));
+        let l = Arc::new(live(stored, &row));
         self.cache.insert(id_hash.to_string(), l.clone());
         Some(l)
     }
@@ -428,6 +471,112 @@ impl Sessions {
         let ended = Announcement::Session(live.id_hash.clone());
         self.store.announce(&ended).await;
         Ok(())
+    }
+
+    /// Claims the revalidation of `live` on this replica and in the store
+    /// (one at a time per session, across replicas); its refresh token
+    /// when claimed. `None`: someone else is on it, or it cannot be had.
+    pub async fn claim_revalidation(&self, live: &Live, now: i64) -> Option<String> {
+        if live.revalidating.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let sealed = self
+            .store
+            .claim_revalidation(&live.id_hash, now, REVALIDATION_LEASE)
+            .await;
+        let token = match sealed {
+            Ok(Some(sealed)) => {
+                let token = self.sealer.open(&sealed, &live.id_hash);
+                if token.is_none() {
+                    tracing::warn!(username = %live.identity.username, "a stored refresh token does not open (another master secret?); the session is not revalidated");
+                }
+                token
+            }
+            // Another replica is on it: not asked again here until its
+            // lease would be over (its result reaches this replica sooner).
+            Ok(None) => {
+                live.revalidate_at
+                    .store(now + REVALIDATION_LEASE, Ordering::Relaxed);
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim a session's revalidation");
+                None
+            }
+        };
+        if token.is_none() {
+            live.revalidating.store(false, Ordering::Release);
+        }
+        token
+    }
+
+    /// The provider vouched for session `old` again: its identity is
+    /// replaced by `identity`, its refresh token by `refresh_token`; every
+    /// replica reads it afresh.
+    pub async fn renew(
+        &self,
+        old: &Live,
+        identity: Identity,
+        refresh_token: &str,
+        now: i64,
+    ) -> Result<Arc<Live>, StoreError> {
+        let stored = Stored {
+            identity,
+            sign_in: old.sign_in.clone(),
+        };
+        let json = serde_json::to_string(&stored).expect("identity serialises");
+        let sealed = self.sealer.seal(refresh_token, &old.id_hash);
+        let revalidate_at = now + self.lifetimes.revalidate_every;
+        let stored_row = self
+            .store
+            .revalidated(&old.id_hash, &json, &sealed, now, revalidate_at)
+            .await;
+        if let Err(e) = stored_row {
+            old.revalidating.store(false, Ordering::Release);
+            return Err(e);
+        }
+        let row = SessionRow {
+            id_hash: old.id_hash.clone(),
+            provider_id: stored.identity.provider_id.clone(),
+            sub: stored.identity.sub.clone(),
+            identity: json,
+            created_at: 0,
+            expires_at: old.expires_at,
+            last_seen: old.last_seen.load(Ordering::Relaxed),
+            sid_hash: None,
+            refresh_token: Some(sealed),
+            validated_at: now,
+            revalidate_at: Some(revalidate_at),
+        };
+        let renewed = Arc::new(live(stored, &row));
+        self.forget_session(&old.id_hash).await;
+        self.cache.insert(old.id_hash.clone(), renewed.clone());
+        self.store
+            .announce(&Announcement::Session(old.id_hash.clone()))
+            .await;
+        Ok(renewed)
+    }
+
+    /// The provider could not be asked about `live`: asked again at
+    /// `retry_at`, not at every request meanwhile.
+    pub async fn postpone(&self, live: &Live, retry_at: i64) {
+        live.revalidate_at.store(retry_at, Ordering::Relaxed);
+        live.revalidating.store(false, Ordering::Release);
+        if let Err(e) = self
+            .store
+            .revalidation_postponed(&live.id_hash, retry_at)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record a postponed revalidation");
+        }
+    }
+
+    /// When `live` will have gone unvouched for longer than the
+    /// revalidation interval and its grace: from then on it ends rather
+    /// than wait on a provider that cannot be asked.
+    pub fn grace_end(&self, live: &Live) -> i64 {
+        let l = &self.lifetimes;
+        live.validated_at + l.revalidate_every + l.revalidate_grace
     }
 
     /// Ends the sessions of `provider_id` that signed in during the
@@ -533,21 +682,23 @@ impl Sessions {
     }
 }
 
-fn live(
-    identity: Identity,
-    login_hint: Option<String>,
-    id_hash: String,
-    expires_at: i64,
-    last_seen: i64,
-) -> Live {
+/// The session `row` holds, with its decoded `stored` identity.
+fn live(stored: Stored, row: &SessionRow) -> Live {
+    let revalidate_at = match (&row.refresh_token, row.revalidate_at) {
+        (Some(_), Some(at)) => at,
+        _ => i64::MAX,
+    };
     Live {
-        identity,
-        login_hint,
-        id_hash,
-        expires_at,
+        identity: stored.identity,
+        sign_in: stored.sign_in,
+        id_hash: row.id_hash.clone(),
+        validated_at: row.validated_at,
+        revalidate_at: AtomicI64::new(revalidate_at),
+        revalidating: AtomicBool::new(false),
+        expires_at: row.expires_at,
         cached_until: Instant::now() + CACHE_TTL,
-        last_seen: AtomicI64::new(last_seen),
-        persisted_seen: AtomicI64::new(last_seen),
+        last_seen: AtomicI64::new(row.last_seen),
+        persisted_seen: AtomicI64::new(row.last_seen),
         assertion: ArcSwapOption::empty(),
         headers: OnceLock::new(),
     }
@@ -596,12 +747,15 @@ mod tests {
                 },
                 login_hint: Some("hint".into()),
                 sid: Some(Sid::new("a bearer secret")),
+                refresh_token: Some("a refresh secret".into()),
             }),
         };
         let json = serde_json::to_string(&stored).unwrap();
         assert!(!json.contains("a bearer secret"), "{json}");
+        assert!(!json.contains("a refresh secret"), "{json}");
         let debug = format!("{:?}", stored.sign_in);
         assert!(!debug.contains("a bearer secret"), "{debug}");
+        assert!(!debug.contains("a refresh secret"), "{debug}");
         let again: Stored = serde_json::from_str(&json).unwrap();
         assert_eq!(
             again.sign_in.as_ref().unwrap().login_hint.as_deref(),

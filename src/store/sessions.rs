@@ -18,13 +18,21 @@ pub struct SessionRow {
     pub last_seen: i64,
     /// SHA-256 of the provider's session ID (`sid`) when the token had one.
     pub sid_hash: Option<String>,
+    /// The sealed refresh token, when the provider gave one.
+    pub refresh_token: Option<String>,
+    /// When the provider last vouched for the session (its sign-in, or its
+    /// last successful revalidation).
+    pub validated_at: i64,
+    /// When the provider is to be asked again.
+    pub revalidate_at: Option<i64>,
 }
 
 impl Store {
     pub async fn insert_session(&self, s: &SessionRow) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO sessions (id_hash, provider_id, sub, identity, created_at, expires_at, last_seen, sid_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO sessions (id_hash, provider_id, sub, identity, created_at, expires_at, last_seen, sid_hash, \
+             refresh_token, validated_at, revalidate_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&s.id_hash)
         .bind(&s.provider_id)
@@ -34,6 +42,9 @@ impl Store {
         .bind(s.expires_at)
         .bind(s.last_seen)
         .bind(&s.sid_hash)
+        .bind(&s.refresh_token)
+        .bind(s.validated_at)
+        .bind(s.revalidate_at)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -41,8 +52,8 @@ impl Store {
 
     pub async fn get_session(&self, id_hash: &str) -> Result<Option<SessionRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT id_hash, provider_id, sub, identity, created_at, expires_at, last_seen, sid_hash \
-             FROM sessions WHERE id_hash = $1",
+            "SELECT id_hash, provider_id, sub, identity, created_at, expires_at, last_seen, sid_hash, \
+             refresh_token, validated_at, revalidate_at FROM sessions WHERE id_hash = $1",
         )
         .bind(id_hash)
         .fetch_optional(self.pool())
@@ -56,7 +67,73 @@ impl Store {
             expires_at: r.get("expires_at"),
             last_seen: r.get("last_seen"),
             sid_hash: r.get("sid_hash"),
+            refresh_token: r.get("refresh_token"),
+            validated_at: r
+                .get::<Option<i64>, _>("validated_at")
+                .unwrap_or_else(|| r.get("created_at")),
+            revalidate_at: r.get("revalidate_at"),
         }))
+    }
+
+    /// Claims the revalidation of a session for `lease` seconds, unless
+    /// another replica holds it; the sealed refresh token when claimed.
+    pub async fn claim_revalidation(
+        &self,
+        id_hash: &str,
+        now: i64,
+        lease: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE sessions SET refreshing_until = $3 WHERE id_hash = $1 \
+             AND refresh_token IS NOT NULL AND (refreshing_until IS NULL OR refreshing_until <= $2) \
+             RETURNING refresh_token",
+        )
+        .bind(id_hash)
+        .bind(now)
+        .bind(now + lease)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| r.get("refresh_token")))
+    }
+
+    /// Records a successful revalidation and releases the claim.
+    pub async fn revalidated(
+        &self,
+        id_hash: &str,
+        identity: &str,
+        refresh_token: &str,
+        validated_at: i64,
+        revalidate_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE sessions SET identity = $2, refresh_token = $3, validated_at = $4, \
+             revalidate_at = $5, refreshing_until = NULL WHERE id_hash = $1",
+        )
+        .bind(id_hash)
+        .bind(identity)
+        .bind(refresh_token)
+        .bind(validated_at)
+        .bind(revalidate_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Records a revalidation that could not reach a verdict (the provider
+    /// is down): tried again at `retry_at`; releases the claim.
+    pub async fn revalidation_postponed(
+        &self,
+        id_hash: &str,
+        retry_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE sessions SET revalidate_at = $2, refreshing_until = NULL WHERE id_hash = $1",
+        )
+        .bind(id_hash)
+        .bind(retry_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
     }
 
     pub async fn touch_session(&self, id_hash: &str, last_seen: i64) -> Result<(), StoreError> {

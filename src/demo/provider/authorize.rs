@@ -154,6 +154,7 @@ fn authorize(provider: &Provider, tenant: &str, params: &Params) -> Response {
         code_challenge: request.code_challenge.to_owned(),
         user,
         fault: request.fault,
+        offline: request.offline,
         expires_at: now + CODE_TTL,
     };
     let code = random_token(32);
@@ -171,6 +172,8 @@ struct AuthRequest<'a> {
     nonce: &'a str,
     code_challenge: &'a str,
     fault: Option<Fault>,
+    /// `offline_access` was asked for: the code brings a refresh token.
+    offline: bool,
 }
 
 /// Checks the parameters whose errors go back to the client.
@@ -189,6 +192,7 @@ fn validate(params: &Params) -> Result<AuthRequest<'_>, (&'static str, &'static 
     if !scope.split(' ').any(|s| s == "openid") {
         return Err(("invalid_scope", "scope must include openid"));
     }
+    let offline = scope.split(' ').any(|s| s == "offline_access");
     if params.get("state").unwrap_or_default().is_empty() {
         return Err(("invalid_request", "state is required"));
     }
@@ -218,6 +222,7 @@ fn validate(params: &Params) -> Result<AuthRequest<'_>, (&'static str, &'static 
         nonce,
         code_challenge,
         fault,
+        offline,
     })
 }
 

@@ -24,6 +24,8 @@ pub(super) struct Grant {
     pub(super) code_challenge: String,
     pub(super) user: UserClaims,
     pub(super) fault: Option<Fault>,
+    /// Asked for `offline_access`: a refresh token comes with the tokens.
+    pub(super) offline: bool,
     pub(super) expires_at: Instant,
 }
 
@@ -145,6 +147,7 @@ mod tests {
                 xms_edov: None,
             },
             fault: None,
+            offline: false,
             expires_at,
         }
     }

@@ -126,6 +126,8 @@ struct IdClaims<'a> {
     name: &'a str,
     given_name: &'a str,
     family_name: &'a str,
+    /// Absent from the ID token of a refresh.
+    #[serde(skip_serializing_if = "str::is_empty")]
     nonce: &'a str,
     oid: &'a str,
     preferred_username: &'a str,

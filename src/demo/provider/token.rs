@@ -19,6 +19,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::codes::Grant;
 use super::id_token::{self, Fault};
 use super::{is_valid_tenant, json_error, random_token, Params, Provider};
 
@@ -29,6 +30,8 @@ struct TokenResponse {
     expires_in: u64,
     access_token: String,
     id_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
 }
 
 /// An OAuth error from the token endpoint.
@@ -118,8 +121,9 @@ async fn exchange(
         ));
     }
     let client_id = authenticate_client(provider, headers, params)?;
-    match params.get("grant_type") {
-        Some("authorization_code") => {}
+    let grant = match params.get("grant_type") {
+        Some("authorization_code") => by_code(provider, tenant, &client_id, params)?,
+        Some("refresh_token") => by_refresh(provider, tenant, &client_id, params)?,
         None => {
             return Err(TokenError::bad_request(
                 "invalid_request",
@@ -129,10 +133,20 @@ async fn exchange(
         Some(_) => {
             return Err(TokenError::bad_request(
                 "unsupported_grant_type",
-                "only authorization_code is supported",
+                "only authorization_code and refresh_token are supported",
             ))
         }
-    }
+    };
+    tokens(provider, grant).await
+}
+
+/// The grant an authorization code stands for, once the request proves it.
+fn by_code(
+    provider: &Provider,
+    tenant: &str,
+    client_id: &str,
+    params: &Params,
+) -> Result<Grant, TokenError> {
     let Some(code) = params.get("code") else {
         return Err(TokenError::bad_request(
             "invalid_request",
@@ -165,7 +179,64 @@ async fn exchange(
     if !bool::from(challenge.as_bytes().ct_eq(grant.code_challenge.as_bytes())) {
         return Err(TokenError::invalid_grant("PKCE verification failed"));
     }
+    Ok(grant)
+}
 
+/// A refresh: the person as the directory has them now. Revoked: Entra's
+/// `invalid_grant` (AADSTS50173); an outage: 503 `temporarily_unavailable`.
+fn by_refresh(
+    provider: &Provider,
+    tenant: &str,
+    client_id: &str,
+    params: &Params,
+) -> Result<Grant, TokenError> {
+    provider
+        .inner
+        .counters
+        .refresh
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if provider
+        .inner
+        .refresh_outage
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return Err(TokenError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            error: "temporarily_unavailable",
+            description: "AADSTS90033: A transient error has occurred. Please try again.",
+        });
+    }
+    let Some(token) = params.get("refresh_token") else {
+        return Err(TokenError::bad_request(
+            "invalid_request",
+            "refresh_token is required",
+        ));
+    };
+    let revoked = "AADSTS50173: The provided grant has expired due to it being revoked.";
+    let refreshed = provider
+        .refreshed(token)
+        .ok_or(TokenError::invalid_grant(revoked))?;
+    if refreshed.tenant != tenant || refreshed.client_id != client_id {
+        return Err(TokenError::invalid_grant(
+            "refresh_token was issued to another client or tenant",
+        ));
+    }
+    Ok(Grant {
+        tenant: refreshed.tenant,
+        client_id: refreshed.client_id,
+        redirect_uri: String::new(),
+        nonce: String::new(),
+        code_challenge: String::new(),
+        user: refreshed.user,
+        fault: None,
+        offline: true,
+        expires_at: Instant::now(),
+    })
+}
+
+/// The tokens of `grant`: an ID token, an access token for the small
+/// Graph, and a refresh token when `offline_access` was asked for.
+async fn tokens(provider: &Provider, grant: Grant) -> Result<TokenResponse, TokenError> {
     let key = if grant.fault == Some(Fault::UnknownKid) {
         let unpublished = provider.clone();
         tokio::task::spawn_blocking(move || unpublished.unpublished_key())
@@ -189,12 +260,14 @@ async fn exchange(
             status: grant.user.graph_status,
         },
     );
+    let refresh_token = grant.offline.then(|| provider.issue_refresh(&grant));
     Ok(TokenResponse {
         token_type: "Bearer",
         scope: "openid profile email",
         expires_in: 3600,
         access_token,
         id_token,
+        refresh_token,
     })
 }
 

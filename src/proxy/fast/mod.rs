@@ -182,6 +182,11 @@ impl Gateway {
             .sessions
             .find_by_cookie(&conn.session, cookie)
             .await?;
+        // Due to be checked again with its provider: the general path does
+        // that (and it is one request per session per interval).
+        if live.due(crate::time::unix_now()) {
+            return None;
+        }
         // A stack session not known to be this person's: the general path
         // finds out.
         if self.stack_standing([cookie], &live) != Standing::Fine {
