@@ -1,7 +1,8 @@
 //! A real headless Chromium, driven over WebDriver, clicks "Login to
 //! <name>", signs in at the local Entra-shaped provider's form, and lands
 //! on the upstream with its identity; in front of (a fake of) The Things
-//! Stack, it lands in the console signed in as its derived user. Needs
+//! Stack, it lands in the console signed in as its derived user; signing
+//! out, it goes through the provider's sign-out to the signed-out page. Needs
 //! Debian's `chromium` and `chromium-driver` (`scripts/setup --test`
 //! installs them).
 
@@ -114,19 +115,7 @@ async fn sign_in_as_grace(c: &fantoccini::Client, path: &str) -> url::Url {
         .click()
         .await
         .unwrap();
-
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let url = c.current_url().await.unwrap();
-        if url.path() == path {
-            return url;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the browser did not land on {path}: {url}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_path(c, path).await
 }
 
 fn grace_provider(idp: &idgate::demo::provider::Provider) -> String {
@@ -154,6 +143,56 @@ async fn a_person_signs_in_with_a_real_browser() {
     let page = c.source().await.unwrap();
     assert!(page.contains("x-forwarded-user"), "{page}");
     assert!(page.contains("grace-hopper"), "{page}");
+    c.close().await.unwrap();
+}
+
+/// Waits until the browser is at `path`.
+async fn wait_for_path(c: &fantoccini::Client, path: &str) -> url::Url {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let url = c.current_url().await.unwrap();
+        if url.path() == path {
+            return url;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the browser did not land on {path}: {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_out_goes_through_the_provider_to_the_signed_out_page() {
+    let (c, _driver, _profile) = chromium().await;
+    let idp = provider().await;
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&up.url(), &grace_provider(&idp)).await;
+    register(&idp, &gw, "entra");
+
+    c.goto(&gw.url("/console")).await.unwrap();
+    sign_in_as_grace(&c, "/console").await;
+    // A sign-out button, as an application's page has one.
+    c.execute(
+        "const f = document.createElement('form'); f.method = 'post'; \
+         f.action = '/.idgate/logout'; document.body.appendChild(f); f.submit();",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let url = wait_for_path(&c, "/.idgate/signed-out").await;
+    assert_eq!(url.origin(), url::Url::parse(&gw.origin).unwrap().origin());
+    assert_eq!(
+        idp.counters().logout,
+        1,
+        "the browser went through the provider"
+    );
+    let page = c.source().await.unwrap();
+    assert!(page.contains("You are signed out."), "{page}");
+
+    // The session is gone: the console asks for a sign-in again.
+    c.goto(&gw.url("/console")).await.unwrap();
+    wait_for_path(&c, "/oauth/login").await;
     c.close().await.unwrap();
 }
 

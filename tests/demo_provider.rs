@@ -867,6 +867,9 @@ async fn interactive_sign_in_form_escapes_and_completes() {
         "{html}"
     );
     assert!(html.contains(r#"name="xms_edov" value="true" checked"#));
+    for field in [r#"name="groups""#, r#"name="roles""#, r#"name="overage""#] {
+        assert!(html.contains(field), "{field} on the form");
+    }
     assert!(html.contains("ada@example.com"));
     assert!(
         !html.contains(r#"name="tid""#),
@@ -890,6 +893,9 @@ async fn interactive_sign_in_form_escapes_and_completes() {
             ("family_name", "du Châtelet"),
             ("email", "emilie@example.com"),
             ("preferred_username", "emilie@example.com"),
+            ("groups", "g-physics, g-letters"),
+            ("roles", "Console.User"),
+            ("overage", ""),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
@@ -916,6 +922,11 @@ async fn interactive_sign_in_form_escapes_and_completes() {
     assert_eq!(claims["name"], "Émilie du Châtelet");
     assert_eq!(claims["email"], "emilie@example.com");
     assert_eq!(claims["xms_edov"], false);
+    assert_eq!(
+        claims["groups"],
+        serde_json::json!(["g-physics", "g-letters"])
+    );
+    assert_eq!(claims["roles"], serde_json::json!(["Console.User"]));
     assert_ne!(
         claims["nonce"], NONCE,
         "the fault was carried through the form"

@@ -100,6 +100,11 @@ url = "http://{echo_addr}"
 listen = "{admin}"
 [database]
 url = "sqlite://{}/idgate.db"
+[oidc]
+graph_url = "{}"
+[headers]
+groups = "X-Idgate-Groups"
+roles = "X-Idgate-Roles"
 [[providers]]
 ids = {{ provider_id = "{PROVIDER_ID}" }}
 name = "Demo Entra ID (local, made-up users)"
@@ -110,7 +115,8 @@ client_id = "{client_id}"
 client_secret = "{client_secret}"
 provider_url = "{provider_url}"
 "#,
-        data.display()
+        data.display(),
+        idp.base_url().trim_end_matches('/'),
     );
     let cfg = config::from_toml_str(&toml, config::Source::Demo, &[])
         .map_err(|p| anyhow::anyhow!("demo configuration: {p}"))?;

@@ -5,7 +5,7 @@
 //! **For demos and tests only, never production.** It signs in made-up users
 //! without any password, lets the request choose every claim (`auto=1`), mints
 //! deliberately broken tokens on request (`fault=`), keeps all keys and codes
-//! in memory, and offers unauthenticated `/_counters` and `/_rotate` routes.
+//! in memory, and offers unauthenticated `/_counters`, `/_rotate` and `/_revoke` routes.
 //!
 //! It serves the Microsoft Entra ID v2.0 endpoints under any tenant segment:
 //!
@@ -20,6 +20,7 @@
 //! | `GET /v1.0/me/transitiveMemberOf` | a small Microsoft Graph: the groups a sign-in chose, for its access token, paged |
 //! | `/_claim_source_trap/…` | the `_claim_sources` address of a groups-overage token (`overage=claim_names`): counted, 403 |
 //! | `POST /_rotate` | key rollover; `?drop_old=true` publishes only the new key |
+//! | `POST /_revoke?sub=<sub>` | revokes a person's refresh tokens: their next revalidation gets `invalid_grant` |
 //!
 //! As in Entra, the tenants `common` and `organizations` publish the issuer
 //! `<base>/{tenantid}/v2.0` and their tokens carry the user's real `tid` in
@@ -213,6 +214,7 @@ impl Provider {
             )
             .route("/_counters", get(counters))
             .route("/_rotate", post(rotate))
+            .route("/_revoke", post(revoke))
             .with_state(self.clone())
     }
 
@@ -502,6 +504,22 @@ async fn claim_source(State(provider): State<Provider>) -> Response {
 
 async fn counters(State(provider): State<Provider>) -> Json<Counters> {
     Json(provider.counters())
+}
+
+/// `POST /_revoke?sub=<sub>`: revokes the person's refresh tokens.
+async fn revoke(State(provider): State<Provider>, RawQuery(query): RawQuery) -> Response {
+    let params = Params::parse(query.unwrap_or_default().as_bytes());
+    match params.get("sub").filter(|s| !s.is_empty()) {
+        Some(sub) => {
+            provider.revoke(sub);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => json_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "name the person: ?sub=<sub>",
+        ),
+    }
 }
 
 #[derive(Serialize)]

@@ -32,13 +32,16 @@ const DEFAULT_FAMILY_NAME: &str = "Lovelace";
 const DEFAULT_EMAIL: &str = "ada@example.com";
 
 /// Parameters the sign-in form shows as fields instead of carrying hidden.
-const USER_FIELDS: [&str; 6] = [
+const USER_FIELDS: [&str; 9] = [
     "name",
     "given_name",
     "family_name",
     "email",
     "preferred_username",
     "xms_edov",
+    "groups",
+    "roles",
+    "overage",
 ];
 
 /// The sign-in form for made-up users.
@@ -54,6 +57,9 @@ struct SignInPage<'a> {
     email: &'a str,
     preferred_username: &'a str,
     xms_edov: bool,
+    groups: &'a str,
+    roles: &'a str,
+    overage: &'a str,
     /// Shown only for `common` and `organizations`, where the user picks it.
     tid: Option<&'a str>,
     /// The original authorization request, carried through the form.
@@ -358,6 +364,9 @@ fn sign_in_page(provider: &Provider, tenant: &str, client_id: &str, params: &Par
         email: params.get("email").unwrap_or(DEFAULT_EMAIL),
         preferred_username: params.get("preferred_username").unwrap_or(DEFAULT_EMAIL),
         xms_edov: params.get("xms_edov") != Some("false"),
+        groups: params.get("groups").unwrap_or_default(),
+        roles: params.get("roles").unwrap_or_default(),
+        overage: params.get("overage").unwrap_or_default(),
         tid: multi_tenant.then(|| params.get("tid").unwrap_or(DEFAULT_TID)),
         hidden,
     };
