@@ -464,3 +464,43 @@ async fn while_postgres_is_down_signed_in_people_go_on_and_it_all_comes_back() {
         assert_eq!(r.status(), 200);
     }
 }
+
+/// One refresh per session across replicas: twenty requests at the
+/// revalidation time, spread over two replicas on one PostgreSQL, make the
+/// provider see one refresh; both replicas then serve the renewed session.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_is_revalidated_once_across_replicas() {
+    let Pair { idp, _up, one, two } = two_replicas("[session]\nrevalidate_every = \"1s\"\n").await;
+    let ada = Browser::new();
+    let r = ada
+        .login(&one, "entra", "/", &[("email", "ada@example.com")])
+        .await;
+    assert_eq!(r.status(), 302);
+    let cookie = ada.cookies(&one);
+    // Both replicas have the session in their caches.
+    assert_eq!(ada.me(&two).await, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let requests = (0..20).map(|i| {
+        let gw = if i % 2 == 0 { &one } else { &two };
+        let cookie = cookie.clone();
+        async move {
+            common::client()
+                .get(gw.url(&format!("/r{i}")))
+                .header("cookie", cookie)
+                .header("accept", "application/json")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(requests).await;
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "{statuses:?}\n{}\n{}",
+        one.logs(),
+        two.logs()
+    );
+    assert_eq!(idp.counters().refresh, 1, "one refresh for both replicas");
+}

@@ -61,7 +61,10 @@ impl Revalidator {
     /// `None` when it ended.
     pub async fn check(&self, live: Arc<Live>) -> Option<Arc<Live>> {
         let now = unix_now();
-        let refresh_token = self.sessions.claim_revalidation(&live, now).await?;
+        // Someone else is asking (here or on another replica): go on as it is.
+        let Some(refresh_token) = self.sessions.claim_revalidation(&live, now).await else {
+            return Some(live);
+        };
         let username = live.identity.username.clone();
         let ended = match self.ask(&live, &refresh_token).await {
             Ok((identity, rotated)) => {

@@ -76,7 +76,8 @@ impl Store {
     }
 
     /// Claims the revalidation of a session for `lease` seconds, unless
-    /// another replica holds it; the sealed refresh token when claimed.
+    /// another replica holds it or has just done it (the row is not due);
+    /// the sealed refresh token when claimed.
     pub async fn claim_revalidation(
         &self,
         id_hash: &str,
@@ -86,6 +87,7 @@ impl Store {
         let row = sqlx::query(
             "UPDATE sessions SET refreshing_until = $3 WHERE id_hash = $1 \
              AND refresh_token IS NOT NULL AND (refreshing_until IS NULL OR refreshing_until <= $2) \
+             AND (revalidate_at IS NULL OR revalidate_at <= $2) \
              RETURNING refresh_token",
         )
         .bind(id_hash)
