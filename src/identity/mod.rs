@@ -36,6 +36,29 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The identity the verified `claims` of a sign-in (or a refresh) give
+    /// the person known as `username`, with the email the rules accepted.
+    pub fn from_claims(
+        provider_id: &str,
+        username: String,
+        email: String,
+        claims: crate::oidc::IdClaims,
+    ) -> Self {
+        Self {
+            provider_id: provider_id.to_string(),
+            sub: claims.sub,
+            username,
+            email,
+            preferred_username: claims.preferred_username,
+            name: claims.name,
+            oid: claims.oid,
+            tid: claims.tid,
+            groups: claims.groups,
+            roles: claims.roles,
+            groups_unknown: claims.groups_overage,
+        }
+    }
+
     /// The groups and roles the access rules look at.
     pub fn held(&self) -> crate::policy::access::Held<'_> {
         crate::policy::access::Held {

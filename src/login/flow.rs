@@ -474,22 +474,10 @@ impl LoginFlow {
             None => (Vec::new(), None),
         };
         let mut sign_in = SignIn::at(&provider, vouching);
-        sign_in.sid = claims.sid;
-        sign_in.login_hint = claims.login_hint;
+        sign_in.sid = claims.sid.take();
+        sign_in.login_hint = claims.login_hint.take();
         sign_in.refresh_token = tokens.refresh_token;
-        let identity = Identity {
-            provider_id: provider_id.to_string(),
-            sub: claims.sub,
-            username: user.username,
-            email,
-            preferred_username: claims.preferred_username,
-            name: claims.name,
-            oid: claims.oid,
-            tid: claims.tid,
-            groups: claims.groups,
-            roles: claims.roles,
-            groups_unknown: claims.groups_overage,
-        };
+        let identity = Identity::from_claims(provider_id, user.username, email, claims);
         tracing::info!(target: "idgate::login", provider = provider_id, username = %identity.username, "signed in");
         let session_cookie = self.sessions.create(identity, sign_in).await.map_err(|e| {
             tracing::error!(error = %e, "cannot store the session");

@@ -158,19 +158,7 @@ impl Revalidator {
         self.access
             .admits(&claims)
             .map_err(|r| Verdict::Ended(r.reason()))?;
-        let identity = Identity {
-            provider_id: id.provider_id.clone(),
-            sub: claims.sub,
-            username: id.username.clone(),
-            email,
-            preferred_username: claims.preferred_username,
-            name: claims.name,
-            oid: claims.oid,
-            tid: claims.tid,
-            groups: claims.groups,
-            roles: claims.roles,
-            groups_unknown: claims.groups_overage,
-        };
+        let identity = Identity::from_claims(&id.provider_id, id.username.clone(), email, claims);
         Ok((identity, tokens.refresh_token))
     }
 }
