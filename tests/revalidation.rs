@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::login::{provider, provider_toml, register, Browser, TENANT};
 use common::raw_upstream::RawUpstream;
 use common::Gateway;
-use idgate::demo::provider::Provider;
+use idgate::demo::provider::{Provider, RefreshFault};
 
 const DOMAINS: &str = r#"allowed_email_domains = ["example.com"]"#;
 const STAFF: &str = "6f1c0d2e-0000-4000-8000-000000005af";
@@ -117,7 +117,7 @@ async fn a_provider_down_is_waited_out_for_the_grace_without_asking_at_every_req
     let toml = "[session]\nrevalidate_every = \"1s\"\nrevalidate_grace = \"3s\"";
     let (_up, gw) = gateway(&idp, toml).await;
     let b = signed_in(&gw, &[]).await;
-    idp.refresh_outage(true);
+    idp.refresh_fault(Some(RefreshFault::Outage));
     tokio::time::sleep(Duration::from_millis(1300)).await;
     for i in 0..10 {
         assert_eq!(status(&b, &gw, &format!("/during{i}")).await, 200);
@@ -159,4 +159,21 @@ async fn the_refresh_token_is_stored_sealed() {
     let issued = idp.refresh_tokens_issued();
     assert_eq!(issued.len(), 1);
     assert!(!text.contains(&issued[0]), "a refresh token in clear");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_without_an_id_token_or_for_another_sub_ends_the_session() {
+    for (fault, reason) in [
+        (RefreshFault::NoIdToken, "refresh_without_id_token"),
+        (RefreshFault::OtherSub, "refreshed_for_another_sub"),
+    ] {
+        let idp = provider().await;
+        let (_up, gw) = gateway(&idp, "[session]\nrevalidate_every = \"1s\"").await;
+        let b = signed_in(&gw, &[]).await;
+        idp.refresh_fault(Some(fault));
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        assert_eq!(status(&b, &gw, "/after").await, 401, "{fault:?}");
+        let log = gw.logs_with(&["session ended at revalidation"]).await;
+        assert!(log.contains(&format!("reason=\"{reason}\"")), "{fault:?}: {log}");
+    }
 }

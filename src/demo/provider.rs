@@ -135,8 +135,20 @@ struct Inner {
     refresh_tokens: Mutex<HashMap<String, Refreshable>>,
     /// Changes made to people since their sign-in, by `sub`.
     directory: Mutex<HashMap<String, DirectoryChange>>,
-    /// The token endpoint answers refreshes with 503.
-    refresh_outage: std::sync::atomic::AtomicBool,
+    /// How the token endpoint answers refreshes, when not as it should.
+    refresh_fault: Mutex<Option<RefreshFault>>,
+}
+
+/// A refresh answered wrongly, on request: what a relying party must
+/// survive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefreshFault {
+    /// 503 `temporarily_unavailable`: the provider is down.
+    Outage,
+    /// Tokens without an ID token.
+    NoIdToken,
+    /// An ID token for another `sub`.
+    OtherSub,
 }
 
 /// What a refresh token stands for.
@@ -174,7 +186,7 @@ impl Provider {
                 graph: Mutex::new(HashMap::new()),
                 refresh_tokens: Mutex::new(HashMap::new()),
                 directory: Mutex::new(HashMap::new()),
-                refresh_outage: std::sync::atomic::AtomicBool::new(false),
+                refresh_fault: Mutex::new(None),
             }),
         }
     }
@@ -299,9 +311,14 @@ impl Provider {
         lock(&self.inner.refresh_tokens).keys().cloned().collect()
     }
 
-    /// While `down`, the token endpoint answers refreshes with 503.
-    pub fn refresh_outage(&self, down: bool) {
-        self.inner.refresh_outage.store(down, Ordering::Relaxed);
+    /// From now on the token endpoint answers refreshes with `fault`
+    /// (`None`: as it should).
+    pub fn refresh_fault(&self, fault: Option<RefreshFault>) {
+        *lock(&self.inner.refresh_fault) = fault;
+    }
+
+    fn current_refresh_fault(&self) -> Option<RefreshFault> {
+        *lock(&self.inner.refresh_fault)
     }
 
     /// A new refresh token for `grant`'s person.

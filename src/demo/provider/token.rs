@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq;
 
 use super::codes::Grant;
 use super::id_token::{self, Fault};
-use super::{is_valid_tenant, json_error, random_token, Params, Provider};
+use super::{is_valid_tenant, json_error, random_token, Params, Provider, RefreshFault};
 
 #[derive(Serialize)]
 struct TokenResponse {
@@ -29,7 +29,8 @@ struct TokenResponse {
     scope: &'static str,
     expires_in: u64,
     access_token: String,
-    id_token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<String>,
 }
@@ -137,7 +138,12 @@ async fn exchange(
             ))
         }
     };
-    tokens(provider, grant).await
+    let refresh = params.get("grant_type") == Some("refresh_token");
+    let mut answer = tokens(provider, grant).await?;
+    if refresh && provider.current_refresh_fault() == Some(RefreshFault::NoIdToken) {
+        answer.id_token = None;
+    }
+    Ok(answer)
 }
 
 /// The grant an authorization code stands for, once the request proves it.
@@ -195,11 +201,8 @@ fn by_refresh(
         .counters
         .refresh
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if provider
-        .inner
-        .refresh_outage
-        .load(std::sync::atomic::Ordering::Relaxed)
-    {
+    let fault = provider.current_refresh_fault();
+    if fault == Some(RefreshFault::Outage) {
         return Err(TokenError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             error: "temporarily_unavailable",
@@ -221,13 +224,17 @@ fn by_refresh(
             "refresh_token was issued to another client or tenant",
         ));
     }
+    let mut user = refreshed.user;
+    if fault == Some(RefreshFault::OtherSub) {
+        user.sub = format!("{}-someone-else", user.sub);
+    }
     Ok(Grant {
         tenant: refreshed.tenant,
         client_id: refreshed.client_id,
         redirect_uri: String::new(),
         nonce: String::new(),
         code_challenge: String::new(),
-        user: refreshed.user,
+        user,
         fault: None,
         offline: true,
         expires_at: Instant::now(),
@@ -266,7 +273,7 @@ async fn tokens(provider: &Provider, grant: Grant) -> Result<TokenResponse, Toke
         scope: "openid profile email",
         expires_in: 3600,
         access_token,
-        id_token,
+        id_token: Some(id_token),
         refresh_token,
     })
 }
