@@ -42,6 +42,21 @@ pub fn for_routes(path: &str) -> Option<Cow<'_, str>> {
     Some(Cow::Owned(clean(&String::from_utf8(decoded).ok()?)))
 }
 
+/// The path as an upstream that decodes more than once could read it:
+/// decoded (`as_the_stack_routes`) until nothing changes, at most three
+/// times (`%252F` → `%2F` → `/`).
+pub fn decoded_repeatedly(path: &str) -> Cow<'_, str> {
+    let mut reading = as_the_stack_routes(path);
+    for _ in 0..2 {
+        let again = as_the_stack_routes(&reading);
+        if again == reading {
+            break;
+        }
+        reading = Cow::Owned(again.into_owned());
+    }
+    reading
+}
+
 /// `path` with each segment's `;` parameters dropped (`/a;x/b` → `/a/b`),
 /// as servlet containers and some proxies read it.
 pub fn without_segment_params(path: &str) -> Cow<'_, str> {

@@ -249,12 +249,12 @@ async fn build_auth(cfg: &Loaded, store: &Store, providers: Arc<Registry>) -> an
                 .is_some(),
         graph_url: cfg.config.oidc.graph_url.clone(),
     };
-    let revalidator = Revalidator::new(
+    let revalidator = Arc::new(Revalidator::new(
         oidc.clone(),
         providers.clone(),
         sessions.clone(),
         access.clone(),
-    );
+    ));
     let login = Arc::new(LoginFlow::new(
         oidc,
         providers.clone(),

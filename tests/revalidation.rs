@@ -174,6 +174,9 @@ async fn a_refresh_without_an_id_token_or_for_another_sub_ends_the_session() {
         tokio::time::sleep(Duration::from_millis(1300)).await;
         assert_eq!(status(&b, &gw, "/after").await, 401, "{fault:?}");
         let log = gw.logs_with(&["session ended at revalidation"]).await;
-        assert!(log.contains(&format!("reason=\"{reason}\"")), "{fault:?}: {log}");
+        assert!(
+            log.contains(&format!("reason=\"{reason}\"")),
+            "{fault:?}: {log}"
+        );
     }
 }

@@ -122,16 +122,20 @@ impl AccessSettings {
         cache: &OidcCache,
         claims: &mut IdClaims,
         access_token: Option<&str>,
-    ) {
+    ) -> Result<(), graph::GraphError> {
         if !(claims.groups_overage && self.groups_needed) {
-            return;
+            return Ok(());
         }
         match graph::transitive_groups(cache, &self.graph_url, access_token).await {
             Ok(groups) => {
                 claims.groups = groups;
                 claims.groups_overage = false;
+                Ok(())
             }
-            Err(e) => tracing::warn!(error = %e, "cannot look the groups up at Microsoft Graph"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look the groups up at Microsoft Graph");
+                Err(e)
+            }
         }
     }
 
@@ -428,7 +432,9 @@ impl LoginFlow {
                 .await
                 .map_err(|e| Refusal::from_oidc(&e))?,
         );
-        self.access
+        // Graph failing leaves the groups unknown: the rules refuse below.
+        let _ = self
+            .access
             .complete_groups(&self.cache, &mut claims, tokens.access_token.as_deref())
             .await;
         let evidence = evidence(&claims);
@@ -476,6 +482,9 @@ impl LoginFlow {
         let mut sign_in = SignIn::at(&provider, vouching);
         sign_in.sid = claims.sid.take();
         sign_in.login_hint = claims.login_hint.take();
+        if tokens.refresh_token.is_none() {
+            tracing::warn!(provider = provider_id, "the provider gave no refresh token (offline_access not granted?): this session is not checked with it again before it ends");
+        }
         sign_in.refresh_token = tokens.refresh_token;
         let identity = Identity::from_claims(provider_id, user.username, email, claims);
         tracing::info!(target: "idgate::login", provider = provider_id, username = %identity.username, "signed in");

@@ -17,7 +17,7 @@ use crate::identity::Identity;
 use crate::oidc::id_token::{self, Expectations};
 use crate::oidc::{OidcCache, OidcError};
 use crate::provider_registry::Registry;
-use crate::session::{Live, Sessions};
+use crate::session::{Claim, Live, Sessions};
 use crate::time::unix_now;
 
 use super::flow::{evidence, non_empty, token_call, AccessSettings};
@@ -30,8 +30,8 @@ const RETRY_AFTER: i64 = 60;
 enum Verdict {
     /// The session ends, for this reason.
     Ended(&'static str),
-    /// The provider could not be asked.
-    Unanswered(OidcError),
+    /// The provider (or Graph) could not be asked.
+    Unanswered(String),
 }
 
 pub struct Revalidator {
@@ -58,25 +58,46 @@ impl Revalidator {
 
     /// `live` as the provider sees it now: renewed, the same (someone else
     /// is asking, or the provider cannot be asked and the grace holds), or
-    /// `None` when it ended.
-    pub async fn check(&self, live: Arc<Live>) -> Option<Arc<Live>> {
+    /// `None` when it ended. The check runs on a task of its own, so a
+    /// client that goes away meanwhile cannot leave it half done.
+    pub async fn check(self: &Arc<Self>, live: Arc<Live>) -> Option<Arc<Live>> {
+        let this = self.clone();
+        let checked = tokio::spawn(async move { this.check_now(live).await });
+        checked.await.unwrap_or_default()
+    }
+
+    async fn check_now(&self, live: Arc<Live>) -> Option<Arc<Live>> {
         let now = unix_now();
-        // Someone else is asking (here or on another replica): go on as it is.
-        let Some(refresh_token) = self.sessions.claim_revalidation(&live, now).await else {
-            return Some(live);
+        let (refresh_token, claim) = match self.sessions.claim_revalidation(&live, now).await {
+            Claim::Held {
+                refresh_token,
+                claim,
+            } => (refresh_token, claim),
+            // Someone else is asking (here or on another replica): it goes
+            // on meanwhile, unless its grace is over.
+            Claim::Busy if self.sessions.past_grace(&live, now) => return None,
+            Claim::Busy => return Some(live),
+            Claim::Unusable => return self.end(&live, "refresh_token_unusable").await,
         };
         let username = live.identity.username.clone();
         let ended = match self.ask(&live, &refresh_token).await {
             Ok((identity, rotated)) => {
                 let kept = rotated.as_deref().unwrap_or(&refresh_token);
-                return match self.sessions.renew(&live, identity, kept, now).await {
-                    Ok(renewed) => {
+                return match self
+                    .sessions
+                    .renew(&live, &claim, identity, kept, now)
+                    .await
+                {
+                    Ok(Some(renewed)) => {
                         tracing::debug!(username = %username, "session revalidated at the provider");
                         Some(renewed)
                     }
+                    Ok(None) => None,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot store a revalidated session");
-                        self.sessions.postpone(&live, now + RETRY_AFTER).await;
+                        self.sessions
+                            .postpone(&live, &claim, now + RETRY_AFTER)
+                            .await;
                         Some(live)
                     }
                 };
@@ -87,7 +108,7 @@ impl Revalidator {
                 // Asked again after a back-off, and no later than the end
                 // of the grace.
                 let retry_at = (now + RETRY_AFTER).min(self.sessions.grace_end(&live));
-                self.sessions.postpone(&live, retry_at).await;
+                self.sessions.postpone(&live, &claim, retry_at).await;
                 return Some(live);
             }
             Err(Verdict::Unanswered(e)) => {
@@ -95,9 +116,16 @@ impl Revalidator {
                 "provider_unanswered_past_grace"
             }
         };
-        tracing::info!(target: "idgate::login", username = %username, reason = ended, "session ended at revalidation");
-        if let Err(e) = self.sessions.end(&live).await {
+        self.end(&live, ended).await
+    }
+
+    /// Ends `live` for `reason`; refused here even when the store cannot
+    /// delete it.
+    async fn end(&self, live: &Live, reason: &'static str) -> Option<Arc<Live>> {
+        tracing::info!(target: "idgate::login", username = %live.identity.username, reason, "session ended at revalidation");
+        if let Err(e) = self.sessions.end(live).await {
             tracing::error!(error = %e, "cannot end a session refused at revalidation; refused here all the same");
+            self.sessions.refuse_here(live).await;
         }
         None
     }
@@ -120,7 +148,7 @@ impl Revalidator {
             .cache
             .metadata(&oidc.provider_url)
             .await
-            .map_err(Verdict::Unanswered)?;
+            .map_err(|e| Verdict::Unanswered(e.to_string()))?;
         let scope = self.access.scope();
         let form = vec![
             ("grant_type", "refresh_token"),
@@ -130,20 +158,24 @@ impl Revalidator {
         let tokens = token_call(&self.cache, &provider, &metadata, form)
             .await
             .map_err(|e| match e {
-                OidcError::Provider { status, .. } if status < 500 => {
+                // The grant refused: the account disabled, its password
+                // reset, its sessions revoked. Any other answer (a
+                // throttle, the client's own credentials) is no verdict on
+                // the person.
+                OidcError::Provider { ref error, .. } if error == "invalid_grant" => {
                     Verdict::Ended("refused_by_provider")
                 }
                 OidcError::BadResponse { ref detail, .. } if detail.contains("no id_token") => {
                     Verdict::Ended("refresh_without_id_token")
                 }
-                e => Verdict::Unanswered(e),
+                e => Verdict::Unanswered(e.to_string()),
             })?;
         let expect = Expectations::for_refresh(&metadata, &oidc.client_id);
         let mut claims = id_token::verify(&self.cache, &tokens.id_token, &expect)
             .await
             .map(non_empty)
             .map_err(|e| match e {
-                e if e.is_provider_failure() => Verdict::Unanswered(e),
+                e if e.is_provider_failure() => Verdict::Unanswered(e.to_string()),
                 _ => Verdict::Ended("refreshed_id_token_invalid"),
             })?;
         if claims.sub != id.sub {
@@ -152,9 +184,11 @@ impl Revalidator {
         let evidence = evidence(&claims);
         let email = email::check(&provider, metadata.is_multi_tenant(), &evidence)
             .map_err(|r| Verdict::Ended(r.reason()))?;
+        // Graph failing is no verdict on the person: the grace applies.
         self.access
             .complete_groups(&self.cache, &mut claims, tokens.access_token.as_deref())
-            .await;
+            .await
+            .map_err(|e| Verdict::Unanswered(e.to_string()))?;
         self.access
             .admits(&claims)
             .map_err(|r| Verdict::Ended(r.reason()))?;

@@ -87,35 +87,37 @@ impl Policy {
         if self.rules.is_empty() {
             return Decision::Session;
         }
-        if let Some(normal) = crate::paths::for_routes(path) {
-            if let Some(rule) = self.rules.iter().find(|r| r.matches(method, &normal)) {
-                return match &rule.action {
-                    Action::Pass(allow) => Decision::Pass {
-                        allow: *allow,
-                        path: normal.into_owned(),
-                    },
-                    Action::Require(needs) => Decision::Require(needs.clone()),
-                };
-            }
+        let normal = crate::paths::for_routes(path);
+        let first = normal
+            .as_deref()
+            .and_then(|n| self.rules.iter().find(|r| r.matches(method, n)));
+        if let Some(Action::Require(needs)) = first.map(|r| &r.action) {
+            return Decision::Require(needs.clone());
         }
-        // A path a route does not match as written may still be one the
-        // upstream reads as a guarded path (an encoded `/`, a backslash,
-        // `;` parameters): the guard holds on the fully decoded path too,
-        // and on it without parameters.
+        // A path may be read otherwise by the upstream (an encoded `/`,
+        // encoded twice, a backslash, `;` parameters, another letter
+        // case): a requirement holds on the fully decoded path too, and on
+        // it without parameters, before any route lets the request pass.
         if self.guarded {
-            let decoded = crate::paths::as_the_stack_routes(path);
+            let decoded = crate::paths::decoded_repeatedly(path);
             let bare = crate::paths::without_segment_params(&decoded);
             let bare = crate::paths::as_the_stack_routes(&bare);
             let guard = self.rules.iter().find_map(|r| match &r.action {
-                Action::Require(needs)
-                    if r.matches(method, &decoded) || r.matches(method, &bare) =>
-                {
+                Action::Require(needs) if r.guards(method, &decoded) || r.guards(method, &bare) => {
                     Some(needs)
                 }
                 _ => None,
             });
             if let Some(needs) = guard {
                 return Decision::Require(needs.clone());
+            }
+        }
+        if let (Some(rule), Some(normal)) = (first, normal) {
+            if let Action::Pass(allow) = rule.action {
+                return Decision::Pass {
+                    allow,
+                    path: normal.into_owned(),
+                };
             }
         }
         Decision::Session
@@ -139,6 +141,51 @@ mod tests {
         ]);
         assert!(problems.is_empty());
         Policy::new(rules, Some("/account"))
+    }
+
+    /// A requirement holds on every reading of its path an upstream may
+    /// have: a trailing `/` on an exact path, HEAD for GET, another letter
+    /// case, and before a public route that the raw path also matches.
+    #[test]
+    fn a_requirement_holds_on_every_reading_of_its_path() {
+        let guard = |path: &str, methods: &[&str]| RouteSpec {
+            path: path.into(),
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            require_roles: vec!["Admin".into()],
+            ..Default::default()
+        };
+        let public = RouteSpec {
+            path: "/static/".into(),
+            allow: Some("public".into()),
+            ..Default::default()
+        };
+        let (rules, problems) = rules::check_all(&[guard("/console/admin", &["GET"]), public]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let p = Policy::new(rules, None);
+        let guarded = |m: &Method, path: &str| matches!(p.decide(m, path), Decision::Require(_));
+        for path in [
+            "/console/admin",
+            "/console/admin/",
+            "/Console/Admin",
+            "/console/ADMIN/",
+            "/console/admin;x",
+            "/static/..%2Fconsole/admin",
+            "/static/%2E%2E/console/admin",
+            "/static/..%252Fconsole/admin",
+        ] {
+            assert!(guarded(&Method::GET, path), "GET {path}");
+        }
+        assert!(guarded(&Method::HEAD, "/console/admin"));
+        assert!(
+            !guarded(&Method::POST, "/console/admin"),
+            "the route names GET only"
+        );
+        assert!(!guarded(&Method::GET, "/console/administrator"));
+        assert_eq!(p.decide(&Method::GET, "/console"), Decision::Session);
+        assert!(matches!(
+            p.decide(&Method::GET, "/static/app.js"),
+            Decision::Pass { .. }
+        ));
     }
 
     #[test]

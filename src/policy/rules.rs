@@ -6,6 +6,7 @@
 //! shadowed by an earlier rule), and then matched on the normalised path
 //! alone.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::Method;
@@ -47,6 +48,8 @@ pub struct RouteSpec {
 pub struct Rule {
     /// Normal form; ends in `/` for a prefix.
     path: String,
+    /// `path` in lower case, for requirements read in any letter case.
+    folded: String,
     /// Empty: every method.
     methods: Vec<Method>,
     pub action: Action,
@@ -121,6 +124,7 @@ impl Rule {
         }
         let rule = Rule {
             path: path.to_string(),
+            folded: path.to_ascii_lowercase(),
             methods: parsed,
             action,
         };
@@ -137,15 +141,39 @@ impl Rule {
 
     /// Whether this rule matches a request for normalised `path`.
     pub fn matches(&self, method: &Method, path: &str) -> bool {
-        (self.methods.is_empty() || self.methods.contains(method)) && self.covers_path(path)
+        self.takes(method) && covers(&self.path, self.guards_any(), path)
+    }
+
+    /// Whether this rule asks more of the session for a request the
+    /// upstream may read as `path` (decoded): such a rule holds on the path
+    /// in any letter case too (a case-insensitive upstream serves
+    /// `/Console/Admin` as `/console/admin`).
+    pub fn guards(&self, method: &Method, path: &str) -> bool {
+        if !self.guards_any() || !self.takes(method) {
+            return false;
+        }
+        let folded: Cow<'_, str> = if path.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(path.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(path)
+        };
+        covers(&self.folded, true, &folded)
+    }
+
+    fn guards_any(&self) -> bool {
+        matches!(self.action, Action::Require(_))
+    }
+
+    /// Whether the rule applies to `method`; a requirement on GET holds on
+    /// HEAD too (upstreams answer HEAD with the GET handler).
+    fn takes(&self, method: &Method) -> bool {
+        self.methods.is_empty()
+            || self.methods.contains(method)
+            || (self.guards_any() && *method == Method::HEAD && self.methods.contains(&Method::GET))
     }
 
     fn covers_path(&self, path: &str) -> bool {
-        match self.path.strip_suffix('/') {
-            Some(bare) if !bare.is_empty() => path == bare || path.starts_with(&self.path),
-            Some(_) => true,
-            None => path == self.path,
-        }
+        covers(&self.path, self.guards_any(), path)
     }
 
     /// Whether every request `later` could match for some method is matched
@@ -161,6 +189,18 @@ impl Rule {
             || later.methods.is_empty()
             || later.methods.iter().any(|m| self.methods.contains(m));
         paths && methods
+    }
+}
+
+/// Whether a rule for `rule_path` covers normalised `path`: a prefix (ending
+/// in `/`) its bare path and everything below, else the exact path, and for
+/// a requirement (`guard`) that path with a trailing `/` too (many
+/// upstreams serve both alike).
+fn covers(rule_path: &str, guard: bool, path: &str) -> bool {
+    match rule_path.strip_suffix('/') {
+        Some(bare) if !bare.is_empty() => path == bare || path.starts_with(rule_path),
+        Some(_) => true,
+        None => path == rule_path || (guard && path.strip_suffix('/') == Some(rule_path)),
     }
 }
 

@@ -34,7 +34,7 @@ pub struct Auth {
     pub sessions: Arc<Sessions>,
     pub login: Arc<LoginFlow>,
     pub sign_out: SignOut,
-    pub revalidator: Revalidator,
+    pub revalidator: Arc<Revalidator>,
     pub keys: Arc<AssertionKeys>,
     pub headers: IdentityHeaders,
     /// `scheme://host[:port]` of `public_url`, for the logout origin check.
@@ -55,10 +55,23 @@ impl Auth {
     /// `live`, checked again with its provider first when that is due:
     /// the one place both data paths (and forward-auth) go through.
     pub(super) async fn vetted(&self, live: Arc<Live>) -> Option<Arc<Live>> {
-        if live.due(crate::time::unix_now()) {
+        let now = crate::time::unix_now();
+        if live.due(now) {
             return self.revalidator.check(live).await;
         }
+        // Past its grace while a check is under way: not used until that
+        // check gives its verdict.
+        if self.sessions.past_grace(&live, now) {
+            return None;
+        }
         Some(live)
+    }
+
+    /// Whether `live` needs `vetted` before it is used: due to be checked
+    /// with its provider, or past its grace. The fast path hands such a
+    /// request over.
+    pub(super) fn must_vet(&self, live: &Live, now: i64) -> bool {
+        live.due(now) || self.sessions.past_grace(live, now)
     }
 
     /// Answers one of the gateway's own routes (not the callback, which
@@ -213,7 +226,9 @@ impl Auth {
             };
             return Answer::error(headers, &e, Some("/oauth/login"));
         }
-        let live = self.session_of(headers).await;
+        // Not checked with the provider first: it ends either way, and
+        // the person is sent on to sign out there.
+        let live = self.sessions.find(cookie_headers(headers).iter()).await;
         if let Some(live) = &live {
             if let Err(e) = self.sessions.end(live).await {
                 // Fail closed: do not tell the person they are signed out

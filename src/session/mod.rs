@@ -55,6 +55,8 @@ pub struct Live {
     id_hash: String,
     /// When the provider last vouched for it.
     validated_at: i64,
+    /// Whether it has a refresh token to be checked with.
+    refreshable: bool,
     /// When to ask the provider again; `i64::MAX` without a refresh token.
     revalidate_at: AtomicI64,
     /// A revalidation of it is under way on this replica.
@@ -188,6 +190,20 @@ enum SessionCheck {
     Unknown,
 }
 
+/// What claiming a session's revalidation came to.
+pub enum Claim {
+    /// Ours: the refresh token, and the claim to record the outcome under.
+    Held {
+        refresh_token: String,
+        claim: String,
+    },
+    /// Someone else is on it, or the store cannot say: it goes on as it is.
+    Busy,
+    /// Its refresh token does not open (another master secret): it can
+    /// never be checked again.
+    Unusable,
+}
+
 /// Lifetimes of sessions, in seconds.
 #[derive(Debug, Clone, Copy)]
 pub struct Lifetimes {
@@ -264,16 +280,17 @@ impl Sessions {
     /// Starts a session (always a new ID: no fixation) for an identity
     /// signed in by `sign_in`, and returns its `Set-Cookie` value.
     pub async fn create(&self, identity: Identity, sign_in: SignIn) -> Result<String, StoreError> {
-        let mut raw = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut raw);
-        let id = URL_SAFE_NO_PAD.encode(raw);
+        let id = random_id();
         let id_hash = hash(&id);
         let now = unix_now();
-        let sid_hash = sign_in.sid.as_ref().map(|s| hash(s.expose()));
+        // The secrets of the sign-in go only into their columns (hashed,
+        // sealed), never into the cached session.
+        let mut sign_in = sign_in;
+        let sid_hash = sign_in.sid.take().map(|s| hash(s.expose()));
         let refresh_token = sign_in
             .refresh_token
-            .as_deref()
-            .map(|t| self.sealer.seal(t, &id_hash));
+            .take()
+            .map(|t| self.sealer.seal(&t, &id_hash));
         let revalidate_at = refresh_token
             .as_ref()
             .map(|_| now + self.lifetimes.revalidate_every);
@@ -474,40 +491,40 @@ impl Sessions {
     }
 
     /// Claims the revalidation of `live` on this replica and in the store
-    /// (one at a time per session, across replicas); its refresh token
-    /// when claimed. `None`: someone else is on it, or it cannot be had.
-    pub async fn claim_revalidation(&self, live: &Live, now: i64) -> Option<String> {
+    /// (one at a time per session, across replicas).
+    pub async fn claim_revalidation(&self, live: &Live, now: i64) -> Claim {
         if live.revalidating.swap(true, Ordering::AcqRel) {
-            return None;
+            return Claim::Busy;
         }
+        let claim = random_id();
         let sealed = self
             .store
-            .claim_revalidation(&live.id_hash, now, REVALIDATION_LEASE)
+            .claim_revalidation(&live.id_hash, now, REVALIDATION_LEASE, &claim)
             .await;
-        let token = match sealed {
-            Ok(Some(sealed)) => {
-                let token = self.sealer.open(&sealed, &live.id_hash);
-                if token.is_none() {
-                    tracing::warn!(username = %live.identity.username, "a stored refresh token does not open (another master secret?); the session is not revalidated");
+        let outcome = match sealed {
+            Ok(Some(sealed)) => match self.sealer.open(&sealed, &live.id_hash) {
+                Some(refresh_token) => {
+                    return Claim::Held {
+                        refresh_token,
+                        claim,
+                    }
                 }
-                token
-            }
+                None => Claim::Unusable,
+            },
             // Another replica is on it: not asked again here until its
             // lease would be over (its result reaches this replica sooner).
             Ok(None) => {
                 live.revalidate_at
                     .store(now + REVALIDATION_LEASE, Ordering::Relaxed);
-                None
+                Claim::Busy
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot claim a session's revalidation");
-                None
+                Claim::Busy
             }
         };
-        if token.is_none() {
-            live.revalidating.store(false, Ordering::Release);
-        }
-        token
+        live.revalidating.store(false, Ordering::Release);
+        outcome
     }
 
     /// The provider vouched for session `old` again: its identity is
@@ -516,10 +533,11 @@ impl Sessions {
     pub async fn renew(
         &self,
         old: &Live,
+        claim: &str,
         identity: Identity,
         refresh_token: &str,
         now: i64,
-    ) -> Result<Arc<Live>, StoreError> {
+    ) -> Result<Option<Arc<Live>>, StoreError> {
         let stored = Stored {
             identity,
             sign_in: old.sign_in.clone(),
@@ -529,11 +547,20 @@ impl Sessions {
         let revalidate_at = now + self.lifetimes.revalidate_every;
         let stored_row = self
             .store
-            .revalidated(&old.id_hash, &json, &sealed, now, revalidate_at)
+            .revalidated(&old.id_hash, claim, &json, &sealed, now, revalidate_at)
             .await;
-        if let Err(e) = stored_row {
-            old.revalidating.store(false, Ordering::Release);
-            return Err(e);
+        match stored_row {
+            Ok(true) => {}
+            // Signed out meanwhile, or the check outlasted its claim: it
+            // is not brought back.
+            Ok(false) => {
+                self.forget_session(&old.id_hash).await;
+                return Ok(None);
+            }
+            Err(e) => {
+                old.revalidating.store(false, Ordering::Release);
+                return Err(e);
+            }
         }
         let row = SessionRow {
             id_hash: old.id_hash.clone(),
@@ -554,17 +581,17 @@ impl Sessions {
         self.store
             .announce(&Announcement::Session(old.id_hash.clone()))
             .await;
-        Ok(renewed)
+        Ok(Some(renewed))
     }
 
     /// The provider could not be asked about `live`: asked again at
     /// `retry_at`, not at every request meanwhile.
-    pub async fn postpone(&self, live: &Live, retry_at: i64) {
+    pub async fn postpone(&self, live: &Live, claim: &str, retry_at: i64) {
         live.revalidate_at.store(retry_at, Ordering::Relaxed);
         live.revalidating.store(false, Ordering::Release);
         if let Err(e) = self
             .store
-            .revalidation_postponed(&live.id_hash, retry_at)
+            .revalidation_postponed(&live.id_hash, claim, retry_at)
             .await
         {
             tracing::warn!(error = %e, "cannot record a postponed revalidation");
@@ -577,6 +604,19 @@ impl Sessions {
     pub fn grace_end(&self, live: &Live) -> i64 {
         let l = &self.lifetimes;
         live.validated_at + l.revalidate_every + l.revalidate_grace
+    }
+
+    /// Whether `live` can be checked with its provider and has gone
+    /// unvouched past its grace (whatever became of its checks): it is not
+    /// to be used any more.
+    pub fn past_grace(&self, live: &Live, now: i64) -> bool {
+        live.refreshable && now >= self.grace_end(live)
+    }
+
+    /// Drops this replica's copy of `live` (its row may be gone already,
+    /// or could not be deleted): the next request reads the store.
+    pub async fn refuse_here(&self, live: &Live) {
+        self.forget_session(&live.id_hash).await;
     }
 
     /// Ends the sessions of `provider_id` that signed in during the
@@ -684,8 +724,9 @@ impl Sessions {
 
 /// The session `row` holds, with its decoded `stored` identity.
 fn live(stored: Stored, row: &SessionRow) -> Live {
-    let revalidate_at = match (&row.refresh_token, row.revalidate_at) {
-        (Some(_), Some(at)) => at,
+    let refreshable = row.refresh_token.is_some();
+    let revalidate_at = match (refreshable, row.revalidate_at) {
+        (true, Some(at)) => at,
         _ => i64::MAX,
     };
     Live {
@@ -693,6 +734,7 @@ fn live(stored: Stored, row: &SessionRow) -> Live {
         sign_in: stored.sign_in,
         id_hash: row.id_hash.clone(),
         validated_at: row.validated_at,
+        refreshable,
         revalidate_at: AtomicI64::new(revalidate_at),
         revalidating: AtomicBool::new(false),
         expires_at: row.expires_at,
@@ -702,6 +744,13 @@ fn live(stored: Stored, row: &SessionRow) -> Live {
         assertion: ArcSwapOption::empty(),
         headers: OnceLock::new(),
     }
+}
+
+/// 256 random bits, base64url: a session ID, a revalidation claim.
+fn random_id() -> String {
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    URL_SAFE_NO_PAD.encode(raw)
 }
 
 /// Hex SHA-256 of a session ID: what the database and the cache key on.

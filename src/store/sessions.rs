@@ -83,9 +83,10 @@ impl Store {
         id_hash: &str,
         now: i64,
         lease: i64,
+        claim: &str,
     ) -> Result<Option<String>, StoreError> {
         let row = sqlx::query(
-            "UPDATE sessions SET refreshing_until = $3 WHERE id_hash = $1 \
+            "UPDATE sessions SET refreshing_until = $3, refresh_claim = $4 WHERE id_hash = $1 \
              AND refresh_token IS NOT NULL AND (refreshing_until IS NULL OR refreshing_until <= $2) \
              AND (revalidate_at IS NULL OR revalidate_at <= $2) \
              RETURNING refresh_token",
@@ -93,32 +94,38 @@ impl Store {
         .bind(id_hash)
         .bind(now)
         .bind(now + lease)
+        .bind(claim)
         .fetch_optional(self.pool())
         .await?;
         Ok(row.map(|r| r.get("refresh_token")))
     }
 
-    /// Records a successful revalidation and releases the claim.
+    /// Records a successful revalidation and releases the claim; false
+    /// when the row is gone (signed out meanwhile) or the claim is no
+    /// longer `claim`'s (its lease ran out and another took over).
     pub async fn revalidated(
         &self,
         id_hash: &str,
+        claim: &str,
         identity: &str,
         refresh_token: &str,
         validated_at: i64,
         revalidate_at: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE sessions SET identity = $2, refresh_token = $3, validated_at = $4, \
-             revalidate_at = $5, refreshing_until = NULL WHERE id_hash = $1",
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET identity = $3, refresh_token = $4, validated_at = $5, \
+             revalidate_at = $6, refreshing_until = NULL, refresh_claim = NULL \
+             WHERE id_hash = $1 AND refresh_claim = $2",
         )
         .bind(id_hash)
+        .bind(claim)
         .bind(identity)
         .bind(refresh_token)
         .bind(validated_at)
         .bind(revalidate_at)
         .execute(self.pool())
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     /// Records a revalidation that could not reach a verdict (the provider
@@ -126,12 +133,15 @@ impl Store {
     pub async fn revalidation_postponed(
         &self,
         id_hash: &str,
+        claim: &str,
         retry_at: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE sessions SET revalidate_at = $2, refreshing_until = NULL WHERE id_hash = $1",
+            "UPDATE sessions SET revalidate_at = $3, refreshing_until = NULL, refresh_claim = NULL \
+             WHERE id_hash = $1 AND refresh_claim = $2",
         )
         .bind(id_hash)
+        .bind(claim)
         .bind(retry_at)
         .execute(self.pool())
         .await?;

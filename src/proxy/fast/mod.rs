@@ -182,9 +182,9 @@ impl Gateway {
             .sessions
             .find_by_cookie(&conn.session, cookie)
             .await?;
-        // Due to be checked again with its provider: the general path does
-        // that (and it is one request per session per interval).
-        if live.due(crate::time::unix_now()) {
+        // Due to be checked again with its provider (or past its grace):
+        // the general path does that, one request per session per interval.
+        if self.auth.must_vet(&live, crate::time::unix_now()) {
             return None;
         }
         // A stack session not known to be this person's: the general path
