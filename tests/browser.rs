@@ -2,7 +2,8 @@
 //! <name>", signs in at the local Entra-shaped provider's form, and lands
 //! on the upstream with its identity; in front of (a fake of) The Things
 //! Stack, it lands in the console signed in as its derived user; signing
-//! out, it goes through the provider's sign-out to the signed-out page. Needs
+//! out, it goes through the provider's sign-out (whose front-channel frames
+//! end the person's other session) to the signed-out page. Needs
 //! Debian's `chromium` and `chromium-driver` (`scripts/setup --test`
 //! installs them).
 
@@ -12,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::fake_tts::{FakeStack, ADMIN_KEY};
-use common::login::{provider, provider_toml, register, TENANT};
+use common::login::{provider, provider_toml, register, Browser, CLIENT_ID, TENANT};
 use common::upstream::Upstream;
 use common::Gateway;
 use fantoccini::{ClientBuilder, Locator};
@@ -170,8 +171,22 @@ async fn signing_out_goes_through_the_provider_to_the_signed_out_page() {
     let gw = Gateway::start(&up.url(), &grace_provider(&idp)).await;
     register(&idp, &gw, "entra");
 
+    idp.set_front_channel_logout(
+        CLIENT_ID,
+        &gw.url("/oauth/login/entra/front-channel-logout"),
+    );
+
     c.goto(&gw.url("/console")).await.unwrap();
     sign_in_as_grace(&c, "/console").await;
+    // Grace is signed in on another device too (another provider session).
+    let elsewhere = Browser::new();
+    let claims = [
+        ("email", "grace@example.com"),
+        ("preferred_username", "Grace.Hopper"),
+    ];
+    let r = elsewhere.login(&gw, "entra", "/", &claims).await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(elsewhere.me(&gw).await, 200);
     // A sign-out button, as an application's page has one.
     c.execute(
         "const f = document.createElement('form'); f.method = 'post'; \
@@ -189,6 +204,9 @@ async fn signing_out_goes_through_the_provider_to_the_signed_out_page() {
     );
     let page = c.source().await.unwrap();
     assert!(page.contains("You are signed out."), "{page}");
+    // The provider's sign-out page loaded the front-channel logout in a
+    // frame for each of Grace's provider sessions: the other one is over.
+    assert_eq!(elsewhere.me(&gw).await, 401);
 
     // The session is gone: the console asks for a sign-in again.
     c.goto(&gw.url("/console")).await.unwrap();

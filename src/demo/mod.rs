@@ -82,6 +82,10 @@ fn start(args: &DemoArgs) -> anyhow::Result<config::Loaded> {
         client_secret: client_secret.clone(),
         redirect_uris: vec![format!("{public_url}/oauth/login/{PROVIDER_ID}/callback")],
     });
+    idp.set_front_channel_logout(
+        client_id,
+        &format!("{public_url}/oauth/login/{PROVIDER_ID}/front-channel-logout"),
+    );
     let data = std::env::temp_dir().join(format!("idgate-demo-{}", std::process::id()));
     let admin = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let provider_url = format!(

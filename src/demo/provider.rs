@@ -15,7 +15,7 @@
 //! | `GET /<tenant>/discovery/v2.0/keys` | JWKS: current key and, after a rollover, the previous one |
 //! | `GET`/`POST /<tenant>/oauth2/v2.0/authorize` | authorization endpoint: sign-in form, or `auto=1` |
 //! | `POST /<tenant>/oauth2/v2.0/token` | token endpoint: `authorization_code` grant |
-//! | `GET /<tenant>/oauth2/v2.0/logout` | sign-out: back to `post_logout_redirect_uri` when it has the origin of one of the client's redirect URIs |
+//! | `GET /<tenant>/oauth2/v2.0/logout` | sign-out: the client's front-channel logout URL in hidden frames for each of the person's sessions, then back to `post_logout_redirect_uri` when it has the origin of one of the client's redirect URIs |
 //! | `GET /_counters` | request counts per endpoint, as JSON |
 //! | `GET /v1.0/me/transitiveMemberOf` | a small Microsoft Graph: the groups a sign-in chose, for its access token, paged |
 //! | `/_claim_source_trap/…` | the `_claim_sources` address of a groups-overage token (`overage=claim_names`): counted, 403 |
@@ -137,6 +137,11 @@ struct Inner {
     directory: Mutex<HashMap<String, DirectoryChange>>,
     /// How the token endpoint answers refreshes, when not as it should.
     refresh_fault: Mutex<Option<RefreshFault>>,
+    /// Front-channel logout URLs, by client ID.
+    front_channel: Mutex<HashMap<String, String>>,
+    /// Provider sessions (`sid`, and the issuer of its tokens) signed in,
+    /// by `login_hint`.
+    signed_in: Mutex<HashMap<String, Vec<(String, String)>>>,
 }
 
 /// A refresh answered wrongly, on request: what a relying party must
@@ -187,6 +192,8 @@ impl Provider {
                 refresh_tokens: Mutex::new(HashMap::new()),
                 directory: Mutex::new(HashMap::new()),
                 refresh_fault: Mutex::new(None),
+                front_channel: Mutex::new(HashMap::new()),
+                signed_in: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -195,6 +202,38 @@ impl Provider {
     /// provider without RP-Initiated Logout does.
     pub fn without_sign_out(&self) {
         self.inner.sign_out.store(false, Ordering::Relaxed);
+    }
+
+    /// Registers the front-channel logout URL of client `client_id` (Entra:
+    /// *Authentication* → *Front-channel logout URL*): the sign-out page
+    /// loads it, in a hidden frame, for each session of the person.
+    pub fn set_front_channel_logout(&self, client_id: &str, uri: &str) {
+        lock(&self.inner.front_channel).insert(client_id.to_owned(), uri.to_owned());
+    }
+
+    fn front_channel_logout_uri(&self, client_id: &str) -> Option<String> {
+        lock(&self.inner.front_channel).get(client_id).cloned()
+    }
+
+    /// Records the provider session `sid` of the person `login_hint` names,
+    /// in tenant `tid`.
+    fn signed_in(&self, login_hint: &str, sid: &str, tid: &str) {
+        let mut signed_in = lock(&self.inner.signed_in);
+        if signed_in.len() >= MAX_CODES {
+            signed_in.clear();
+        }
+        let sids = signed_in.entry(login_hint.to_owned()).or_default();
+        if !sids.iter().any(|(s, _)| s == sid) {
+            sids.push((sid.to_owned(), self.issuer_for(tid)));
+        }
+    }
+
+    /// Ends every provider session of the person `login_hint` names: each
+    /// `sid` with the issuer of its tokens.
+    fn sign_out_sessions(&self, login_hint: &str) -> Vec<(String, String)> {
+        lock(&self.inner.signed_in)
+            .remove(login_hint)
+            .unwrap_or_default()
     }
 
     /// Registers `client`, replacing any client with the same id.

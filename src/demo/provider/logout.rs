@@ -3,7 +3,10 @@
 //! `client_id` and `logout_hint`, and sends the browser back to the
 //! application when the address belongs to it (Entra wants it registered;
 //! here it must have the origin of one of the client's redirect URIs),
-//! else shows its own signed-out page.
+//! else shows its own signed-out page. As Entra does, it first loads the
+//! front-channel logout URL of the application (when one is registered)
+//! in hidden frames, once for each provider session (`sid`) of the person
+//! `logout_hint` names.
 //!
 //! Demo and test use only.
 
@@ -32,6 +35,25 @@ use super::{html, is_valid_tenant, Params, Provider};
 )]
 struct SignedOutPage<'a> {
     message: &'a str,
+}
+
+/// The page that loads the front-channel logout frames, then returns.
+#[derive(Template)]
+#[template(
+    ext = "html",
+    source = r#"{% extends "base.html" %}
+{% block title %}Signing out{% endblock %}
+{% block content %}
+<h1>Signing out</h1>
+<p>Signing you out of the applications you used.</p>
+{% for frame in frames %}<iframe src="{{ frame }}" hidden></iframe>
+{% endfor %}<p><a id="back" href="{{ back }}">Back to the application</a></p>
+<script>window.addEventListener("load", function () { location.replace(document.getElementById("back").href); });</script>
+{% endblock %}"#
+)]
+struct FramesPage<'a> {
+    frames: Vec<String>,
+    back: &'a str,
 }
 
 /// `GET /<tenant>/oauth2/v2.0/logout`.
@@ -77,5 +99,25 @@ pub(super) async fn logout(
             "You signed out, but the address to return to does not belong to the application.",
         );
     }
-    (StatusCode::FOUND, [(LOCATION, back.to_owned())]).into_response()
+    let sids = params
+        .get("logout_hint")
+        .map(|hint| provider.sign_out_sessions(hint))
+        .unwrap_or_default();
+    match provider.front_channel_logout_uri(&client.client_id) {
+        Some(uri) if !sids.is_empty() => {
+            let frames = sids
+                .iter()
+                .filter_map(|(sid, iss)| {
+                    let mut frame = Url::parse(&uri).ok()?;
+                    frame
+                        .query_pairs_mut()
+                        .append_pair("sid", sid)
+                        .append_pair("iss", iss);
+                    Some(frame.into())
+                })
+                .collect();
+            html(StatusCode::OK, FramesPage { frames, back }.render())
+        }
+        _ => (StatusCode::FOUND, [(LOCATION, back.to_owned())]).into_response(),
+    }
 }

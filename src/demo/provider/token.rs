@@ -267,6 +267,7 @@ async fn tokens(provider: &Provider, grant: Grant) -> Result<TokenResponse, Toke
             status: grant.user.graph_status,
         },
     );
+    provider.signed_in(&grant.user.login_hint, &grant.user.sid, &grant.user.tid);
     let refresh_token = grant.offline.then(|| provider.issue_refresh(&grant));
     Ok(TokenResponse {
         token_type: "Bearer",
