@@ -9,7 +9,7 @@ mod common;
 use common::login::{provider, provider_toml, register, Browser, TENANT};
 use common::raw_upstream::RawUpstream;
 use common::upstream::{echoed, Upstream};
-use common::{run_idgate, Gateway, Options};
+use common::{run_idgate, Gateway};
 use idgate::demo::provider::Provider;
 
 const DOMAINS: &str = r#"allowed_email_domains = ["example.com"]"#;
@@ -310,17 +310,8 @@ async fn a_narrower_access_rule_ends_the_sessions_it_no_longer_admits() {
         sign_in(&other, &gw, &[("groups", "other")]).await.status(),
         302
     );
-    let dir = gw.stop().await;
     let toml = with_graph(&idp, &format!("[access]\nallowed_groups = [\"{STAFF}\"]"));
-    let gw = Gateway::start_with(
-        &up.url(),
-        Options {
-            toml: &toml,
-            dir: Some(dir),
-            ..Default::default()
-        },
-    )
-    .await;
+    let gw = gw.restart(&up.url(), &toml).await;
     register(&idp, &gw, "entra");
     assert_eq!(staff.me(&gw).await, 200);
     assert_eq!(other.me(&gw).await, 401);

@@ -6,7 +6,7 @@ mod common;
 
 use common::login::{provider, provider_toml, register, Browser, TENANT};
 use common::upstream::{echoed, Upstream};
-use common::{client, Gateway, Options};
+use common::{client, Gateway};
 
 const TOKEN: &str = "assertion-admin-token-0123456789";
 
@@ -123,16 +123,7 @@ async fn rotation_keeps_the_previous_key_published_and_survives_restarts() {
     let second = assertion(&bob, &gw).await;
     assert_eq!(kid(&second), new_kid);
 
-    let dir = gw.stop().await;
-    let gw = Gateway::start_with(
-        &up.url(),
-        Options {
-            toml: &toml,
-            dir: Some(dir),
-            ..Default::default()
-        },
-    )
-    .await;
+    let gw = gw.restart(&up.url(), &toml).await;
     let published: Vec<String> = jwks(&gw)
         .await
         .keys

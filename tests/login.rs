@@ -10,7 +10,7 @@ use common::login::{
     provider, provider_that_stops, provider_toml, register, Browser, Callback, TENANT,
 };
 use common::upstream::{echoed, Upstream};
-use common::{client, Gateway, Options};
+use common::{client, Gateway};
 use idgate::demo::provider::Provider;
 
 const DOMAINS: &str = r#"allowed_email_domains = ["example.com"]"#;
@@ -40,16 +40,7 @@ async fn stack_at(idp: Provider, extra_provider: &str, extra_toml: &str) -> Stac
 
 /// Stops the gateway and starts it again on the same database with `toml`.
 async fn restart(s: Stack, toml: String) -> Stack {
-    let dir = s.gw.stop().await;
-    let gw = Gateway::start_with(
-        &s.up.url(),
-        Options {
-            toml: &toml,
-            dir: Some(dir),
-            ..Default::default()
-        },
-    )
-    .await;
+    let gw = s.gw.restart(&s.up.url(), &toml).await;
     register(&s.idp, &gw, "entra");
     Stack {
         idp: s.idp,

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use common::upstream::Upstream;
-use common::{client, Gateway, Options};
+use common::{client, Gateway};
 
 const TOKEN: &str = "test-admin-token-0123456789";
 
@@ -383,17 +383,8 @@ async fn providers_survive_a_restart() {
     let (up, gw) = gateway("").await;
     assert_eq!(create(&gw, "entra", ENTRA).0, 0);
     let before = list(&gw);
-    let dir = gw.stop().await;
     let toml = format!("[admin]\ntoken = \"{TOKEN}\"");
-    let gw = Gateway::start_with(
-        &up.url(),
-        Options {
-            toml: &toml,
-            dir: Some(dir),
-            ..Default::default()
-        },
-    )
-    .await;
+    let gw = gw.restart(&up.url(), &toml).await;
     assert_eq!(list(&gw), before);
 }
 

@@ -8,7 +8,7 @@ mod common;
 
 use common::login::{provider, provider_toml, register, Browser, CLIENT_ID, CLIENT_SECRET, TENANT};
 use common::upstream::Upstream;
-use common::{client, Gateway, Options};
+use common::{client, Gateway};
 use idgate::demo::provider::Provider;
 
 const TOKEN: &str = "test-admin-token-0123456789";
@@ -46,16 +46,7 @@ async fn declared(extra: &str) -> (Provider, Upstream, Gateway) {
 
 /// Stops `gw` and starts it again on the same database with `toml`.
 async fn restart(gw: Gateway, up: &Upstream, idp: &Provider, toml: &str) -> Gateway {
-    let dir = gw.stop().await;
-    let gw = Gateway::start_with(
-        &up.url(),
-        Options {
-            toml,
-            dir: Some(dir),
-            ..Default::default()
-        },
-    )
-    .await;
+    let gw = gw.restart(&up.url(), toml).await;
     register(idp, &gw, "entra");
     gw
 }

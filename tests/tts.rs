@@ -685,16 +685,9 @@ async fn a_restart_keeps_every_persons_user() {
     let browser = Browser::new();
     sign_in(&s, &browser, &person("s-ada", "ada@example.com", "ada")).await;
     let Setup { stack, idp, gw } = s;
-    let dir = gw.stop().await;
-    let gw = Gateway::start_with(
-        &stack.url,
-        common::Options {
-            toml: &toml(&idp, &stack, ADMIN_KEY, ""),
-            dir: Some(dir),
-            ..Default::default()
-        },
-    )
-    .await;
+    let gw = gw
+        .restart(&stack.url, &toml(&idp, &stack, ADMIN_KEY, ""))
+        .await;
     register(&idp, &gw, "entra");
     let s = Setup { stack, idp, gw };
     let again = Browser::new();

@@ -274,6 +274,21 @@ impl Gateway {
         std::mem::replace(&mut self.dir, placeholder)
     }
 
+    /// Stops the process and starts another in front of `upstream` with
+    /// `toml`, on the same folder (database and all).
+    pub async fn restart(self, upstream: &str, toml: &str) -> Gateway {
+        let dir = self.stop().await;
+        Gateway::start_with(
+            upstream,
+            Options {
+                toml,
+                dir: Some(dir),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
     /// Peak resident memory of the process, in bytes (Linux `VmHWM`).
     pub fn peak_rss(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
