@@ -125,6 +125,7 @@ fn bench_request_head(c: &mut Criterion) {
         max_header_bytes: 32768,
         identity_headers: &identity,
         policy: &policy,
+        trusted: false,
     };
     let raw = browser_request_bytes();
     let rewrite = Rewrite {

@@ -42,6 +42,7 @@ fn corpus() -> Vec<Case> {
         case("odd spacing", "GET /s HTTP/1.1\r\nHost:gw\r\nCookie: {c}\r\nX-Pad:   padded   \r\nX-Empty:\r\nConnection: close\r\n\r\n"),
         case("bare lf", "GET /lf HTTP/1.1\nHost: gw\nCookie: {c}\nConnection: close\n\n"),
         case("identity forged", "GET /i HTTP/1.1\r\nHost: gw\r\nCookie: {c}\r\nX-Forwarded-User: root\r\nX_Forwarded_User: root\r\nX-Idgate-Any: x\r\nX-Forwarded-Client-Cert: Hash=1\r\nConnection: close\r\n\r\n"),
+        case("forwarded twice", "GET /f2 HTTP/1.1\r\nHost: gw\r\nCookie: {c}\r\nX-Forwarded-For: 203.0.113.1\r\nX-Forwarded-For: 10.0.0.2, 10.0.0.3\r\nX_Forwarded_For: 6.6.6.6\r\nConnection: close\r\n\r\n"),
         case("forwarding forged", "GET /f HTTP/1.1\r\nHost: gw\r\nCookie: {c}\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Proto: https\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nConnection: close\r\n\r\n"),
         case("hop by hop", "GET /hop HTTP/1.1\r\nHost: gw\r\nCookie: {c}\r\nKeep-Alive: 5\r\nTE: trailers\r\nTrailer: X\r\nProxy-Authorization: Basic eA==\r\nProxy-Connection: keep-alive\r\nConnection: close\r\n\r\n"),
         case("connection names", "GET /cn HTTP/1.1\r\nHost: gw\r\nCookie: {c}\r\nConnection: close, X-Secret, Host, Content-Length\r\nX-Secret: 1\r\n\r\n"),
@@ -200,8 +201,21 @@ impl Side {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn both_paths_decide_alike_and_send_the_upstream_the_same() {
-    let fast = Side::start("").await;
-    let hyper = Side::start("[server]\nfast_path = false").await;
+    compare_paths("").await;
+}
+
+/// The same from a trusted proxy (a load balancer in front): its
+/// forwarding headers stay, its `X-Forwarded-For` chain is extended.
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_a_trusted_proxy_both_paths_send_the_upstream_the_same() {
+    compare_paths("trusted_proxies = [\"127.0.0.1/32\"]").await;
+}
+
+/// Sends the corpus through a gateway with the fast path and one without,
+/// both with `server` settings `extra`, and compares.
+async fn compare_paths(extra: &str) {
+    let fast = Side::start(&format!("[server]\n{extra}")).await;
+    let hyper = Side::start(&format!("[server]\nfast_path = false\n{extra}")).await;
     let mut differences = Vec::new();
     for case in corpus() {
         let (fast_status, fast_up) = tokio::task::block_in_place(|| fast.send(&case));

@@ -48,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
         max_header_bytes: 16384,
         identity_headers: identity(),
         policy: policy(),
+        trusted: false,
     };
     let mut kept = Vec::new();
     let Intake::Forward(head) = parse(data, &limits, &mut kept) else {

@@ -101,8 +101,7 @@ impl Gateway {
     where
         C: AsyncRead + AsyncWrite + Unpin,
     {
-        // A trusted proxy's forwarding headers are merged on the general path.
-        if conn.peer.trusted || !self.settings.fast_path {
+        if !self.settings.fast_path {
             return Served::HandOff(io, Bytes::new());
         }
         let mut bufs = Buffers {
@@ -146,6 +145,7 @@ impl Gateway {
             max_header_bytes: self.settings.max_header_bytes,
             identity_headers: &self.settings.identity_headers,
             policy: &self.settings.policy,
+            trusted: conn.peer.trusted,
         };
         // An idle connection waits the client timeout for a request; once
         // its first bytes came, the whole head must arrive within as long

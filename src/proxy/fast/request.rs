@@ -25,6 +25,9 @@ pub struct Limits<'a> {
     pub identity_headers: &'a [String],
     /// Only what it decides needs a session is the fast path's.
     pub policy: &'a Policy,
+    /// The client is a trusted proxy: its forwarding headers stay, its
+    /// `X-Forwarded-For` chain is extended (`policy::forwarding`).
+    pub trusted: bool,
 }
 
 /// What to do with the bytes a client has sent so far.
@@ -58,6 +61,14 @@ pub struct Head {
     pub close: bool,
     /// The client prefers pages (`Accept: text/html`).
     pub html: bool,
+    /// It came from a trusted proxy (`Limits::trusted`).
+    pub relayed: bool,
+    /// A trusted proxy's `X-Forwarded-For` value (one line at most).
+    pub forwarded_for: Option<Range<usize>>,
+    /// A trusted proxy sent `X-Forwarded-Proto`, and `X-Forwarded-Host`
+    /// (kept among the fields).
+    pub forwarded_proto: bool,
+    pub forwarded_host: bool,
 }
 
 /// A field forwarded as it came.
@@ -110,6 +121,8 @@ pub fn parse(buf: &[u8], limits: &Limits<'_>, kept: &mut Vec<Field>) -> Intake {
     kept.clear();
     let (mut host, mut cookie, mut length) = (None, None, None);
     let (mut close, mut html) = (false, false);
+    let mut forwarded_for = None;
+    let (mut forwarded_proto, mut forwarded_host) = (false, false);
     for h in req.headers.iter() {
         let (name, value) = (at(h.name.as_bytes()), at(h.value));
         match fields::request_field(h.name.as_bytes(), limits.identity_headers) {
@@ -139,6 +152,23 @@ pub fn parse(buf: &[u8], limits: &Limits<'_>, kept: &mut Vec<Field>) -> Intake {
                     }
                 }
             }
+            // A trusted proxy's forwarding headers stay (its chain goes
+            // into the one `X-Forwarded-For` line written upstream).
+            RequestField::Forwarding if limits.trusted => {
+                let name = h.name.as_bytes();
+                if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+                    if forwarded_for.replace(value.clone()).is_some() {
+                        return Intake::HandOff;
+                    }
+                    continue;
+                }
+                forwarded_proto |= name.eq_ignore_ascii_case(b"x-forwarded-proto");
+                forwarded_host |= name.eq_ignore_ascii_case(b"x-forwarded-host");
+                kept.push(Field {
+                    name: at(name),
+                    value,
+                });
+            }
             RequestField::HopByHop | RequestField::Forwarding | RequestField::Reserved => {}
             // Repeated Host, Cookie or Content-Length; chunked bodies,
             // upgrades and `Expect`.
@@ -158,6 +188,10 @@ pub fn parse(buf: &[u8], limits: &Limits<'_>, kept: &mut Vec<Field>) -> Intake {
         content_length: length,
         close,
         html,
+        relayed: limits.trusted,
+        forwarded_for,
+        forwarded_proto,
+        forwarded_host,
     })
 }
 
@@ -199,8 +233,11 @@ pub fn write_head(
     for f in fields {
         line(out, &buf[f.name.clone()], &buf[f.value.clone()]);
     }
-    // The fast path serves clients that are not trusted proxies only.
-    let relayed: Option<Relayed<std::iter::Empty<&[u8]>>> = None;
+    let relayed = head.relayed.then(|| Relayed {
+        chain: head.forwarded_for.iter().map(|r| &buf[r.clone()]),
+        proto: head.forwarded_proto,
+        host: head.forwarded_host,
+    });
     forwarding::forwarded(rewrite.client, true, relayed, |name, value| {
         let value = match value {
             Value::Peer => rewrite.client,
@@ -247,6 +284,7 @@ mod tests {
             max_header_bytes: 512,
             identity_headers: Vec::leak(names.collect()),
             policy: Box::leak(Box::new(policy())),
+            trusted: false,
         }
     }
 
@@ -423,5 +461,67 @@ mod tests {
             Intake::Forward(_)
         ));
         assert!(fields.is_empty());
+    }
+
+    /// From a trusted proxy the forwarding headers stay and its chain is
+    /// extended; from anyone else they go and what the gateway saw is
+    /// written. Two `X-Forwarded-For` lines are left to the general path.
+    #[test]
+    fn a_trusted_proxys_forwarding_headers_stay_and_its_chain_grows() {
+        let raw = "GET / HTTP/1.1\r\nHost: gw\r\nCookie: s=1\r\nX-Forwarded-For: 203.0.113.1\r\n\
+                   X-Forwarded-Proto: https\r\nX-Real-IP: 203.0.113.1\r\n\r\n";
+        let rewrite = Rewrite {
+            host: None,
+            client: b"10.0.0.9",
+            proto: b"http",
+        };
+        let upstream = |trusted: bool| {
+            let limits = Limits {
+                trusted,
+                ..limits()
+            };
+            let mut fields = Vec::new();
+            let Intake::Forward(head) = parse(raw.as_bytes(), &limits, &mut fields) else {
+                panic!("forwarded");
+            };
+            let mut out = Vec::new();
+            write_head(&mut out, raw.as_bytes(), &head, &fields, &rewrite, |_| {});
+            String::from_utf8(out).unwrap()
+        };
+        let trusted = upstream(true);
+        assert!(
+            trusted.contains("x-forwarded-for: 203.0.113.1, 10.0.0.9\r\n"),
+            "{trusted}"
+        );
+        assert!(
+            trusted.contains("X-Forwarded-Proto: https\r\n"),
+            "{trusted}"
+        );
+        assert!(
+            !trusted.contains("x-forwarded-proto: http\r\n"),
+            "{trusted}"
+        );
+        assert!(trusted.contains("X-Real-IP: 203.0.113.1\r\n"), "{trusted}");
+        assert!(trusted.contains("x-forwarded-host: gw\r\n"), "{trusted}");
+        let untrusted = upstream(false);
+        assert!(
+            untrusted.contains("x-forwarded-for: 10.0.0.9\r\n"),
+            "{untrusted}"
+        );
+        assert!(
+            untrusted.contains("x-forwarded-proto: http\r\n"),
+            "{untrusted}"
+        );
+        assert!(!untrusted.contains("203.0.113.1"), "{untrusted}");
+
+        let twice = "GET / HTTP/1.1\r\nHost: gw\r\nCookie: s=1\r\nX-Forwarded-For: a\r\nX-Forwarded-For: b\r\n\r\n";
+        let limits = Limits {
+            trusted: true,
+            ..limits()
+        };
+        assert_eq!(
+            parse(twice.as_bytes(), &limits, &mut Vec::new()),
+            Intake::HandOff
+        );
     }
 }
