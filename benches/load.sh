@@ -5,7 +5,12 @@
 # Prints requests/s, p99 latency and CPU time per request of each proxy
 # process, and the idgate/nginx ratios.
 #
-#   benches/load.sh [duration-seconds] [connections]
+#   benches/load.sh [--variant plain|xff] [duration-seconds] [connections]
+#
+# Variants: `plain` (default) straight from the client; `xff` behind a load
+# balancer: every request carries X-Forwarded-For and X-Forwarded-Proto from
+# a trusted proxy (idgate: server.trusted_proxies; nginx: the realip module,
+# the chain extended), as most deployments run.
 #   PERF_DATA=/tmp/idgate.perf benches/load.sh 10 32   # also profile idgate
 #   ROUNDS=5 benches/load.sh                            # more rounds (default 3)
 #
@@ -31,6 +36,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+VARIANT=plain
+if [ "${1:-}" = "--variant" ]; then
+  VARIANT="${2:-}"
+  shift 2 || true
+fi
+case "$VARIANT" in
+  plain) PX_EXTRA=""; GW_EXTRA=""; EXTRA_HEADERS=() ;;
+  xff)
+    PX_EXTRA='set_real_ip_from 127.0.0.1; real_ip_header X-Forwarded-For;'
+    GW_EXTRA='trusted_proxies = ["127.0.0.1/32"]'
+    EXTRA_HEADERS=(-H "X-Forwarded-For: 203.0.113.7" -H "X-Forwarded-Proto: https")
+    ;;
+  *) echo "load.sh: --variant plain or xff (log, tls and h2 are not built yet)" >&2; exit 2 ;;
+esac
 DURATION="${1:-10}"
 CONNS="${2:-32}"
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
@@ -80,7 +99,11 @@ CONF
   "$NGINX" -c "$WORK/$1.conf" -p "$WORK"
 }
 nginx_conf up "$UP_PORT" 'location / { default_type text/plain; return 200 "hello from the upstream\n"; }'
-nginx_conf px "$NGX_PORT" 'location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $remote_addr; }'
+if [ "$VARIANT" = xff ]; then
+  nginx_conf px "$NGX_PORT" "$PX_EXTRA"' location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto $http_x_forwarded_proto; proxy_set_header X-Forwarded-Host $host; }'
+else
+  nginx_conf px "$NGX_PORT" 'location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $remote_addr; }'
+fi
 
 # The local identity provider, with idgate's callback registered.
 TENANT="11111111-2222-3333-4444-555555555555"
@@ -97,6 +120,7 @@ cat > "$WORK/idgate.toml" <<CONF
 listen = "127.0.0.1:$GW_PORT"
 public_url = "$GW"
 threads = 1
+$GW_EXTRA
 [upstream]
 url = "http://127.0.0.1:$UP_PORT"
 [admin]
@@ -168,8 +192,8 @@ jwks_fetches() { curl -sf "$IDP/_counters" | python3 -c 'import json,sys; print(
 WRK_ERRORS=0
 measure() { # name expected(2xx|401) url header pids...: sets RESULT="rps p99 cpu user sys"
   local name="$1" expect="$2" url="$3" header="$4"; shift 4
-  local hargs=()
-  [ -n "$header" ] && hargs=(-H "$header")
+  local hargs=("${EXTRA_HEADERS[@]}")
+  [ -n "$header" ] && hargs+=(-H "$header")
   wrk -t1 -c"$CONNS" -d2s "${hargs[@]}" "$url" >/dev/null # warm-up
   local before after out
   before=$(cpu_ticks "$@")
@@ -224,7 +248,7 @@ read -r g_rps g_p99 g_cpu g_user g_sys <<<"$g"
 
 n_p99ms=$(to_ms "$n_p99"); g_p99ms=$(to_ms "$g_p99"); u_p99ms=$(to_ms "$u_p99")
 echo
-echo "wrk: 1 thread, $CONNS connections, ${DURATION}s per run; one worker per proxy; $(nproc) cores"
+echo "variant $VARIANT; wrk: 1 thread, $CONNS connections, ${DURATION}s per run; one worker per proxy; $(nproc) cores"
 echo "median of $ROUNDS rounds by CPU ratio: $(printf '%s ' "${ROWS[@]%%|*}")"
 printf '%-28s %12s %10s %16s %12s %12s\n' "proxy" "requests/s" "p99 (ms)" "CPU µs/request" "user µs" "kernel µs"
 printf '%-28s %12s %10s %16s %12s %12s\n' "nginx (plain pass-through)" "$n_rps" "$n_p99ms" "$n_cpu" "$n_user" "$n_sys"

@@ -66,7 +66,12 @@ pub fn forwarded<'v, I>(
         }
         Some(relayed) => {
             let mut chain = Vec::new();
-            for value in relayed.chain {
+            // An empty value would read as an empty client address.
+            for value in relayed
+                .chain
+                .map(<[u8]>::trim_ascii)
+                .filter(|v| !v.is_empty())
+            {
                 chain.extend_from_slice(value);
                 chain.extend_from_slice(b", ");
             }
@@ -130,6 +135,11 @@ mod tests {
         assert_eq!(
             written(Some((chain, true, true)), true),
             [(Line::For, Value::Chain(extended))]
+        );
+        let empty: &[&[u8]] = &[b"", b"  "];
+        assert_eq!(
+            written(Some((empty, true, true)), true),
+            [(Line::For, Value::Peer)]
         );
         assert_eq!(
             written(Some((&[], false, false)), true),
