@@ -3,6 +3,7 @@
 //! identity headers it carries upstream, the metrics it records, and, for
 //! scale, the ID token verification a login makes once.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -293,7 +294,7 @@ fn bench_sessions(c: &mut Criterion) {
         .block_on(sessions.find([&valid].into_iter()))
         .expect("live session");
     let ih = IdentityHeaders::new(&HeadersConfig::default(), 32 * 1024, Vec::new());
-    let _ = live.assertion(&signer, &[]); // signed once, then cached
+    let _ = live.assertion(&signer, |id| Cow::Borrowed(&id.groups)); // signed once, then cached
     let mut g = c.benchmark_group("identity headers");
     g.bench_function("for_each (5 headers, cached assertion)", |b| {
         b.iter(|| {
@@ -317,7 +318,10 @@ fn bench_sessions(c: &mut Criterion) {
         )
     });
     g.bench_function("assertion: cached per session", |b| {
-        b.iter(|| live.assertion(black_box(&signer), &[]).unwrap())
+        b.iter(|| {
+            live.assertion(black_box(&signer), |id| Cow::Borrowed(&id.groups))
+                .unwrap()
+        })
     });
     g.finish();
     drop(rt);

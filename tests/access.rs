@@ -43,6 +43,17 @@ async fn recorded(idp: &Provider, toml: &str) -> (RawUpstream, Gateway) {
     (up, gw)
 }
 
+/// The claims of an identity assertion, read without checking it (the
+/// assertion tests check signatures).
+fn assertion_claims(assertion: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = assertion.split('.').nth(1).expect("a compact JWT");
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&json).unwrap()
+}
+
 /// Signs in with `claims` beside Ada's email; the callback's answer.
 async fn sign_in(b: &Browser, gw: &Gateway, claims: &[(&str, &str)]) -> reqwest::Response {
     let mut all = vec![("email", "ada@example.com")];
@@ -289,14 +300,7 @@ async fn the_assertion_carries_groups_and_roles() {
     assert_eq!(sign_in(&b, &gw, &claims).await.status(), 302);
     let echo = b.echo(&gw, "/").await;
     let assertion = echoed(&echo, "x-idgate-assertion")[0].to_string();
-    let payload = assertion.split('.').nth(1).unwrap();
-    use base64::Engine as _;
-    let claims: serde_json::Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
+    let claims = assertion_claims(&assertion);
     assert_eq!(claims["groups"], serde_json::json!([STAFF]));
     assert_eq!(claims["roles"], serde_json::json!(["Console.User"]));
 }
@@ -386,14 +390,7 @@ async fn a_person_in_250_groups_gets_through_with_the_groups_that_matter() {
     let head = seen[0].raw.len();
     assert!(head < 8 * 1024, "the upstream request head is {head} bytes");
     let assertion = seen[0].headers_named("x-idgate-assertion")[0].to_string();
-    let payload = assertion.split('.').nth(1).unwrap();
-    use base64::Engine as _;
-    let claims: serde_json::Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
+    let claims = assertion_claims(&assertion);
     assert_eq!(claims["groups"], serde_json::json!([STAFF]));
     let log = gw.logs_with(&["too many groups"]).await;
     assert_eq!(log.matches("too many groups").count(), 1, "{log}");

@@ -10,7 +10,6 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use http::HeaderValue;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -27,7 +26,7 @@ use crate::policy::access::{Held, Refused, Requirement};
 use crate::provider_registry::Registry;
 use crate::providers::Provider;
 use crate::session::cookies::PendingLogin;
-use crate::session::{Sessions, SignIn};
+use crate::session::{random_token, Sessions, SignIn};
 use crate::store::Store;
 use crate::time::unix_now;
 
@@ -111,9 +110,7 @@ impl AccessSettings {
         }
         scope
     }
-}
 
-impl AccessSettings {
     /// Looks the groups up at Microsoft Graph when the token left them out
     /// (overage) and a rule needs them; when Graph fails they stay unknown
     /// and every group rule refuses: never admitted on a partial list.
@@ -151,7 +148,8 @@ impl AccessSettings {
 
 /// The tokens of a code exchange or a refresh that idgate uses.
 pub(crate) struct Tokens {
-    pub id_token: String,
+    /// Absent from a broken answer: each caller says what that means.
+    pub id_token: Option<String>,
     pub access_token: Option<String>,
     pub refresh_token: Option<String>,
 }
@@ -178,12 +176,8 @@ pub(crate) async fn token_call(
         .post_form(&metadata.token_endpoint, &form, auth)
         .await?;
     let text = |name: &str| answer[name].as_str().map(str::to_string);
-    let id_token = text("id_token").ok_or_else(|| OidcError::BadResponse {
-        url: metadata.token_endpoint.clone(),
-        detail: "the token answer has no id_token".into(),
-    })?;
     Ok(Tokens {
-        id_token,
+        id_token: text("id_token"),
         access_token: text("access_token"),
         refresh_token: text("refresh_token"),
     })
@@ -191,12 +185,6 @@ pub(crate) async fn token_call(
 
 /// Unfinished logins a browser may hold (tabs) before they are cleared.
 pub const MAX_PENDING: usize = 3;
-
-fn random_token() -> String {
-    let mut raw = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut raw);
-    URL_SAFE_NO_PAD.encode(raw)
-}
 
 impl LoginFlow {
     #[allow(clippy::too_many_arguments)]
@@ -421,7 +409,12 @@ impl LoginFlow {
         let tokens = self
             .exchange(&provider, &metadata, code, &pending.verifier)
             .await?;
-        let id_token = &tokens.id_token;
+        let id_token = tokens.id_token.as_deref().ok_or_else(|| {
+            Refusal::from_oidc(&OidcError::BadResponse {
+                url: metadata.token_endpoint.clone(),
+                detail: "the token answer has no id_token".into(),
+            })
+        })?;
         let expectations = Expectations::new(
             &metadata,
             &provider.configuration.oidc.client_id,

@@ -165,13 +165,14 @@ impl Revalidator {
                 OidcError::Provider { ref error, .. } if error == "invalid_grant" => {
                     Verdict::Ended("refused_by_provider")
                 }
-                OidcError::BadResponse { ref detail, .. } if detail.contains("no id_token") => {
-                    Verdict::Ended("refresh_without_id_token")
-                }
                 e => Verdict::Unanswered(e.to_string()),
             })?;
+        let id_token = tokens
+            .id_token
+            .as_deref()
+            .ok_or(Verdict::Ended("refresh_without_id_token"))?;
         let expect = Expectations::for_refresh(&metadata, &oidc.client_id);
-        let mut claims = id_token::verify(&self.cache, &tokens.id_token, &expect)
+        let mut claims = id_token::verify(&self.cache, id_token, &expect)
             .await
             .map(non_empty)
             .map_err(|e| match e {

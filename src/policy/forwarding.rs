@@ -1,8 +1,10 @@
 //! What the upstream is told about a request's way in, for both data
-//! paths: `X-Forwarded-For`, `-Proto` and `-Host`. From a client that is not a trusted proxy every forwarding
-//! header is dropped (`fields::RequestField::Forwarding`) and these three
-//! are written from what the gateway itself saw; a trusted proxy's chain
-//! is extended by the peer's address, and its `-Proto` and `-Host` kept.
+//! paths: `X-Forwarded-For`, `-Proto` and `-Host`. From a client that is
+//! not a trusted proxy every forwarding header is dropped
+//! (`fields::RequestField::Forwarding`) and these three are written from
+//! what the gateway itself saw; a trusted proxy's chain is extended by the
+//! peer's address (its empty values left out), and its `-Proto` and `-Host`
+//! kept.
 
 /// One forwarding line the gateway writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

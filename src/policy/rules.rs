@@ -141,7 +141,7 @@ impl Rule {
 
     /// Whether this rule matches a request for normalised `path`.
     pub fn matches(&self, method: &Method, path: &str) -> bool {
-        self.takes(method) && covers(&self.path, self.guards_any(), path)
+        self.takes(method) && self.covers_path(path)
     }
 
     /// Whether this rule asks more of the session for a request the

@@ -169,9 +169,9 @@ impl Peer {
     }
 }
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static(Line::For.name());
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static(Line::Proto.name());
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static(Line::Host.name());
 
 /// Writes X-Forwarded-For, -Proto and -Host (`authority` is the request
 /// target's — HTTP/2's `:authority` — which wins over Host). From an untrusted

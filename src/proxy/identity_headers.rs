@@ -65,7 +65,7 @@ impl IdentityHeaders {
             set(name, value.clone());
         }
         if let Some(n) = &self.assertion {
-            match live.assertion(signer, &self.groups_of(&live.identity)) {
+            match live.assertion(signer, |id| self.groups_of(id)) {
                 Ok(token) => set(n, token),
                 Err(e) => tracing::error!(error = %e, "cannot sign the identity assertion"),
             }

@@ -56,15 +56,15 @@ impl Auth {
     /// the one place both data paths (and forward-auth) go through.
     pub(super) async fn vetted(&self, live: Arc<Live>) -> Option<Arc<Live>> {
         let now = crate::time::unix_now();
+        if !self.must_vet(&live, now) {
+            return Some(live);
+        }
         if live.due(now) {
             return self.revalidator.check(live).await;
         }
         // Past its grace while a check is under way: not used until that
         // check gives its verdict.
-        if self.sessions.past_grace(&live, now) {
-            return None;
-        }
-        Some(live)
+        None
     }
 
     /// Whether `live` needs `vetted` before it is used: due to be checked

@@ -10,6 +10,7 @@ pub mod cookies;
 pub mod sealed;
 
 use crate::time::unix_now;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -92,11 +93,12 @@ impl Live {
     }
 
     /// The signed identity assertion as a header value, signed again only
-    /// near its expiry (or after a key rotation made it stale).
-    pub fn assertion(
-        &self,
+    /// near its expiry (or after a key rotation made it stale); `groups`
+    /// gives the groups it carries, asked only when it is signed.
+    pub fn assertion<'s>(
+        &'s self,
         signer: &Signer,
-        groups: &[String],
+        groups: impl FnOnce(&'s Identity) -> Cow<'s, [String]>,
     ) -> Result<HeaderValue, AssertionError> {
         let now = unix_now();
         if let Some(cached) = self.assertion.load_full() {
@@ -104,11 +106,12 @@ impl Live {
                 return Ok(cached.0.clone());
             }
         }
+        let groups = groups(&self.identity);
         let id = AssertedIdentity {
             username: &self.identity.username,
             email: &self.identity.email,
             provider: &self.identity.provider_id,
-            groups,
+            groups: &groups,
             roles: &self.identity.roles,
         };
         let token = HeaderValue::from_str(&signer.sign(&id, now)?)
@@ -280,7 +283,7 @@ impl Sessions {
     /// Starts a session (always a new ID: no fixation) for an identity
     /// signed in by `sign_in`, and returns its `Set-Cookie` value.
     pub async fn create(&self, identity: Identity, sign_in: SignIn) -> Result<String, StoreError> {
-        let id = random_id();
+        let id = random_token();
         let id_hash = hash(&id);
         let now = unix_now();
         // The secrets of the sign-in go only into their columns (hashed,
@@ -496,7 +499,7 @@ impl Sessions {
         if live.revalidating.swap(true, Ordering::AcqRel) {
             return Claim::Busy;
         }
-        let claim = random_id();
+        let claim = random_token();
         let sealed = self
             .store
             .claim_revalidation(&live.id_hash, now, REVALIDATION_LEASE, &claim)
@@ -562,20 +565,14 @@ impl Sessions {
                 return Err(e);
             }
         }
-        let row = SessionRow {
-            id_hash: old.id_hash.clone(),
-            provider_id: stored.identity.provider_id.clone(),
-            sub: stored.identity.sub.clone(),
-            identity: json,
-            created_at: 0,
-            expires_at: old.expires_at,
-            last_seen: old.last_seen.load(Ordering::Relaxed),
-            sid_hash: None,
-            refresh_token: Some(sealed),
-            validated_at: now,
-            revalidate_at: Some(revalidate_at),
-        };
-        let renewed = Arc::new(live(stored, &row));
+        let times = (old.expires_at, old.last_seen.load(Ordering::Relaxed));
+        let renewed = Arc::new(new_live(
+            stored,
+            old.id_hash.clone(),
+            times,
+            now,
+            Some(revalidate_at),
+        ));
         self.forget_session(&old.id_hash).await;
         self.cache.insert(old.id_hash.clone(), renewed.clone());
         self.store
@@ -724,30 +721,49 @@ impl Sessions {
 
 /// The session `row` holds, with its decoded `stored` identity.
 fn live(stored: Stored, row: &SessionRow) -> Live {
-    let refreshable = row.refresh_token.is_some();
-    let revalidate_at = match (refreshable, row.revalidate_at) {
-        (true, Some(at)) => at,
-        _ => i64::MAX,
-    };
+    let revalidation = row
+        .refresh_token
+        .as_ref()
+        .map(|_| row.revalidate_at.unwrap_or(i64::MAX));
+    new_live(
+        stored,
+        row.id_hash.clone(),
+        (row.expires_at, row.last_seen),
+        row.validated_at,
+        revalidation,
+    )
+}
+
+/// A session in memory: `times` are its expiry and last use;
+/// `revalidation` when it is to be checked with its provider again (`None`:
+/// it has no refresh token to be checked with).
+fn new_live(
+    stored: Stored,
+    id_hash: String,
+    (expires_at, last_seen): (i64, i64),
+    validated_at: i64,
+    revalidation: Option<i64>,
+) -> Live {
     Live {
         identity: stored.identity,
         sign_in: stored.sign_in,
-        id_hash: row.id_hash.clone(),
-        validated_at: row.validated_at,
-        refreshable,
-        revalidate_at: AtomicI64::new(revalidate_at),
+        id_hash,
+        validated_at,
+        refreshable: revalidation.is_some(),
+        revalidate_at: AtomicI64::new(revalidation.unwrap_or(i64::MAX)),
         revalidating: AtomicBool::new(false),
-        expires_at: row.expires_at,
+        expires_at,
         cached_until: Instant::now() + CACHE_TTL,
-        last_seen: AtomicI64::new(row.last_seen),
-        persisted_seen: AtomicI64::new(row.last_seen),
+        last_seen: AtomicI64::new(last_seen),
+        persisted_seen: AtomicI64::new(last_seen),
         assertion: ArcSwapOption::empty(),
         headers: OnceLock::new(),
     }
 }
 
-/// 256 random bits, base64url: a session ID, a revalidation claim.
-fn random_id() -> String {
+/// 256 random bits, base64url: a session ID, a revalidation claim, a
+/// login's state, nonce and PKCE verifier.
+pub fn random_token() -> String {
     let mut raw = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut raw);
     URL_SAFE_NO_PAD.encode(raw)
