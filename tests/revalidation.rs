@@ -180,3 +180,19 @@ async fn a_refresh_without_an_id_token_or_for_another_sub_ends_the_session() {
         );
     }
 }
+
+#[test]
+fn check_config_refuses_a_revalidation_interval_under_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idgate.toml");
+    for every in ["0s", "500ms"] {
+        std::fs::write(&path, format!("[session]\nrevalidate_every = \"{every}\"")).unwrap();
+        let p = path.display().to_string();
+        let (code, _, err) = common::run_idgate(&["check-config", "--config", &p], dir.path(), &[]);
+        assert_ne!(code, 0, "{every}");
+        assert!(
+            err.contains("session.revalidate_every: must be at least 1s"),
+            "{every}: {err}"
+        );
+    }
+}

@@ -52,6 +52,16 @@ enum Command {
     /// Only the local Entra-shaped identity provider of the demo, for
     /// docker-compose stacks and benchmarks. Signs in made-up users without
     /// a password: NEVER for production.
+    ///
+    /// To try the gateway's session rules by hand, its sign-in form also
+    /// chooses the person's groups, app roles and a groups overage (the
+    /// token then leaves the groups out and its small Microsoft Graph at
+    /// /v1.0/me/transitiveMemberOf lists them; point the gateway's
+    /// oidc.graph_url at this provider). It issues refresh tokens when
+    /// offline_access is asked for; `curl -X POST
+    /// '<this provider>/_revoke?sub=<sub>'` revokes a person's, so their
+    /// next revalidation signs them out. Sign-out is at
+    /// /<tenant>/oauth2/v2.0/logout.
     DevProvider(crate::demo::dev_provider::DevProviderArgs),
     /// Exit 0 when URL answers 2xx in time: a health check for containers
     /// (the image has no curl).

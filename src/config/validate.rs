@@ -364,6 +364,14 @@ fn check_limits(config: &Config, p: &mut Vec<Problem>) {
     if s.lifetime.as_secs() < 60 {
         p.push(Problem::new("session.lifetime", "must be at least 1m"));
     }
+    // Checked in whole seconds: less than one would ask the provider at
+    // every request.
+    if s.revalidate_every.as_secs() < 1 {
+        p.push(Problem::new(
+            "session.revalidate_every",
+            "must be at least 1s",
+        ));
+    }
     if s.idle_timeout.as_secs() < 60 || s.idle_timeout > s.lifetime {
         p.push(Problem::new(
             "session.idle_timeout",
