@@ -90,6 +90,49 @@ async fn access_log_has_one_line_per_request_and_no_secrets() {
     }
 }
 
+/// The access log is buffered, never lost: every request answered before a
+/// SIGTERM has its line, in the fixed text layout and in order, once the
+/// process has exited.
+#[tokio::test(flavor = "multi_thread")]
+async fn access_log_loses_no_line_on_a_clean_shutdown() {
+    let up = Upstream::start().await;
+    // Only the access log: no other line wakes the log writer at the exit.
+    let quiet = "[log]\nlevel = \"warn,idgate::access=info\"";
+    let mut s = signed_in(&up.url(), quiet, None).await;
+    let (addr, cookie) = (s.gw.public, s.cookie.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut c = common::KeepAlive::open(addr);
+        for n in 0..500 {
+            assert_eq!(c.get(&format!("/n/{n}"), &cookie), 200);
+        }
+    })
+    .await
+    .unwrap();
+    // One more in flight at the signal: its line is written just before
+    // the exit, with no time for the writer's next round.
+    let slow = tokio::spawn(s.get("/slow?ms=800").send());
+    s.gw.metrics_with("idgate_active_requests 1").await;
+    s.gw.signal(libc::SIGTERM);
+    assert_eq!(slow.await.unwrap().unwrap().status(), 200);
+    assert_eq!(s.gw.wait_exit(Duration::from_secs(10)).await, Some(0));
+    let logs = s.gw.logs();
+    assert!(
+        logs.contains(" path=/slow status=200 route=proxy "),
+        "{logs}"
+    );
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains(" INFO idgate::access: request method=GET path=/n/"))
+        .collect();
+    assert_eq!(lines.len(), 500, "{logs}");
+    for (n, line) in lines.iter().enumerate() {
+        let fields =
+            format!(" path=/n/{n} status=200 route=proxy client=127.0.0.1 user=ada upstream_ms=");
+        assert!(line.contains(&fields), "{line}");
+        assert!(line.ends_with(" error=-"), "{line}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let up = Upstream::start().await;

@@ -11,12 +11,13 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::Method;
+use http::{Method, Uri};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use super::silence::Silence;
+use crate::logging::access;
 use crate::metrics::{InFlight, Metrics, RouteClass};
 use crate::session::Live;
 
@@ -29,7 +30,7 @@ pub struct Exchange {
     metrics: Arc<Metrics>,
     in_flight: Option<InFlight>,
     /// Method and path, kept only when the access log is written.
-    line: Option<(Method, String)>,
+    line: Option<(Method, Path)>,
     client: Option<IpAddr>,
     pub route: RouteClass,
     pub live: Option<Arc<Live>>,
@@ -39,15 +40,32 @@ pub struct Exchange {
     finished: bool,
 }
 
+/// The request's path for the access log, held without a copy: hyper's
+/// `Uri`, or the fast path's request head and where the path is in it.
+pub enum Path {
+    Uri(Uri),
+    Head(Bytes, std::ops::Range<usize>),
+}
+
+impl Path {
+    fn text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Path::Uri(uri) => uri.path().into(),
+            Path::Head(head, at) => String::from_utf8_lossy(&head[at.clone()]),
+        }
+    }
+}
+
 impl Exchange {
+    /// Starts the exchange of a request; `path` is asked for only when the
+    /// access log is written.
     pub fn start(
         metrics: &Arc<Metrics>,
         method: &Method,
-        path: &str,
+        path: impl FnOnce() -> Path,
         client: Option<IpAddr>,
     ) -> Self {
-        let line = tracing::enabled!(target: "idgate::access", tracing::Level::INFO)
-            .then(|| (method.clone(), path.to_string()));
+        let line = access::enabled().then(|| (method.clone(), path()));
         Self {
             started: Instant::now(),
             in_flight: Some(InFlight::start(&metrics.active_requests)),
@@ -96,19 +114,18 @@ impl Exchange {
         self.metrics
             .finished(self.route, self.status, total.as_secs_f64());
         if let Some((method, path)) = &self.line {
-            tracing::info!(
-                target: "idgate::access",
-                method = %method,
-                path = path.as_str(),
-                status = self.status,
+            access::Line {
+                method: method.as_str(),
+                path: &path.text(),
+                status: self.status,
                 route,
-                client = self.client.map(tracing::field::display),
-                user = self.live.as_ref().map(|l| l.identity.username.as_str()),
-                upstream_ms = self.upstream_time.map(|d| d.as_secs_f64() * 1000.0),
-                total_ms = total.as_secs_f64() * 1000.0,
-                error = error.or(self.error),
-                "request"
-            );
+                client: self.client,
+                user: self.live.as_ref().map(|l| l.identity.username.as_str()),
+                upstream: self.upstream_time,
+                total,
+                error: error.or(self.error),
+            }
+            .write();
         }
     }
 }

@@ -118,7 +118,7 @@ impl Gateway {
         let mut ex = Exchange::start(
             &self.metrics,
             &parts.method,
-            parts.uri.path(),
+            || exchange::Path::Uri(parts.uri.clone()),
             conn.peer.client_ip,
         );
         if let Some(refused) = self

@@ -7,6 +7,7 @@
 //! with the bytes read so far, to hyper for the rest of its life.
 
 pub mod chunked;
+pub mod deadline;
 pub mod request;
 pub mod response;
 pub mod rewind;
@@ -18,7 +19,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::exchange::Exchange;
+use super::exchange::{self, Exchange};
 use super::respond::{Answer, ErrorAnswer, BODY_TIMEOUT};
 use super::upstream::{may_send_again, Reached, UpstreamError, Wire};
 use super::{Conn, Gateway};
@@ -26,6 +27,7 @@ use crate::metrics::RouteClass;
 use crate::policy::fields;
 use crate::tts::owners::Standing;
 use chunked::Chunks;
+use deadline::Deadline;
 use request::{Head, Intake, Limits, Rewrite};
 use response::{Final, Framing, UpstreamHead};
 
@@ -43,12 +45,15 @@ pub enum Served<C> {
     HandOff(C, Bytes),
 }
 
-/// The buffers one connection reuses from request to request.
+/// What one connection reuses from request to request: its buffers and
+/// the deadlines of its reads on either side.
 struct Buffers {
     client: BytesMut,
     upstream_head: Vec<u8>,
     client_head: Vec<u8>,
     fields: Vec<request::Field>,
+    client_wait: Deadline,
+    upstream_wait: Deadline,
 }
 
 /// Why an exchange with the upstream failed, and whether it may be tried
@@ -109,6 +114,8 @@ impl Gateway {
             upstream_head: Vec::with_capacity(4096),
             client_head: Vec::with_capacity(4096),
             fields: Vec::new(),
+            client_wait: Deadline::default(),
+            upstream_wait: Deadline::default(),
         };
         let mut wire: Option<Wire> = None;
         let served = loop {
@@ -151,7 +158,7 @@ impl Gateway {
         // its first bytes came, the whole head must arrive within as long
         // again, and then its body.
         let patience = self.settings.client_timeout;
-        let mut deadline = Instant::now() + patience;
+        bufs.client_wait.set(Instant::now() + patience);
         let head = loop {
             if !bufs.client.is_empty() {
                 match request::parse(&bufs.client, &limits, &mut bufs.fields) {
@@ -166,14 +173,14 @@ impl Gateway {
             }
             let idle = bufs.client.is_empty();
             let got = tokio::select! {
-                got = read_client(io, &mut bufs.client, deadline) => got,
+                got = read_client(io, &mut bufs.client, &mut bufs.client_wait) => got,
                 _ = stop.wait_for(|stop| *stop) => Got::Closed,
             };
             if got != Got::More {
                 return Some(false);
             }
             if idle {
-                deadline = Instant::now() + patience;
+                bufs.client_wait.set(Instant::now() + patience);
             }
         };
         let cookie = &bufs.client[head.cookie.clone()];
@@ -192,15 +199,18 @@ impl Gateway {
         if self.stack_standing([cookie], &live) != Standing::Fine {
             return None;
         }
-        let path = std::str::from_utf8(&bufs.client[head.path.clone()]).unwrap_or("/");
+        // The head, split off the read buffer without a copy: the access
+        // log holds on to its path while the body is read after it.
+        let raw = bufs.client.split_to(head.len).freeze();
+        let path = || exchange::Path::Head(raw.clone(), head.path.clone());
         let mut ex = Exchange::start(&self.metrics, &head.method, path, conn.peer.client_ip);
         ex.route = RouteClass::Proxy;
         ex.live = Some(live.clone());
 
         let body = usize::try_from(head.content_length.unwrap_or(0)).unwrap_or(usize::MAX);
-        let deadline = Instant::now() + patience;
-        while bufs.client.len() < head.len + body {
-            match read_client(io, &mut bufs.client, deadline).await {
+        bufs.client_wait.set(Instant::now() + patience);
+        while bufs.client.len() < body {
+            match read_client(io, &mut bufs.client, &mut bufs.client_wait).await {
                 Got::More => {}
                 Got::Closed => {
                     ex.error = Some("client_gone");
@@ -225,7 +235,7 @@ impl Gateway {
         let signer = self.auth.keys.signer();
         request::write_head(
             &mut bufs.upstream_head,
-            &bufs.client,
+            &raw,
             &head,
             &bufs.fields,
             &rewrite,
@@ -235,9 +245,8 @@ impl Gateway {
                 })
             },
         );
-        bufs.upstream_head
-            .extend_from_slice(&bufs.client[head.len..head.len + body]);
-        bufs.client.advance(head.len + body);
+        bufs.upstream_head.extend_from_slice(&bufs.client[..body]);
+        bufs.client.advance(body);
 
         let close = head.close || *stop.borrow();
         let started = Instant::now();
@@ -249,6 +258,7 @@ impl Gateway {
                 &head,
                 close,
                 &mut bufs.client_head,
+                &mut bufs.upstream_wait,
             )
             .await;
         ex.upstream_time = Some(started.elapsed());
@@ -263,7 +273,11 @@ impl Gateway {
                 return Some(false);
             }
         };
-        match relay(io, &mut link, &reply, &mut bufs.client_head).await {
+        let wait = Wait {
+            deadline: &mut bufs.upstream_wait,
+            patience: self.upstream.read_timeout(),
+        };
+        match relay(io, &mut link, wait, &reply, &mut bufs.client_head).await {
             Ok(clean) => {
                 ex.ended(reply.status, None);
                 if reply.reusable && clean {
@@ -303,6 +317,7 @@ impl Gateway {
         head: &Head,
         close: bool,
         client_head: &mut Vec<u8>,
+        deadline: &mut Deadline,
     ) -> Result<(Wire, Final), UpstreamError> {
         let kept = kept
             .take()
@@ -315,12 +330,11 @@ impl Gateway {
         let bodyless = head.content_length.is_none_or(|n| n == 0);
         loop {
             let idle_for = link.idle_for();
-            // Every read waits at most the read timeout (a pooled
-            // connection may come from hyper, which times its own).
-            link.io
-                .as_mut()
-                .set_read_timeout_pinned(Some(self.upstream.read_timeout()));
-            match round_trip(&mut link, request, head_request, close, client_head).await {
+            let wait = Wait {
+                deadline: &mut *deadline,
+                patience: self.upstream.read_timeout(),
+            };
+            match round_trip(&mut link, wait, request, head_request, close, client_head).await {
                 Ok(reply) => return Ok((link, reply)),
                 Err(trip)
                     if again
@@ -400,13 +414,32 @@ enum Got {
 async fn read_client<C: AsyncRead + Unpin>(
     io: &mut C,
     buf: &mut BytesMut,
-    deadline: Instant,
+    deadline: &mut Deadline,
 ) -> Got {
     buf.reserve(CLIENT_READ);
-    match tokio::time::timeout_at(deadline.into(), io.read_buf(buf)).await {
-        Ok(Ok(n)) if n > 0 => Got::More,
-        Ok(_) => Got::Closed,
-        Err(_) => Got::Late,
+    match deadline.run(io.read_buf(buf)).await {
+        Some(Ok(n)) if n > 0 => Got::More,
+        Some(_) => Got::Closed,
+        None => Got::Late,
+    }
+}
+
+/// How long each read of the upstream's bytes may wait.
+struct Wait<'a> {
+    deadline: &'a mut Deadline,
+    patience: std::time::Duration,
+}
+
+impl Wait<'_> {
+    /// Reads more of the upstream's bytes into the link's buffer; a read
+    /// that waits longer than the upstream read timeout fails as `TimedOut`.
+    async fn read(&mut self, link: &mut Wire) -> std::io::Result<usize> {
+        link.buf.reserve(UPSTREAM_READ);
+        self.deadline.set(Instant::now() + self.patience);
+        match self.deadline.run(link.io.read_buf(&mut link.buf)).await {
+            Some(read) => read,
+            None => Err(std::io::ErrorKind::TimedOut.into()),
+        }
     }
 }
 
@@ -419,6 +452,7 @@ async fn write_flushed<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::i
 /// One request out and its final response head in.
 async fn round_trip(
     link: &mut Wire,
+    mut wait: Wait<'_>,
     request: &[u8],
     head_request: bool,
     close: bool,
@@ -467,9 +501,8 @@ async fn round_trip(
             }
             UpstreamHead::Partial => {}
         }
-        link.buf.reserve(UPSTREAM_READ);
         let nothing_yet = link.buf.is_empty() && !interim;
-        match link.io.read_buf(&mut link.buf).await {
+        match wait.read(link).await {
             Ok(0) => {
                 let e = UpstreamError::Wire(std::io::ErrorKind::UnexpectedEof.into());
                 return Err(if nothing_yet {
@@ -493,6 +526,7 @@ async fn round_trip(
 async fn relay<C>(
     io: &mut C,
     link: &mut Wire,
+    mut wait: Wait<'_>,
     reply: &Final,
     out: &mut Vec<u8>,
 ) -> Result<bool, Broken>
@@ -541,8 +575,7 @@ where
         if finished {
             return Ok(link.buf.is_empty());
         }
-        link.buf.reserve(UPSTREAM_READ);
-        match link.io.read_buf(&mut link.buf).await {
+        match wait.read(link).await {
             Ok(0) if reply.framing == Framing::UntilClose => {
                 write_flushed(io, b"0\r\n\r\n")
                     .await

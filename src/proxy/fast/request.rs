@@ -3,6 +3,7 @@
 //! headers needs the general path, and rewritten for the upstream from the
 //! parsed fields (never copied through as received).
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use http::Method;
@@ -81,9 +82,11 @@ pub struct Field {
 /// Reads the request head at the start of `buf`, filling `fields` with the
 /// ones forwarded as they are.
 pub fn parse(buf: &[u8], limits: &Limits<'_>, kept: &mut Vec<Field>) -> Intake {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut storage);
-    let len = match req.parse(buf) {
+    // Left uninitialised: httparse fills what it uses (zeroing 256 entries
+    // for every request would cost more than parsing the head).
+    let mut storage = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut storage) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() <= limits.max_header_bytes => {
             return Intake::Partial

@@ -4,6 +4,7 @@
 //! rewritten for the client without hop-by-hop headers.
 
 use std::io::Write as _;
+use std::mem::MaybeUninit;
 
 use super::request::{line, MAX_HEADERS};
 use crate::policy::fields;
@@ -56,9 +57,14 @@ pub fn parse(
     close: bool,
     out: &mut Vec<u8>,
 ) -> UpstreamHead {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut res = httparse::Response::new(&mut storage);
-    let len = match res.parse(buf) {
+    let mut storage = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut res,
+        buf,
+        &mut storage,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) if len <= max_bytes => len,
         Ok(httparse::Status::Partial) if buf.len() <= max_bytes => return UpstreamHead::Partial,
         Ok(_) | Err(httparse::Error::TooManyHeaders) => {
@@ -118,7 +124,11 @@ pub fn parse(
         .filter(|r| !r.is_empty())
         .or_else(|| http::StatusCode::from_u16(status).ok()?.canonical_reason())
         .unwrap_or("");
-    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
     for h in res.headers.iter() {
         let name = h.name.as_bytes();
         // Content-Length is written below from the framing, so that no
