@@ -81,6 +81,8 @@ case " ${VARIANTS[*]} " in
   *" h2 "*) command -v h2load >/dev/null || { echo "h2load is missing: scripts/setup --test installs it (nghttp2-client)" >&2; exit 1; } ;;
 esac
 
+# Room for the idle-connection measurement's 10,000 sockets in each process.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo build --release --locked --bin idgate >&2
 WORK="$(mktemp -d)"
 PIDS=()
@@ -130,7 +132,8 @@ CONF
 nginx_conf up "$UP_PORT" "" "listen 127.0.0.1:$UP_PORT; location / { default_type text/plain; return 200 \"hello from the upstream\n\"; }"
 
 PASS='proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host;'
-TLS_CONF="ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem; ssl_protocols TLSv1.3;"
+# X25519 key exchange, as idgate's rustls (ring) offers first.
+TLS_CONF="ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem; ssl_protocols TLSv1.3; ssl_ecdh_curve X25519;"
 # The variant's nginx (http-extra, server body), idgate settings, client
 # scheme and extra request headers.
 variant() {
@@ -149,12 +152,17 @@ variant() {
       GW_SERVER='trusted_proxies = ["127.0.0.1/32"]'
       EXTRA_HEADERS=(-H "X-Forwarded-For: 203.0.113.7" -H "X-Forwarded-Proto: https")
       ;;
-    tls | tls-new-conn | h2)
-      listen="listen 127.0.0.1:$NGX_PORT ssl$([ "$1" = h2 ] && echo " http2"); $TLS_CONF"
+    tls | tls-new-conn)
+      listen="listen 127.0.0.1:$NGX_PORT ssl; $TLS_CONF"
       GW_SERVER="tls = { cert = \"$WORK/cert.pem\", key = \"$WORK/key.pem\" }"
       SCHEME=https
-      [ "$1" = tls-new-conn ] && EXTRA_HEADERS=(-H "Connection: close")
-      [ "$1" = h2 ] && TOOL=h2load
+      if [ "$1" = tls-new-conn ]; then EXTRA_HEADERS=(-H "Connection: close"); fi
+      ;;
+    h2)
+      listen="listen 127.0.0.1:$NGX_PORT ssl http2; $TLS_CONF"
+      GW_SERVER="tls = { cert = \"$WORK/cert.pem\", key = \"$WORK/key.pem\" }"
+      SCHEME=https
+      TOOL=h2load
       ;;
   esac
   NGX_SERVER="$listen location / { $PASS $fwd }"
@@ -219,7 +227,8 @@ start_nginx() { # the variant's proxy nginx, replacing the previous one
     for _ in $(seq 1 50); do [ -f "$WORK/px.pid" ] || break; sleep 0.1; done
   fi
   nginx_conf px "$NGX_PORT" "$NGX_HTTP" "$NGX_SERVER"
-  for _ in $(seq 1 50); do [ -f "$WORK/px.pid" ] && break; sleep 0.1; done
+  for _ in $(seq 1 50); do [ -f "$WORK/px.pid" ] && pgrep -P "$(cat "$WORK/px.pid")" >/dev/null && break; sleep 0.1; done
+  pgrep -P "$(cat "$WORK/px.pid")" >/dev/null || fail "nginx did not start its worker: $(cat "$WORK/px.err")"
 }
 
 # Sign in once, as a browser would, with the provider's non-interactive mode.
@@ -271,7 +280,7 @@ load() { # seconds url header
     ok=$(awk '/^status codes:/ {print $3}' <<<"$out")
     rps=$(awk '/^finished in/ {print $4}' <<<"$out")
     p99=$(awk -F'\t' '{print $3}' "$WORK/h2.log" | sort -n | awk '{v[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf "%.3fms", v[i]/1000}')
-    LOAD="$total $rps $p99 $((total - ok)) $(awk '/^requests:/ {print $10 + $14}' <<<"$out")"
+    LOAD="$total $rps $p99 $((total - ok)) $(awk '/^requests:/ {print $12 + $14}' <<<"$out")"
   else
     out=$(wrk -t1 -c"$CONNS" -d"${secs}s" --latency "${hargs[@]}" "$url")
     local total rps p99 non2xx sockerr
@@ -373,9 +382,9 @@ if [ "$IDLE" -gt 0 ]; then
     local before after line
     before=$(rss_kib "$2")
     coproc IDLER { python3 benches/idle_conns.py 127.0.0.1 "$1" "$IDLE" "$3"; }
-    read -r line <&"${IDLER[0]}" || true
-    [ "$line" = ready ] || fail "could not hold $IDLE idle connections on port $1"
-    sleep 1
+    read -r -t 300 line <&"${IDLER[0]}" || true
+    [ "$line" = ready ] || fail "could not hold $IDLE idle connections on port $1 (nginx $NGX_PORT, idgate $GW_PORT): $(tail -n3 "$WORK/px.err" "$WORK/up.err" "$WORK/idgate.err" 2>&1)"
+    sleep 2 # past idgate's HOLD_UPSTREAM: idle connections gave theirs back
     after=$(rss_kib "$2")
     eval "exec ${IDLER[1]}>&-"
     wait "$IDLER_PID" || true

@@ -1019,6 +1019,28 @@ fn on_path(fast: bool, path: &str, cookie: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: gw\r\nCookie: {cookie}\r\n{hop}\r\n")
 }
 
+/// A client that stays idle after its request gives its upstream connection
+/// back after a second, while keeping its own: ten thousand idle browsers
+/// do not hold ten thousand upstream connections.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_client_gives_its_upstream_connection_back() {
+    let up = RawUpstream::answering_targets().await;
+    let s = signed_in(&up.url(), "", None).await;
+    let mut idle = KeepAlive::open(s.gw.public);
+    idle.send(on_path(true, "/first", &s.cookie));
+    assert_eq!(idle.response(false).body_text(), "/first");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Another client's request goes on the same upstream connection.
+    let mut other = KeepAlive::open(s.gw.public);
+    other.send(on_path(true, "/second", &s.cookie));
+    assert_eq!(other.response(false).body_text(), "/second");
+    // The idle client's connection is still open and served.
+    idle.send(on_path(true, "/third", &s.cookie));
+    assert_eq!(idle.response(false).body_text(), "/third");
+    let connections: Vec<usize> = up.requests().iter().map(|r| r.connection).collect();
+    assert_eq!(connections[..2], [0, 0]);
+}
+
 /// Both data paths draw on one pool of idle upstream connections: the
 /// connection a fast-path client used carries a hyper-served request once
 /// that client is gone, and back again.

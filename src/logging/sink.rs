@@ -15,8 +15,11 @@ use std::time::Duration;
 /// `FLUSH_EVERY` (urgent lines, such as warnings, are written at once).
 const FLUSH_AT: usize = 32 * 1024;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
-/// Most bytes waiting for the writer before lines are dropped.
+/// Most bytes waiting for the writer before lines are dropped (urgent
+/// lines have as much again).
 const MAX_PENDING: usize = 16 * 1024 * 1024;
+/// Longest wait at exit for the pending lines to be written.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// The shared buffer and the thread that writes it.
 pub struct Sink {
@@ -65,24 +68,44 @@ impl Sink {
         *lock(&self.writer) = Some(handle);
     }
 
-    /// Appends one line, written by `write` straight into the buffer. An
-    /// urgent line wakes the writer at once.
+    /// Appends one line, formatted by `write` into this thread's scratch
+    /// buffer (nothing runs under the shared lock but a copy). An urgent
+    /// line wakes the writer at once, and has room beyond the limit that
+    /// drops the others.
     pub fn line(&self, urgent: bool, write: impl FnOnce(&mut Vec<u8>)) {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with(|scratch| {
+            let Ok(mut line) = scratch.try_borrow_mut() else {
+                return; // a line written while this thread formats one
+            };
+            line.clear();
+            write(&mut line);
+            self.append(urgent, &line);
+            if line.capacity() > FLUSH_AT {
+                *line = Vec::new();
+            }
+        });
+    }
+
+    fn append(&self, urgent: bool, line: &[u8]) {
         let mut pending = lock(&self.pending);
         if pending.closed {
-            // After `close`: written at once, on this thread.
+            // After `close`: written at once, behind anything still pending.
+            let rest = std::mem::take(&mut pending.buf);
+            let mut out = lock(&self.out);
             drop(pending);
-            let mut line = Vec::new();
-            write(&mut line);
-            let _ = lock(&self.out).write_all(&line);
+            let _ = out.write_all(&rest).and_then(|()| out.write_all(line));
             return;
         }
         let before = pending.buf.len();
-        if before >= MAX_PENDING {
+        let limit = if urgent { 2 * MAX_PENDING } else { MAX_PENDING };
+        if before >= limit {
             pending.dropped += 1;
             return;
         }
-        write(&mut pending.buf);
+        pending.buf.extend_from_slice(line);
         let wake = urgent && !pending.urgent || before < FLUSH_AT && pending.buf.len() >= FLUSH_AT;
         pending.urgent |= urgent;
         drop(pending);
@@ -92,11 +115,19 @@ impl Sink {
     }
 
     /// Writes out everything pending and stops the writing thread; later
-    /// lines are written directly.
+    /// lines are written directly. Waits at most `CLOSE_WAIT` for a
+    /// destination that does not take the lines (the process exits anyway).
     pub fn close(&self) {
         lock(&self.pending).closed = true;
         self.wake.notify_one();
-        if let Some(writer) = lock(&self.writer).take() {
+        let Some(writer) = lock(&self.writer).take() else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + CLOSE_WAIT;
+        while !writer.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if writer.is_finished() {
             let _ = writer.join();
         }
     }

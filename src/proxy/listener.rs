@@ -130,7 +130,7 @@ async fn serve(
     let served = match &settings.tls {
         None => serve_http1(stream, &settings, gateway, conn, stop).await,
         Some(acceptor) => {
-            let Some(stream) = handshake(acceptor, stream, &settings).await else {
+            let Some(stream) = Box::pin(handshake(acceptor, stream, &settings)).await else {
                 return;
             };
             if tls::is_h2(stream.get_ref().1) {
@@ -229,18 +229,23 @@ fn service(
 > + Clone {
     service_fn(move |req: hyper::Request<Incoming>| {
         let (gateway, conn) = (gateway.clone(), conn.clone());
-        async move { Ok::<_, Infallible>(gateway.handle(&conn, req).await) }
+        // Boxed: `handle`'s state is several KiB, and hyper moves the
+        // service's future into an HTTP/2 stream's task (and keeps it in an
+        // HTTP/1 connection's, idle or not); the box is all that moves.
+        async move { Ok::<_, Infallible>(Box::pin(gateway.handle(&conn, req)).await) }
     })
 }
 
 /// Serves a hyper connection to its end; once `stop` turns true it is told
 /// to finish its current exchange and close (`Connection: close`, or
 /// HTTP/2 GOAWAY). A macro: hyper's two connection types share no trait.
+/// The connection is boxed: a connection's task is as large as its largest
+/// state, and most connections never leave the fast path (or the TLS
+/// handshake, boxed likewise), whose idle state is small.
 macro_rules! until_stopped {
     ($conn:expr, $stop:expr) => {{
-        let conn = $conn;
+        let mut conn = Box::pin($conn);
         let mut stop = $stop;
-        tokio::pin!(conn);
         let stopped = tokio::select! {
             done = conn.as_mut() => Some(done),
             _ = stop.wait_for(|stop| *stop) => None,

@@ -33,7 +33,12 @@ use response::{Final, Framing, UpstreamHead};
 
 /// Largest response head taken from the upstream.
 const MAX_RESPONSE_HEAD: usize = 256 * 1024;
-/// Read sizes: the client's buffer, the upstream's.
+/// Read sizes: the client's buffer (a connection idle past
+/// `HOLD_UPSTREAM` waits with the smaller one), the upstream's.
+const IDLE_READ: usize = 1024;
+/// How long a connection waiting for its next request keeps the upstream
+/// connection of its last one, and its buffers.
+const HOLD_UPSTREAM: std::time::Duration = std::time::Duration::from_secs(1);
 const CLIENT_READ: usize = 8 * 1024;
 const UPSTREAM_READ: usize = 32 * 1024;
 
@@ -54,6 +59,16 @@ struct Buffers {
     fields: Vec<request::Field>,
     client_wait: Deadline,
     upstream_wait: Deadline,
+}
+
+impl Buffers {
+    /// Gives the buffers' memory back, between requests.
+    fn release(&mut self) {
+        self.client = BytesMut::new();
+        self.upstream_head = Vec::new();
+        self.client_head = Vec::new();
+        self.fields = Vec::new();
+    }
 }
 
 /// Why an exchange with the upstream failed, and whether it may be tried
@@ -110,9 +125,9 @@ impl Gateway {
             return Served::HandOff(io, Bytes::new());
         }
         let mut bufs = Buffers {
-            client: BytesMut::with_capacity(CLIENT_READ),
-            upstream_head: Vec::with_capacity(4096),
-            client_head: Vec::with_capacity(4096),
+            client: BytesMut::new(),
+            upstream_head: Vec::new(),
+            client_head: Vec::new(),
             fields: Vec::new(),
             client_wait: Deadline::default(),
             upstream_wait: Deadline::default(),
@@ -156,9 +171,14 @@ impl Gateway {
         };
         // An idle connection waits the client timeout for a request; once
         // its first bytes came, the whole head must arrive within as long
-        // again, and then its body.
+        // again, and then its body. The upstream connection of its last
+        // request stays with it for `HOLD_UPSTREAM` and then goes back to
+        // the pool, so idle clients do not each hold one.
         let patience = self.settings.client_timeout;
-        bufs.client_wait.set(Instant::now() + patience);
+        let idle_since = Instant::now();
+        let mut holding = patience > HOLD_UPSTREAM;
+        bufs.client_wait
+            .set(idle_since + if holding { HOLD_UPSTREAM } else { patience });
         let head = loop {
             if !bufs.client.is_empty() {
                 match request::parse(&bufs.client, &limits, &mut bufs.fields) {
@@ -176,6 +196,18 @@ impl Gateway {
                 got = read_client(io, &mut bufs.client, &mut bufs.client_wait) => got,
                 _ = stop.wait_for(|stop| *stop) => Got::Closed,
             };
+            if got == Got::Late && idle && holding {
+                // Idle for a while: the upstream connection goes back to
+                // the pool, and the buffers go too (the wait goes on with
+                // a small one, as nginx's `client_header_buffer_size`).
+                holding = false;
+                if let Some(kept) = wire.take() {
+                    self.upstream.pool().park(kept);
+                }
+                bufs.release();
+                bufs.client_wait.set(idle_since + patience);
+                continue;
+            }
             if got != Got::More {
                 return Some(false);
             }
@@ -416,7 +448,11 @@ async fn read_client<C: AsyncRead + Unpin>(
     buf: &mut BytesMut,
     deadline: &mut Deadline,
 ) -> Got {
-    buf.reserve(CLIENT_READ);
+    buf.reserve(if buf.capacity() == 0 {
+        IDLE_READ
+    } else {
+        CLIENT_READ
+    });
     match deadline.run(io.read_buf(buf)).await {
         Some(Ok(n)) if n > 0 => Got::More,
         Some(_) => Got::Closed,
