@@ -58,37 +58,33 @@ impl Line<'_> {
         });
     }
 
+    /// The fields in their fixed order, for either layout.
+    fn fields(&self) -> [(&'static str, Value<'_>); 9] {
+        [
+            ("method", Value::Text(Some(self.method))),
+            ("path", Value::Text(Some(self.path))),
+            ("status", Value::Number(self.status)),
+            ("route", Value::Text(Some(self.route))),
+            ("client", Value::Address(self.client)),
+            ("user", Value::Text(self.user)),
+            ("upstream_ms", Value::Millis(self.upstream)),
+            ("total_ms", Value::Millis(Some(self.total))),
+            ("error", Value::Text(self.error)),
+        ]
+    }
+
     /// `2026-12-07T01:23:45.123Z  INFO idgate::access: request method=GET
     /// path=/ status=200 route=proxy client=192.0.2.1 user=alice
     /// upstream_ms=0.512 total_ms=0.734 error=-`, on one line.
     pub fn text(&self, out: &mut Vec<u8>, now: SystemTime) {
         timestamp(out, now);
-        out.extend_from_slice(b"  INFO idgate::access: request method=");
-        text_value(out, Some(self.method));
-        out.extend_from_slice(b" path=");
-        text_value(out, Some(self.path));
-        out.extend_from_slice(b" status=");
-        out.extend_from_slice(itoa::Buffer::new().format(self.status).as_bytes());
-        out.extend_from_slice(b" route=");
-        out.extend_from_slice(self.route.as_bytes());
-        out.extend_from_slice(b" client=");
-        match self.client {
-            Some(ip) => {
-                let _ = write!(out, "{ip}");
-            }
-            None => out.push(b'-'),
+        out.extend_from_slice(b"  INFO idgate::access: request");
+        for (name, value) in self.fields() {
+            out.push(b' ');
+            out.extend_from_slice(name.as_bytes());
+            out.push(b'=');
+            value.text(out);
         }
-        out.extend_from_slice(b" user=");
-        text_value(out, self.user);
-        out.extend_from_slice(b" upstream_ms=");
-        match self.upstream {
-            Some(d) => millis(out, d),
-            None => out.push(b'-'),
-        }
-        out.extend_from_slice(b" total_ms=");
-        millis(out, self.total);
-        out.extend_from_slice(b" error=");
-        text_value(out, self.error);
         out.push(b'\n');
     }
 
@@ -97,34 +93,51 @@ impl Line<'_> {
         out.extend_from_slice(b"{\"timestamp\":\"");
         timestamp(out, now);
         out.extend_from_slice(
-            b"\",\"level\":\"INFO\",\"target\":\"idgate::access\",\"message\":\"request\",\"method\":",
+            b"\",\"level\":\"INFO\",\"target\":\"idgate::access\",\"message\":\"request\"",
         );
-        json_string(out, Some(self.method));
-        out.extend_from_slice(b",\"path\":");
-        json_string(out, Some(self.path));
-        out.extend_from_slice(b",\"status\":");
-        out.extend_from_slice(itoa::Buffer::new().format(self.status).as_bytes());
-        out.extend_from_slice(b",\"route\":\"");
-        out.extend_from_slice(self.route.as_bytes());
-        out.extend_from_slice(b"\",\"client\":");
-        match self.client {
-            Some(ip) => {
+        for (name, value) in self.fields() {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            value.json(out);
+        }
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+/// One field's value.
+enum Value<'a> {
+    Text(Option<&'a str>),
+    Number(u16),
+    Address(Option<IpAddr>),
+    Millis(Option<Duration>),
+}
+
+impl Value<'_> {
+    /// `-` when absent.
+    fn text(&self, out: &mut Vec<u8>) {
+        match *self {
+            Value::Text(text) => text_value(out, text),
+            Value::Number(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+            Value::Address(Some(ip)) => {
+                let _ = write!(out, "{ip}");
+            }
+            Value::Millis(Some(d)) => millis(out, d),
+            Value::Address(None) | Value::Millis(None) => out.push(b'-'),
+        }
+    }
+
+    /// `null` when absent.
+    fn json(&self, out: &mut Vec<u8>) {
+        match *self {
+            Value::Text(text) => json_string(out, text),
+            Value::Number(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+            Value::Address(Some(ip)) => {
                 let _ = write!(out, "\"{ip}\"");
             }
-            None => out.extend_from_slice(b"null"),
+            Value::Millis(Some(d)) => millis(out, d),
+            Value::Address(None) | Value::Millis(None) => out.extend_from_slice(b"null"),
         }
-        out.extend_from_slice(b",\"user\":");
-        json_string(out, self.user);
-        out.extend_from_slice(b",\"upstream_ms\":");
-        match self.upstream {
-            Some(d) => millis(out, d),
-            None => out.extend_from_slice(b"null"),
-        }
-        out.extend_from_slice(b",\"total_ms\":");
-        millis(out, self.total);
-        out.extend_from_slice(b",\"error\":");
-        json_string(out, self.error);
-        out.extend_from_slice(b"}\n");
     }
 }
 
