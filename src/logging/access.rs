@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::sink::Sink;
 
 /// The `tracing` target whose level switches the access log on and off.
-pub const TARGET: &str = "idgate::access";
+const TARGET: &str = "idgate::access";
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static JSON: AtomicBool = AtomicBool::new(false);

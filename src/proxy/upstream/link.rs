@@ -52,14 +52,11 @@ impl Link {
     /// to switch protocols lets the switch through instead.
     async fn attach(wire: Wire, pool: &Arc<Pool>, upgrade: bool) -> Result<Self, UpstreamError> {
         let idle_since = wire.idle_since();
-        let mut io = wire.io;
+        let io = wire.io;
         // hyper reports a connection ready only once all of a request went
         // out when it queues writes (vectored I/O, as TCP and rustls do);
         // a connection without them never goes back to the pool.
         let poolable = !upgrade && tokio::io::AsyncWrite::is_write_vectored(&io);
-        // hyper waits on an idle connection; the exchange is timed by the
-        // forwarding side instead.
-        io.as_mut().set_read_timeout_pinned(None);
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .map_err(UpstreamError::Exchange)?;

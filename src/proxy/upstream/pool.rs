@@ -20,7 +20,8 @@ const MAX_IDLE: usize = 256;
 const READ_BUFFER: usize = 16 * 1024;
 
 /// A connection's byte stream; its writes wait at most the upstream's
-/// write timeout, its reads the read timeout while the fast path uses it.
+/// write timeout. Its reads are timed by the path using it: the fast
+/// path's deadlines, or the forwarding side over hyper's client.
 pub type Stream = Pin<Box<TimeoutStream<Box<dyn Io>>>>;
 
 /// One connection to the upstream, between requests or carrying one.
