@@ -9,6 +9,7 @@
 //! at once, busy ones after their answer.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::exchange::Tracked;
 use super::fast::rewind::Rewind;
-use super::fast::Served;
+use super::fast::{Served, Socket};
 use super::{Conn, Gateway};
 use crate::metrics::InFlight;
 use crate::tls;
@@ -122,29 +123,14 @@ async fn serve(
     stop: watch::Receiver<bool>,
 ) {
     let _open = InFlight::start(&settings.open_connections);
-    let _ = stream.set_nodelay(true);
-    let mut stream = TimeoutStream::new(stream);
-    stream.set_write_timeout(Some(settings.client_timeout));
-    let stream = Box::pin(stream);
+    let stream = timed(stream, settings.client_timeout);
     let conn = Arc::new(gateway.connection(Some(client)));
+    // The TLS side is boxed: a connection's task is as large as its largest
+    // state, and a plain connection's idle state is small.
     let served = match &settings.tls {
         None => serve_http1(stream, &settings, gateway, conn, stop).await,
         Some(acceptor) => {
-            let Some(stream) = Box::pin(handshake(acceptor, stream, &settings)).await else {
-                return;
-            };
-            if tls::is_h2(stream.get_ref().1) {
-                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    .keep_alive_interval(Some(H2_PING_EVERY))
-                    .keep_alive_timeout(H2_PING_TIMEOUT)
-                    .initial_connection_window_size(H2_CONNECTION_WINDOW)
-                    .max_header_list_size(settings.max_head_bytes as u32)
-                    .serve_connection(TokioIo::new(stream), service(gateway, conn));
-                until_stopped!(conn, stop)
-            } else {
-                serve_http1(stream, &settings, gateway, conn, stop).await
-            }
+            Box::pin(serve_tls(acceptor, stream, &settings, gateway, conn, stop)).await
         }
     };
     if let Err(e) = served {
@@ -152,6 +138,42 @@ async fn serve(
             settings.refused("malformed");
         }
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// `stream` with writes that wait at most `timeout` for the client to take
+/// bytes, boxed. Not in `serve` itself: a value moved out of an async
+/// function's local still takes room in its state.
+fn timed(stream: TcpStream, timeout: Duration) -> Pin<Box<TimeoutStream<TcpStream>>> {
+    let _ = stream.set_nodelay(true);
+    let mut stream = TimeoutStream::new(stream);
+    stream.set_write_timeout(Some(timeout));
+    Box::pin(stream)
+}
+
+/// Serves a TLS connection: HTTP/2 or HTTP/1.1, as ALPN agreed.
+async fn serve_tls(
+    acceptor: &TlsAcceptor,
+    stream: Pin<Box<TimeoutStream<TcpStream>>>,
+    settings: &ListenerSettings,
+    gateway: Arc<Gateway>,
+    conn: Arc<Conn>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), hyper::Error> {
+    let Some(stream) = handshake(acceptor, stream, settings).await else {
+        return Ok(());
+    };
+    if tls::is_h2(stream.get_ref().1) {
+        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(H2_PING_EVERY))
+            .keep_alive_timeout(H2_PING_TIMEOUT)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW)
+            .max_header_list_size(settings.max_head_bytes as u32)
+            .serve_connection(TokioIo::new(stream), service(gateway, conn));
+        until_stopped!(conn, stop)
+    } else {
+        serve_http1(stream, settings, gateway, conn, stop).await
     }
 }
 
@@ -199,7 +221,7 @@ async fn serve_http1<C>(
     stop: watch::Receiver<bool>,
 ) -> Result<(), hyper::Error>
 where
-    C: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    C: AsyncRead + AsyncWrite + Socket + Send + Unpin + 'static,
 {
     let (io, read) = match gateway.serve_fast(&conn, io, stop.clone()).await {
         Served::Closed => return Ok(()),

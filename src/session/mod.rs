@@ -243,6 +243,14 @@ pub struct Sessions {
 #[derive(Default)]
 pub struct Remembered(Mutex<Option<Memo>>);
 
+impl Remembered {
+    /// Lets go of the session found, and the copy of its cookie: an idle
+    /// connection holds nothing it can find again at its next request.
+    pub fn forget(&self) {
+        self.0.lock().expect("remembered session").take();
+    }
+}
+
 struct Memo {
     cookie: HeaderValue,
     live: Arc<Live>,

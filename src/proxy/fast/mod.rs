@@ -13,15 +13,18 @@ pub mod response;
 pub mod rewind;
 
 use std::io::Write as _;
+use std::pin::Pin;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_io_timeout::TimeoutStream;
 
 use super::exchange::{self, Exchange};
 use super::respond::{Answer, ErrorAnswer, BODY_TIMEOUT};
-use super::upstream::{may_send_again, Reached, UpstreamError, Wire};
+use super::upstream::{may_send_again, Reached, UpstreamError, Wire, HOLD_UPSTREAM};
 use super::{Conn, Gateway};
 use crate::metrics::RouteClass;
 use crate::policy::fields;
@@ -33,12 +36,9 @@ use response::{Final, Framing, UpstreamHead};
 
 /// Largest response head taken from the upstream.
 const MAX_RESPONSE_HEAD: usize = 256 * 1024;
-/// Read sizes: the client's buffer (a connection idle past
-/// `HOLD_UPSTREAM` waits with the smaller one), the upstream's.
+/// Read sizes: the client's buffer (a burst's first read takes the smaller
+/// one, as nginx's `client_header_buffer_size`), the upstream's.
 const IDLE_READ: usize = 1024;
-/// How long a connection waiting for its next request keeps the upstream
-/// connection of its last one, and its buffers.
-const HOLD_UPSTREAM: std::time::Duration = std::time::Duration::from_secs(1);
 const CLIENT_READ: usize = 8 * 1024;
 const UPSTREAM_READ: usize = 32 * 1024;
 
@@ -50,6 +50,45 @@ pub enum Served<C> {
     HandOff(C, Bytes),
 }
 
+/// What serving one request left the connection to do.
+enum Step {
+    /// Serve its next request.
+    Again,
+    /// Close it.
+    Close,
+    /// Wait for its next request with nothing held: it has been idle for
+    /// `HOLD_UPSTREAM` since the instant given.
+    Idle(Instant),
+    /// Hand it to hyper.
+    HandOff,
+}
+
+/// How a burst of requests ended.
+enum Burst {
+    Idle(Instant),
+    Closed,
+    HandOff(Bytes),
+}
+
+/// A client connection whose socket the fast path can wait on without a
+/// read buffer: plain TCP, or TLS over it (a TLS connection with bytes
+/// already decrypted is never idle, those are read first).
+pub trait Socket {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Socket for Pin<Box<TimeoutStream<TcpStream>>> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref()
+    }
+}
+
+impl<S: Socket> Socket for tokio_rustls::server::TlsStream<S> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0.tcp()
+    }
+}
+
 /// What one connection reuses from request to request: its buffers and
 /// the deadlines of its reads on either side.
 struct Buffers {
@@ -59,16 +98,6 @@ struct Buffers {
     fields: Vec<request::Field>,
     client_wait: Deadline,
     upstream_wait: Deadline,
-}
-
-impl Buffers {
-    /// Gives the buffers' memory back, between requests.
-    fn release(&mut self) {
-        self.client = BytesMut::new();
-        self.upstream_head = Vec::new();
-        self.client_head = Vec::new();
-        self.fields = Vec::new();
-    }
 }
 
 /// Why an exchange with the upstream failed, and whether it may be tried
@@ -111,7 +140,11 @@ enum Broken {
 }
 
 impl Gateway {
-    /// Serves `io` for as long as its requests are the fast path's.
+    /// Serves `io` for as long as its requests are the fast path's. While
+    /// it is busy, its requests are served by a boxed `burst` holding the
+    /// buffers and the upstream connection; once it has been idle for
+    /// `HOLD_UPSTREAM` those go, and it waits for its next request holding
+    /// nothing but its socket (as nginx's keep-alive wait does).
     pub async fn serve_fast<C>(
         &self,
         conn: &Conn,
@@ -119,11 +152,40 @@ impl Gateway {
         mut stop: watch::Receiver<bool>,
     ) -> Served<C>
     where
-        C: AsyncRead + AsyncWrite + Unpin,
+        C: AsyncRead + AsyncWrite + Socket + Unpin,
     {
         if !self.settings.fast_path {
             return Served::HandOff(io, Bytes::new());
         }
+        loop {
+            let idle_since = match Box::pin(self.burst(conn, &mut io, &mut stop)).await {
+                Burst::Idle(since) => {
+                    conn.session.forget();
+                    since
+                }
+                Burst::HandOff(read) => return Served::HandOff(io, read),
+                Burst::Closed => return Served::Closed,
+            };
+            let patience =
+                tokio::time::Instant::from_std(idle_since + self.settings.client_timeout);
+            let woke = tokio::select! {
+                ready = io.tcp().readable() => ready.is_ok(),
+                () = tokio::time::sleep_until(patience) => false,
+                _ = stop.wait_for(|stop| *stop) => false,
+            };
+            if !woke {
+                return Served::Closed;
+            }
+        }
+    }
+
+    /// Serves requests one after the other until the connection is to
+    /// close, goes to hyper, or has been idle for `HOLD_UPSTREAM`; the
+    /// upstream connection goes back to the pool then.
+    async fn burst<C>(&self, conn: &Conn, io: &mut C, stop: &mut watch::Receiver<bool>) -> Burst
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
         let mut bufs = Buffers {
             client: BytesMut::new(),
             upstream_head: Vec::new(),
@@ -133,24 +195,22 @@ impl Gateway {
             upstream_wait: Deadline::default(),
         };
         let mut wire: Option<Wire> = None;
-        let served = loop {
-            match self
-                .next(conn, &mut io, &mut bufs, &mut wire, &mut stop)
-                .await
-            {
-                Some(true) => {}
-                Some(false) => break Served::Closed,
-                None => break Served::HandOff(io, bufs.client.split().freeze()),
+        let end = loop {
+            match self.next(conn, io, &mut bufs, &mut wire, stop).await {
+                Step::Again => {}
+                Step::Idle(since) => break Burst::Idle(since),
+                Step::Close => break Burst::Closed,
+                Step::HandOff => break Burst::HandOff(bufs.client.split().freeze()),
             }
         };
         if let Some(wire) = wire {
             self.upstream.pool().park(wire);
         }
-        served
+        end
     }
 
-    /// Serves one request: `Some(true)` to go on, `Some(false)` when the
-    /// connection is to close, `None` to hand it to hyper.
+    /// Serves one request, or waits for it until the connection has been
+    /// idle for `HOLD_UPSTREAM`.
     async fn next<C>(
         &self,
         conn: &Conn,
@@ -158,7 +218,7 @@ impl Gateway {
         bufs: &mut Buffers,
         wire: &mut Option<Wire>,
         stop: &mut watch::Receiver<bool>,
-    ) -> Option<bool>
+    ) -> Step
     where
         C: AsyncRead + AsyncWrite + Unpin,
     {
@@ -171,22 +231,22 @@ impl Gateway {
         };
         // An idle connection waits the client timeout for a request; once
         // its first bytes came, the whole head must arrive within as long
-        // again, and then its body. The upstream connection of its last
-        // request stays with it for `HOLD_UPSTREAM` and then goes back to
+        // again, and then its body. After `HOLD_UPSTREAM` idle, the burst
+        // ends: the upstream connection of its last request goes back to
         // the pool, so idle clients do not each hold one.
         let patience = self.settings.client_timeout;
         let idle_since = Instant::now();
-        let mut holding = patience > HOLD_UPSTREAM;
+        let holding = patience > HOLD_UPSTREAM;
         bufs.client_wait
             .set(idle_since + if holding { HOLD_UPSTREAM } else { patience });
         let head = loop {
             if !bufs.client.is_empty() {
                 match request::parse(&bufs.client, &limits, &mut bufs.fields) {
                     Intake::Forward(head) => break head,
-                    Intake::HandOff => return None,
+                    Intake::HandOff => return Step::HandOff,
                     Intake::Malformed => {
                         self.refuse_malformed(io, &bufs.client).await;
-                        return Some(false);
+                        return Step::Close;
                     }
                     Intake::Partial => {}
                 }
@@ -197,39 +257,33 @@ impl Gateway {
                 _ = stop.wait_for(|stop| *stop) => Got::Closed,
             };
             if got == Got::Late && idle && holding {
-                // Idle for a while: the upstream connection goes back to
-                // the pool, and the buffers go too (the wait goes on with
-                // a small one, as nginx's `client_header_buffer_size`).
-                holding = false;
-                if let Some(kept) = wire.take() {
-                    self.upstream.pool().park(kept);
-                }
-                bufs.release();
-                bufs.client_wait.set(idle_since + patience);
-                continue;
+                return Step::Idle(idle_since);
             }
             if got != Got::More {
-                return Some(false);
+                return Step::Close;
             }
             if idle {
                 bufs.client_wait.set(Instant::now() + patience);
             }
         };
         let cookie = &bufs.client[head.cookie.clone()];
-        let live = self
+        let Some(live) = self
             .auth
             .sessions
             .find_by_cookie(&conn.session, cookie)
-            .await?;
+            .await
+        else {
+            return Step::HandOff;
+        };
         // Due to be checked again with its provider (or past its grace):
         // the general path does that, one request per session per interval.
         if self.auth.must_vet(&live, crate::time::unix_now()) {
-            return None;
+            return Step::HandOff;
         }
         // A stack session not known to be this person's: the general path
         // finds out.
         if self.stack_standing([cookie], &live) != Standing::Fine {
-            return None;
+            return Step::HandOff;
         }
         // The head, split off the read buffer without a copy: the access
         // log holds on to its path while the body is read after it.
@@ -246,7 +300,7 @@ impl Gateway {
                 Got::More => {}
                 Got::Closed => {
                     ex.error = Some("client_gone");
-                    return Some(false);
+                    return Step::Close;
                 }
                 Got::Late => {
                     let answer = Answer::error_page(head.html, &BODY_TIMEOUT, None);
@@ -254,7 +308,7 @@ impl Gateway {
                         .write_answer(io, answer, head.method == http::Method::HEAD)
                         .await;
                     ex.ended(status, Some("client_timeout"));
-                    return Some(false);
+                    return Step::Close;
                 }
             }
         }
@@ -302,7 +356,7 @@ impl Gateway {
                     .write_answer(io, answer, head.method == http::Method::HEAD)
                     .await;
                 ex.ended(status, None);
-                return Some(false);
+                return Step::Close;
             }
         };
         let wait = Wait {
@@ -319,11 +373,15 @@ impl Gateway {
                 if reply.close {
                     let _ = io.shutdown().await;
                 }
-                Some(!reply.close)
+                if reply.close {
+                    Step::Close
+                } else {
+                    Step::Again
+                }
             }
             Err(Broken::Client) => {
                 ex.ended(reply.status, Some("client_gone"));
-                Some(false)
+                Step::Close
             }
             Err(Broken::Upstream(e)) => {
                 tracing::warn!(error = %e, "the upstream's answer broke off; the client's connection is closed");
@@ -333,7 +391,7 @@ impl Gateway {
                     "upstream_body"
                 };
                 ex.ended(reply.status, Some(error));
-                Some(false)
+                Step::Close
             }
         }
     }

@@ -1,11 +1,12 @@
 //! The hyper path's side of the upstream: hyper's HTTP/1.1 client run over
 //! a connection from the shared pool. A client connection keeps the
 //! upstream connections its requests used (`Pinned`), so a keep-alive
-//! client costs no pool lookup; when it closes, hyper hands each of them
-//! back, and the ones left between requests go to the pool, for the fast
-//! path as much as for hyper.
+//! client costs no pool lookup; once they have sat idle for
+//! `HOLD_UPSTREAM`, or when the client connection closes, hyper hands each
+//! of them back, and the ones left between requests go to the pool, for
+//! the fast path as much as for hyper.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use http_body::Body as _;
@@ -15,7 +16,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
-use super::{may_send_again, Outgoing, Pool, Reached, Upstream, UpstreamError, Wire};
+use super::{
+    may_send_again, Outgoing, Pool, Reached, Upstream, UpstreamError, Wire, HOLD_UPSTREAM,
+};
 use crate::policy::fields;
 
 /// Upstream connections one client connection keeps at most (an HTTP/2
@@ -125,10 +128,18 @@ impl Link {
 }
 
 /// The upstream connections a client connection keeps between its
-/// requests; they go back to the shared pool when it closes.
+/// requests; they go back to the shared pool once idle for
+/// `HOLD_UPSTREAM`, or when it closes.
 #[derive(Default)]
 pub struct Pinned {
-    links: Mutex<Vec<Link>>,
+    kept: Arc<Mutex<Kept>>,
+}
+
+#[derive(Default)]
+struct Kept {
+    links: Vec<Link>,
+    /// Whether a task is letting idle links go (`let_idle_go`).
+    watched: bool,
 }
 
 impl Pinned {
@@ -185,30 +196,68 @@ impl Pinned {
     /// long are let go, the ones still streaming an answer kept.
     fn take(&self, upstream: &Upstream) -> Option<Link> {
         let idle_timeout = upstream.idle_timeout();
-        let mut links = self.links.lock().expect("pinned links");
+        let mut kept = self.kept.lock().expect("pinned links");
+        let links = &mut kept.links;
         links.retain(|l| l.ready_within(idle_timeout) || l.busy());
         let ready = links.iter().rposition(|l| l.ready_within(idle_timeout))?;
         Some(links.swap_remove(ready))
     }
 
     /// Keeps `link` for this client connection's next requests, or lets it
-    /// go when enough are kept.
+    /// go when enough are kept. The first one kept starts the task that
+    /// lets them go once idle.
     fn keep(&self, link: Link) {
-        let mut links = self.links.lock().expect("pinned links");
-        if links.len() < MAX_PINNED {
-            links.push(link);
-        } else {
-            drop(links);
+        let mut kept = self.kept.lock().expect("pinned links");
+        if kept.links.len() >= MAX_PINNED {
+            drop(kept);
             link.release();
+            return;
         }
+        kept.links.push(link);
+        if !kept.watched {
+            kept.watched = true;
+            tokio::spawn(let_idle_go(Arc::downgrade(&self.kept)));
+        }
+    }
+}
+
+/// Lets each kept link go to the pool once it has been ready and idle for
+/// `HOLD_UPSTREAM`; ends when none is kept, or the client connection is
+/// gone (its `Pinned` lets the rest go).
+async fn let_idle_go(kept: Weak<Mutex<Kept>>) {
+    let mut due = Instant::now() + HOLD_UPSTREAM;
+    loop {
+        tokio::time::sleep_until(due.into()).await;
+        let Some(kept) = kept.upgrade() else { return };
+        let mut kept = kept.lock().expect("pinned links");
+        let now = Instant::now();
+        let mut next = now + HOLD_UPSTREAM;
+        for link in std::mem::take(&mut kept.links) {
+            let until = link.idle_since + HOLD_UPSTREAM;
+            if link.sender.is_ready() && until <= now {
+                link.release();
+            } else if !link.sender.is_closed() {
+                if link.sender.is_ready() {
+                    next = next.min(until);
+                }
+                kept.links.push(link);
+            }
+        }
+        if kept.links.is_empty() {
+            kept.watched = false;
+            return;
+        }
+        due = next;
     }
 }
 
 impl Drop for Pinned {
     fn drop(&mut self) {
-        if let Ok(links) = self.links.get_mut() {
-            links.drain(..).for_each(Link::release);
-        }
+        let links = match self.kept.lock() {
+            Ok(mut kept) => std::mem::take(&mut kept.links),
+            Err(_) => return,
+        };
+        links.into_iter().for_each(Link::release);
     }
 }
 

@@ -31,6 +31,12 @@ pub use pool::{Pool, Wire};
 /// How often the upstream host name is looked up again.
 const RESOLVE_EVERY: Duration = Duration::from_secs(10);
 
+/// How long a client connection waiting for its next request keeps the
+/// upstream connections of its last ones (and the fast path its buffers)
+/// before they go back to the pool: ten thousand idle browsers do not hold
+/// ten thousand upstream connections. The one rule of both data paths.
+pub const HOLD_UPSTREAM: Duration = Duration::from_secs(1);
+
 /// A connection idle at least this long may have been closed by the
 /// upstream's keep-alive timeout just as a request goes out on it.
 const STALE_AFTER: Duration = Duration::from_secs(1);

@@ -16,9 +16,6 @@ use super::Io;
 /// Idle upstream connections kept for the requests to come.
 const MAX_IDLE: usize = 256;
 
-/// What a connection's read buffer starts with.
-const READ_BUFFER: usize = 16 * 1024;
-
 /// A connection's byte stream; its writes wait at most the upstream's
 /// write timeout. Its reads are timed by the path using it: the fast
 /// path's deadlines, or the forwarding side over hyper's client.
@@ -27,7 +24,8 @@ pub type Stream = Pin<Box<TimeoutStream<Box<dyn Io>>>>;
 /// One connection to the upstream, between requests or carrying one.
 pub struct Wire {
     pub io: Stream,
-    /// What the upstream sent that is not used yet.
+    /// What the upstream sent that is not used yet; empty, without memory,
+    /// while parked (the path reading it sizes it).
     pub buf: BytesMut,
     idle_since: Instant,
 }
@@ -37,7 +35,7 @@ impl Wire {
     pub fn new(io: Stream, idle_since: Instant) -> Self {
         Self {
             io,
-            buf: BytesMut::with_capacity(READ_BUFFER),
+            buf: BytesMut::new(),
             idle_since,
         }
     }
@@ -93,11 +91,12 @@ impl Pool {
 
     /// Keeps `wire` for later, when it is between requests (nothing of an
     /// answer left unread, the upstream has not closed it) and the pool has
-    /// room.
+    /// room; its read buffer's memory goes.
     pub fn park(&self, mut wire: Wire) {
         if !wire.buf.is_empty() || !wire.is_open() {
             return;
         }
+        wire.buf = BytesMut::new();
         let mut idle = self.0.lock().expect("upstream pool");
         if idle.len() < MAX_IDLE {
             idle.push(wire);
