@@ -194,3 +194,89 @@ async fn a_head_that_stops_halfway_is_closed_after_the_client_timeout() {
     }
     assert!(up.requests().is_empty());
 }
+
+/// An idle TLS connection is closed after the client timeout even while
+/// bytes trickle in that never make a request: one byte of a TLS record at
+/// a time wakes the gateway each time, and none of them is a request, so
+/// none of them may restart the wait (a slowloris that kept a connection
+/// open forever).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_tls_connection_trickling_record_bytes_is_closed_after_the_client_timeout() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let up = RawUpstream::answering_targets().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let toml = format!(
+        "[server]\nclient_timeout = \"2s\"\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"",
+        cert_path.display(),
+        key_path.display()
+    );
+    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
+    let s = signed_in(&up.url(), &toml, Some(root)).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(s.gw.public).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /first HTTP/1.1\r\nHost: gw\r\nCookie: {}\r\n\r\n",
+        s.cookie
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"/first") {
+        let mut chunk = [0u8; 1024];
+        let n = tls.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed before its answer: {answer:?}");
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    let idle_since = std::time::Instant::now();
+
+    // An application-data record of 64 bytes, sent a byte at a time under
+    // the TLS session; the server hears from the client all along.
+    let (tcp, _) = tls.get_mut();
+    let record: Vec<u8> = [0x17, 0x03, 0x03, 0x00, 0x40]
+        .into_iter()
+        .chain([0; 64])
+        .collect();
+    let mut closed_after = None;
+    for byte in record.iter().take(12) {
+        if tcp.write_all(&[*byte]).await.is_err() {
+            closed_after = Some(idle_since.elapsed());
+            break;
+        }
+        let mut sink = [0u8; 256];
+        // Anything else is the gateway's close_notify, or nothing yet.
+        let read = tokio::time::timeout(Duration::from_millis(700), tcp.read(&mut sink)).await;
+        if let Ok(Ok(0) | Err(_)) = read {
+            closed_after = Some(idle_since.elapsed());
+            break;
+        }
+    }
+    let closed_after = closed_after.expect("the trickling connection stayed open past 8 s");
+    assert!(
+        closed_after < Duration::from_millis(3500),
+        "closed only after {closed_after:?} (client timeout 2 s)"
+    );
+    assert_eq!(
+        up.requests().len(),
+        1,
+        "only the first request reached the upstream"
+    );
+}

@@ -89,8 +89,8 @@ impl<S: Socket> Socket for tokio_rustls::server::TlsStream<S> {
     }
 }
 
-/// What one connection reuses from request to request: its buffers and
-/// the deadlines of its reads on either side.
+/// What one burst of a connection's requests reuses from request to
+/// request: its buffers and the deadlines of its reads on either side.
 struct Buffers {
     client: BytesMut,
     upstream_head: Vec<u8>,
@@ -157,8 +157,12 @@ impl Gateway {
         if !self.settings.fast_path {
             return Served::HandOff(io, Bytes::new());
         }
+        let mut idle_since = Instant::now();
         loop {
-            let idle_since = match Box::pin(self.burst(conn, &mut io, &mut stop)).await {
+            // A burst after a wake-up that brought no request (a spurious
+            // one, or TLS bytes that are not yet a record) ends at once:
+            // the connection has been idle since `idle_since` all along.
+            idle_since = match Box::pin(self.burst(conn, &mut io, &mut stop, idle_since)).await {
                 Burst::Idle(since) => {
                     conn.session.forget();
                     since
@@ -179,10 +183,17 @@ impl Gateway {
         }
     }
 
-    /// Serves requests one after the other until the connection is to
-    /// close, goes to hyper, or has been idle for `HOLD_UPSTREAM`; the
-    /// upstream connection goes back to the pool then.
-    async fn burst<C>(&self, conn: &Conn, io: &mut C, stop: &mut watch::Receiver<bool>) -> Burst
+    /// Serves requests one after the other, the first awaited since
+    /// `idle_since`, until the connection is to close, goes to hyper, or
+    /// has been idle for `HOLD_UPSTREAM`; the upstream connection goes back
+    /// to the pool then.
+    async fn burst<C>(
+        &self,
+        conn: &Conn,
+        io: &mut C,
+        stop: &mut watch::Receiver<bool>,
+        mut idle_since: Instant,
+    ) -> Burst
     where
         C: AsyncRead + AsyncWrite + Unpin,
     {
@@ -196,8 +207,11 @@ impl Gateway {
         };
         let mut wire: Option<Wire> = None;
         let end = loop {
-            match self.next(conn, io, &mut bufs, &mut wire, stop).await {
-                Step::Again => {}
+            match self
+                .next(conn, io, &mut bufs, &mut wire, stop, idle_since)
+                .await
+            {
+                Step::Again => idle_since = Instant::now(),
                 Step::Idle(since) => break Burst::Idle(since),
                 Step::Close => break Burst::Closed,
                 Step::HandOff => break Burst::HandOff(bufs.client.split().freeze()),
@@ -209,8 +223,8 @@ impl Gateway {
         end
     }
 
-    /// Serves one request, or waits for it until the connection has been
-    /// idle for `HOLD_UPSTREAM`.
+    /// Serves one request, awaited since `idle_since`, or gives up waiting
+    /// for it once the connection has been idle for `HOLD_UPSTREAM`.
     async fn next<C>(
         &self,
         conn: &Conn,
@@ -218,6 +232,7 @@ impl Gateway {
         bufs: &mut Buffers,
         wire: &mut Option<Wire>,
         stop: &mut watch::Receiver<bool>,
+        idle_since: Instant,
     ) -> Step
     where
         C: AsyncRead + AsyncWrite + Unpin,
@@ -229,13 +244,13 @@ impl Gateway {
             policy: &self.settings.policy,
             trusted: conn.peer.trusted,
         };
-        // An idle connection waits the client timeout for a request; once
+        // An idle connection waits the client timeout for a request (here
+        // for `HOLD_UPSTREAM` of it: then the burst ends, the upstream
+        // connection of its last request goes back to the pool so idle
+        // clients do not each hold one, and `serve_fast` waits on); once
         // its first bytes came, the whole head must arrive within as long
-        // again, and then its body. After `HOLD_UPSTREAM` idle, the burst
-        // ends: the upstream connection of its last request goes back to
-        // the pool, so idle clients do not each hold one.
+        // again, and then its body.
         let patience = self.settings.client_timeout;
-        let idle_since = Instant::now();
         let holding = patience > HOLD_UPSTREAM;
         bufs.client_wait
             .set(idle_since + if holding { HOLD_UPSTREAM } else { patience });

@@ -232,14 +232,17 @@ async fn let_idle_go(kept: Weak<Mutex<Kept>>) {
         let mut kept = kept.lock().expect("pinned links");
         let now = Instant::now();
         let mut next = now + HOLD_UPSTREAM;
-        for link in std::mem::take(&mut kept.links) {
+        for mut link in std::mem::take(&mut kept.links) {
             let until = link.idle_since + HOLD_UPSTREAM;
             if link.sender.is_ready() && until <= now {
                 link.release();
+            } else if link.sender.is_ready() {
+                next = next.min(until);
+                kept.links.push(link);
             } else if !link.sender.is_closed() {
-                if link.sender.is_ready() {
-                    next = next.min(until);
-                }
+                // Still carrying an answer: idle from its end at the
+                // earliest, which is no earlier than now.
+                link.idle_since = now;
                 kept.links.push(link);
             }
         }
