@@ -1020,8 +1020,8 @@ fn on_path(fast: bool, path: &str, cookie: &str) -> String {
 }
 
 /// A client that stays idle after its request gives its upstream connection
-/// back after a second, while keeping its own: ten thousand idle browsers
-/// do not hold ten thousand upstream connections.
+/// back after a quarter of a second, while keeping its own: ten thousand
+/// idle browsers do not hold ten thousand upstream connections.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_client_gives_its_upstream_connection_back() {
     idle_client_gives_its_upstream_connection_back(true).await;
