@@ -20,7 +20,7 @@ use prometheus::{IntCounterVec, IntGauge};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_io_timeout::TimeoutStream;
+use tokio_io_timeout::TimeoutWriter;
 use tokio_rustls::TlsAcceptor;
 
 use super::exchange::Tracked;
@@ -144,17 +144,17 @@ async fn serve(
 /// `stream` with writes that wait at most `timeout` for the client to take
 /// bytes, boxed. Not in `serve` itself: a value moved out of an async
 /// function's local still takes room in its state.
-fn timed(stream: TcpStream, timeout: Duration) -> Pin<Box<TimeoutStream<TcpStream>>> {
+fn timed(stream: TcpStream, timeout: Duration) -> Pin<Box<TimeoutWriter<TcpStream>>> {
     let _ = stream.set_nodelay(true);
-    let mut stream = TimeoutStream::new(stream);
-    stream.set_write_timeout(Some(timeout));
+    let mut stream = TimeoutWriter::new(stream);
+    stream.set_timeout(Some(timeout));
     Box::pin(stream)
 }
 
 /// Serves a TLS connection: HTTP/2 or HTTP/1.1, as ALPN agreed.
 async fn serve_tls(
     acceptor: &TlsAcceptor,
-    stream: Pin<Box<TimeoutStream<TcpStream>>>,
+    stream: Pin<Box<TimeoutWriter<TcpStream>>>,
     settings: &ListenerSettings,
     gateway: Arc<Gateway>,
     conn: Arc<Conn>,
@@ -227,16 +227,22 @@ where
         Served::Closed => return Ok(()),
         Served::HandOff(io, read) => (io, read),
     };
+    let conn = hyper_http1(settings)
+        .serve_connection(TokioIo::new(Rewind::new(read, io)), service(gateway, conn))
+        .with_upgrades();
+    until_stopped!(conn, stop)
+}
+
+/// hyper's HTTP/1.1 server settings. Built outside `serve_http1`: its
+/// locals live in every connection's task, idle or not.
+fn hyper_http1(settings: &ListenerSettings) -> hyper::server::conn::http1::Builder {
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
         .timer(TokioTimer::new())
         .header_read_timeout(settings.client_timeout)
         .max_buf_size(settings.max_head_bytes)
         .max_headers(MAX_HEADERS);
-    let conn = http1
-        .serve_connection(TokioIo::new(Rewind::new(read, io)), service(gateway, conn))
-        .with_upgrades();
-    until_stopped!(conn, stop)
+    http1
 }
 
 /// hyper's service: every request goes to `Gateway::handle`.

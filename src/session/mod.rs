@@ -239,9 +239,10 @@ pub struct Sessions {
 
 /// The session one connection found for the `Cookie` header it sent, so
 /// that the same header on its next request needs no MAC check, hash or
-/// cache lookup (a keep-alive connection is usually one person's).
+/// cache lookup (a keep-alive connection is usually one person's). Boxed:
+/// every connection carries one, most of them idle and empty.
 #[derive(Default)]
-pub struct Remembered(Mutex<Option<Memo>>);
+pub struct Remembered(Mutex<Option<Box<Memo>>>);
 
 impl Remembered {
     /// Lets go of the session found, and the copy of its cookie: an idle
@@ -379,11 +380,11 @@ impl Sessions {
         }
         let cookie = HeaderValue::from_bytes(cookie).ok()?;
         let live = self.find(std::iter::once(&cookie)).await?;
-        *memo.0.lock().expect("remembered session") = Some(Memo {
+        *memo.0.lock().expect("remembered session") = Some(Box::new(Memo {
             cookie,
             live: live.clone(),
             revocations,
-        });
+        }));
         Some(live)
     }
 

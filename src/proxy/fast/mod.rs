@@ -12,15 +12,17 @@ pub mod request;
 pub mod response;
 pub mod rewind;
 
+use std::future::Future as _;
 use std::io::Write as _;
 use std::pin::Pin;
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_io_timeout::TimeoutStream;
+use tokio_io_timeout::TimeoutWriter;
 
 use super::exchange::{self, Exchange};
 use super::respond::{Answer, ErrorAnswer, BODY_TIMEOUT};
@@ -77,7 +79,7 @@ pub trait Socket {
     fn tcp(&self) -> &TcpStream;
 }
 
-impl Socket for Pin<Box<TimeoutStream<TcpStream>>> {
+impl Socket for Pin<Box<TimeoutWriter<TcpStream>>> {
     fn tcp(&self) -> &TcpStream {
         self.get_ref()
     }
@@ -172,11 +174,20 @@ impl Gateway {
             };
             let patience =
                 tokio::time::Instant::from_std(idle_since + self.settings.client_timeout);
-            let woke = tokio::select! {
-                ready = io.tcp().readable() => ready.is_ok(),
-                () = tokio::time::sleep_until(patience) => false,
-                _ = stop.wait_for(|stop| *stop) => false,
-            };
+            // Polled by hand rather than `select!`ed: this is all the state
+            // an idle connection's task holds, so it is kept small.
+            let mut late = std::pin::pin!(tokio::time::sleep_until(patience));
+            let mut stopped = std::pin::pin!(stop.wait_for(|stop| *stop));
+            let woke = std::future::poll_fn(|cx| {
+                if let Poll::Ready(ready) = io.tcp().poll_read_ready(cx) {
+                    return Poll::Ready(ready.is_ok());
+                }
+                if late.as_mut().poll(cx).is_ready() || stopped.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(false);
+                }
+                Poll::Pending
+            })
+            .await;
             if !woke {
                 return Served::Closed;
             }

@@ -6,7 +6,7 @@
 //! of them back, and the ones left between requests go to the pool, for
 //! the fast path as much as for hyper.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use http_body::Body as _;
@@ -132,7 +132,8 @@ impl Link {
 /// `HOLD_UPSTREAM`, or when it closes.
 #[derive(Default)]
 pub struct Pinned {
-    kept: Arc<Mutex<Kept>>,
+    /// Made at the first link kept: most connections never keep one.
+    kept: OnceLock<Arc<Mutex<Kept>>>,
 }
 
 #[derive(Default)]
@@ -196,7 +197,7 @@ impl Pinned {
     /// long are let go, the ones still streaming an answer kept.
     fn take(&self, upstream: &Upstream) -> Option<Link> {
         let idle_timeout = upstream.idle_timeout();
-        let mut kept = self.kept.lock().expect("pinned links");
+        let mut kept = self.kept.get()?.lock().expect("pinned links");
         let links = &mut kept.links;
         links.retain(|l| l.ready_within(idle_timeout) || l.busy());
         let ready = links.iter().rposition(|l| l.ready_within(idle_timeout))?;
@@ -207,7 +208,8 @@ impl Pinned {
     /// go when enough are kept. The first one kept starts the task that
     /// lets them go once idle.
     fn keep(&self, link: Link) {
-        let mut kept = self.kept.lock().expect("pinned links");
+        let shared = self.kept.get_or_init(Arc::default);
+        let mut kept = shared.lock().expect("pinned links");
         if kept.links.len() >= MAX_PINNED {
             drop(kept);
             link.release();
@@ -216,7 +218,7 @@ impl Pinned {
         kept.links.push(link);
         if !kept.watched {
             kept.watched = true;
-            tokio::spawn(let_idle_go(Arc::downgrade(&self.kept)));
+            tokio::spawn(let_idle_go(Arc::downgrade(shared)));
         }
     }
 }
@@ -256,9 +258,9 @@ async fn let_idle_go(kept: Weak<Mutex<Kept>>) {
 
 impl Drop for Pinned {
     fn drop(&mut self) {
-        let links = match self.kept.lock() {
-            Ok(mut kept) => std::mem::take(&mut kept.links),
-            Err(_) => return,
+        let links = match self.kept.get().map(|kept| kept.lock()) {
+            Some(Ok(mut kept)) => std::mem::take(&mut kept.links),
+            _ => return,
         };
         links.into_iter().for_each(Link::release);
     }
