@@ -280,3 +280,25 @@ async fn an_idle_tls_connection_trickling_record_bytes_is_closed_after_the_clien
         "only the first request reached the upstream"
     );
 }
+
+/// A sign-in callback posted as a form whose body stops coming is answered
+/// 408 and its connection closed after the client timeout: the gateway's
+/// own route does not wait on a client forever either.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_callback_form_gets_408() {
+    let up = RawUpstream::answering_targets().await;
+    let s = signed_in(&up.url(), TOML, None).await;
+    let mut c = KeepAlive::open(s.gw.public);
+    c.send(
+        "POST /oauth/login/x/callback HTTP/1.1\r\nHost: gw\r\nAccept: text/html\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ncode=abc",
+    );
+    let answer = c.response(false);
+    assert_eq!(answer.status, 408, "{answer:?}");
+    assert!(
+        answer.body_text().contains("Request timed out"),
+        "{answer:?}"
+    );
+    assert!(c.closed_within(PAST_TIMEOUT), "connection left open");
+    assert!(up.requests().is_empty());
+}

@@ -158,7 +158,8 @@ impl Gateway {
         }
         let answer = match decision {
             Decision::Own(Route::Callback(id)) => {
-                let answer = self.auth.callback(&id, &parts, body).await;
+                let patience = self.settings.client_timeout;
+                let answer = self.auth.callback(&id, &parts, body, patience).await;
                 // Charged before it ran; the client's own failures keep it.
                 let clients_fault = (400..500).contains(&answer.status());
                 if let Some(ip) = login_client.filter(|_| !clients_fault) {

@@ -5,13 +5,14 @@
 //! session is told. The data paths only hand requests over.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::respond::{self, Answer, ErrorAnswer};
+use super::respond::{self, Answer, ErrorAnswer, BODY_TIMEOUT};
 use crate::identity::keys::AssertionKeys;
 use crate::login::revalidate::Revalidator;
 use crate::login::sign_out::{FrontChannel, SignOut};
@@ -151,16 +152,29 @@ impl Auth {
         }
     }
 
-    /// `GET`/`POST /oauth/login/<id>/callback`: finishes a login.
-    pub(super) async fn callback(&self, id: &str, parts: &Parts, body: Incoming) -> Answer {
-        let Some(params) = read_callback_params(parts, body).await else {
-            let e = ErrorAnswer {
-                status: 413,
-                code: "callback_too_large",
-                title: "Sign-in answer too large",
-                message: "The sign-in answer was larger than this gateway accepts.",
-            };
-            return Answer::error(&parts.headers, &e, Some("/oauth/login"));
+    /// `GET`/`POST /oauth/login/<id>/callback`: finishes a login. A
+    /// `form_post` body must arrive within `patience` (the client timeout).
+    pub(super) async fn callback(
+        &self,
+        id: &str,
+        parts: &Parts,
+        body: Incoming,
+        patience: Duration,
+    ) -> Answer {
+        let params = match read_callback_params(parts, body, patience).await {
+            CallbackBody::Params(params) => params,
+            CallbackBody::TooLarge => {
+                let e = ErrorAnswer {
+                    status: 413,
+                    code: "callback_too_large",
+                    title: "Sign-in answer too large",
+                    message: "The sign-in answer was larger than this gateway accepts.",
+                };
+                return Answer::error(&parts.headers, &e, Some("/oauth/login"));
+            }
+            CallbackBody::Late => {
+                return Answer::error(&parts.headers, &BODY_TIMEOUT, Some("/oauth/login")).close()
+            }
         };
         let result = self
             .login
@@ -336,21 +350,28 @@ fn not_signed_in_json() -> Answer {
     )
 }
 
-/// The callback's parameters from the query or a `form_post` body; `None`
-/// when the body is larger than a callback ever is.
-async fn read_callback_params(parts: &Parts, body: Incoming) -> Option<CallbackParams> {
+/// What a callback request carried.
+enum CallbackBody {
+    Params(CallbackParams),
+    /// A body larger than a callback ever is.
+    TooLarge,
+    /// A body that did not arrive within the client timeout.
+    Late,
+}
+
+/// The callback's parameters from the query or a `form_post` body.
+async fn read_callback_params(parts: &Parts, body: Incoming, patience: Duration) -> CallbackBody {
     if parts.method != http::Method::POST {
         let query = parts.uri.query().unwrap_or("");
-        return Some(CallbackParams::parse(query.as_bytes()));
+        return CallbackBody::Params(CallbackParams::parse(query.as_bytes()));
     }
-    let body = http_body_util::Limited::new(body, MAX_CALLBACK_BODY)
-        .collect()
-        .await;
-    match body {
-        Ok(body) => Some(CallbackParams::parse(&body.to_bytes())),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => None,
+    let body = http_body_util::Limited::new(body, MAX_CALLBACK_BODY).collect();
+    match tokio::time::timeout(patience, body).await {
+        Ok(Ok(body)) => CallbackBody::Params(CallbackParams::parse(&body.to_bytes())),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => CallbackBody::TooLarge,
         // The client went away mid-body: no parameters arrived.
-        Err(_) => Some(CallbackParams::parse(b"")),
+        Ok(Err(_)) => CallbackBody::Params(CallbackParams::parse(b"")),
+        Err(_) => CallbackBody::Late,
     }
 }
 

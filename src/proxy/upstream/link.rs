@@ -242,8 +242,8 @@ async fn let_idle_go(kept: Weak<Mutex<Kept>>) {
                 next = next.min(until);
                 kept.links.push(link);
             } else if !link.sender.is_closed() {
-                // Still carrying an answer: idle from its end at the
-                // earliest, which is no earlier than now.
+                // Still carrying an answer: its hold counts from this look
+                // on, so it goes at most one hold after its answer ends.
                 link.idle_since = now;
                 kept.links.push(link);
             }
