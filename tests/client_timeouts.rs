@@ -207,15 +207,8 @@ async fn an_idle_tls_connection_trickling_record_bytes_is_closed_after_the_clien
 
     let up = RawUpstream::answering_targets().await;
     let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let toml = format!(
-        "[server]\nclient_timeout = \"2s\"\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"",
-        cert_path.display(),
-        key_path.display()
-    );
+    let (tls, cert) = common::listener_cert(dir.path());
+    let toml = format!("[server]\nclient_timeout = \"2s\"\n{tls}");
     let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
     let s = signed_in(&up.url(), &toml, Some(root)).await;
 

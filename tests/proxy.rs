@@ -397,16 +397,7 @@ async fn https_upstream_is_reached_with_verification_configurable() {
 async fn tls_listener_serves_http1_and_http2() {
     let up = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let cert_path = dir.path().join("cert.pem");
-    let key_path = dir.path().join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let toml = format!(
-        "[server.tls]\ncert = \"{}\"\nkey = \"{}\"",
-        cert_path.display(),
-        key_path.display()
-    );
+    let (toml, cert) = common::listener_cert(dir.path());
     let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
     let s = signed_in(&up.url(), &toml, Some(root.clone())).await;
     assert!(

@@ -539,3 +539,19 @@ impl KeepAlive {
         matches!(self.0.read(&mut [0u8; 1]), Ok(0))
     }
 }
+
+/// A self-signed certificate for `localhost` and its key, written into
+/// `dir`: the `[server.tls]` section naming both files, and the
+/// certificate (for a client to trust).
+pub fn listener_cert(dir: &std::path::Path) -> (String, rcgen::CertifiedKey) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let toml = format!(
+        "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert_path.display(),
+        key_path.display()
+    );
+    (toml, cert)
+}
