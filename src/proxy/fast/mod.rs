@@ -59,14 +59,15 @@ enum Step {
     /// Close it.
     Close,
     /// Wait for its next request with nothing held: it has been idle for
-    /// `HOLD_UPSTREAM` since the instant given.
-    Idle(Instant),
+    /// `HOLD_UPSTREAM`.
+    Idle,
     /// Hand it to hyper.
     HandOff,
 }
 
 /// How a burst of requests ended.
 enum Burst {
+    /// Idle since the instant given, for `HOLD_UPSTREAM` at least.
     Idle(Instant),
     Closed,
     HandOff(Bytes),
@@ -223,7 +224,7 @@ impl Gateway {
                 .await
             {
                 Step::Again => idle_since = Instant::now(),
-                Step::Idle(since) => break Burst::Idle(since),
+                Step::Idle => break Burst::Idle(idle_since),
                 Step::Close => break Burst::Closed,
                 Step::HandOff => break Burst::HandOff(bufs.client.split().freeze()),
             }
@@ -283,7 +284,7 @@ impl Gateway {
                 _ = stop.wait_for(|stop| *stop) => Got::Closed,
             };
             if got == Got::Late && idle && holding {
-                return Step::Idle(idle_since);
+                return Step::Idle;
             }
             if got != Got::More {
                 return Step::Close;
@@ -398,8 +399,6 @@ impl Gateway {
                 }
                 if reply.close {
                     let _ = io.shutdown().await;
-                }
-                if reply.close {
                     Step::Close
                 } else {
                     Step::Again
