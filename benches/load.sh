@@ -24,7 +24,8 @@
 # Memory: the peak resident memory of each proxy under each variant's load,
 # and what an idle keep-alive connection costs: IDLE connections (default
 # 10,000; IDLE=0 skips it), each having carried one request, held open
-# against each proxy (benches/idle_conns.py).
+# against each proxy (benches/idle_conns.py), in IDLE_ROUNDS rounds
+# (default 3).
 #
 #   ROUNDS=5 benches/load.sh --variant all 8 32
 #   PERF_DATA=/tmp/idgate.perf benches/load.sh 10 32   # also profile idgate
@@ -372,8 +373,12 @@ KEYS_AFTER=$(jwks_fetches)
 
 # Memory of idle keep-alive connections: IDLE of them (default 10,000), each
 # having carried one signed-in request, held open against each proxy in its
-# plain configuration; the growth of resident memory per connection.
+# plain configuration; the growth of resident memory per connection. The
+# crowd arriving leaves memory scattered by chance, so this is measured
+# IDLE_ROUNDS times (default 3), each proxy started afresh, and the round
+# with the median ratio is printed.
 IDLE="${IDLE:-10000}"
+IDLE_ROUNDS="${IDLE_ROUNDS:-3}"
 if [ "$IDLE" -gt 0 ]; then
   variant plain
   start_nginx
@@ -390,9 +395,16 @@ if [ "$IDLE" -gt 0 ]; then
     wait "$IDLER_PID" || true
     awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN { printf "%.2f", (a - b) / n }'
   }
-  IDLE_NGX=$(idle_kib "$NGX_PORT" "$(nginx_worker)" "")
-  IDLE_GW=$(idle_kib "$GW_PORT" "$GW_PID" "idgate_session=$SESSION")
-  echo "$IDLE idle keep-alive connections: nginx worker $IDLE_NGX KiB each, idgate $IDLE_GW KiB each ($(ratio "$IDLE_GW" "$IDLE_NGX")x)"
+  IDLE_RESULTS=()
+  for round in $(seq 1 "$IDLE_ROUNDS"); do
+    [ "$round" = 1 ] || { start_nginx; start_idgate; }
+    ngx=$(idle_kib "$NGX_PORT" "$(nginx_worker)" "")
+    gw=$(idle_kib "$GW_PORT" "$GW_PID" "idgate_session=$SESSION")
+    echo "idle, round $round: nginx worker $ngx KiB, idgate $gw KiB per connection ($(ratio "$gw" "$ngx")x)" >&2
+    IDLE_RESULTS+=("$(ratio "$gw" "$ngx") $ngx $gw")
+  done
+  read -r IDLE_RATIO IDLE_NGX IDLE_GW <<<"$(printf '%s\n' "${IDLE_RESULTS[@]}" | sort -n | sed -n "$(((IDLE_ROUNDS + 1) / 2))p")"
+  echo "$IDLE idle keep-alive connections: nginx worker $IDLE_NGX KiB each, idgate $IDLE_GW KiB each (${IDLE_RATIO}x; median of $IDLE_ROUNDS rounds)"
 fi
 
 if [ "${#VARIANTS[@]}" -gt 1 ]; then

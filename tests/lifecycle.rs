@@ -139,11 +139,22 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let mut s = signed_in(&up.url(), "", None).await;
     let cookie = s.cookie.clone();
     let gw = &mut s.gw;
+    // A keep-alive connection idle long past the quarter second after
+    // which it waits in a task of its own.
+    let addr = gw.public;
+    let bare = s.cookie.clone();
+    let mut parked = tokio::task::spawn_blocking(move || {
+        let mut c = common::KeepAlive::open(addr);
+        assert_eq!(c.get("/before", &bare), 200);
+        c
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
     let url = gw.url("/slow?ms=1500");
     let in_flight =
         tokio::spawn(async move { client().get(url).header("cookie", cookie).send().await });
     // An idle keep-alive connection, as browsers keep them.
-    let addr = gw.public;
     let bare = s.cookie.clone();
     let mut idle = tokio::task::spawn_blocking(move || {
         let mut c = common::KeepAlive::open(addr);
@@ -159,6 +170,13 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
         .await
         .unwrap();
     assert!(closed, "an idle connection is closed at once when draining");
+    let closed = tokio::task::spawn_blocking(move || parked.closed_within(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    assert!(
+        closed,
+        "a long-idle connection is closed at once when draining"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let ready = client().get(gw.admin_url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503, "a draining gateway is not ready");

@@ -99,7 +99,7 @@ impl Gateway {
                     client_side,
                     hyper::upgrade::on(&mut response),
                     ex.take_in_flight(),
-                    self.stopping(),
+                    self.stopping().waiter(),
                 ),
                 // A switch the client did not ask for, or to another
                 // protocol: never tunnelled.
@@ -234,7 +234,7 @@ fn splice(
     client: OnUpgrade,
     upstream: OnUpgrade,
     in_flight: Option<InFlight>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: Option<tokio::sync::futures::OwnedNotified>,
 ) {
     tokio::spawn(async move {
         let _in_flight = in_flight;
@@ -248,7 +248,7 @@ fn splice(
                             tracing::debug!(error = %e, "upgraded connection ended");
                         }
                     }
-                    _ = stop.wait_for(|stop| *stop) => {
+                    _ = async { if let Some(stop) = stop { stop.await } } => {
                         tracing::debug!("upgraded connection closed for shutdown");
                     }
                 }

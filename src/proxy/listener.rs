@@ -3,15 +3,17 @@
 //! and everything it does stays on one core without cross-thread wakeups.
 //! Each connection speaks HTTP/1.1 in clear, or TLS with HTTP/2 or
 //! HTTP/1.1 as ALPN agreed; HTTP/1.1 starts on the fast path (`fast`) and
-//! moves to hyper at its first request the fast path does not take. A
+//! moves to hyper at its first request the fast path does not take; idle
+//! on the fast path, it waits in a small task of its own (`keepalive`). A
 //! client that takes no bytes of an answer for `client_timeout` loses its
 //! connection. At shutdown every connection is closed gracefully: idle ones
 //! at once, busy ones after their answer.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -19,13 +21,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus::{IntCounterVec, IntGauge};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio_io_timeout::TimeoutWriter;
 use tokio_rustls::TlsAcceptor;
 
 use super::exchange::Tracked;
 use super::fast::rewind::Rewind;
-use super::fast::{Served, Socket};
+use super::fast::Served;
+use super::keepalive::{Parked, Socket};
 use super::{Conn, Gateway};
 use crate::metrics::InFlight;
 use crate::tls;
@@ -69,13 +71,13 @@ pub fn start(
     let settings = Arc::new(settings);
     for n in 0..settings.threads.max(1) {
         let listener = listener.try_clone()?;
-        let (settings, gateway, stop) = (settings.clone(), gateway.clone(), gateway.stopping());
+        let (settings, gateway) = (settings.clone(), gateway.clone());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         std::thread::Builder::new()
             .name(format!("idgate-proxy-{n}"))
-            .spawn(move || runtime.block_on(accept(listener, settings, gateway, stop)))?;
+            .spawn(move || runtime.block_on(accept(listener, settings, gateway)))?;
     }
     Ok(())
 }
@@ -84,7 +86,6 @@ async fn accept(
     listener: std::net::TcpListener,
     settings: Arc<ListenerSettings>,
     gateway: Arc<Gateway>,
-    mut stop: watch::Receiver<bool>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -93,14 +94,12 @@ async fn accept(
             return;
         }
     };
-    let for_connections = stop.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
                     let (settings, gateway) = (settings.clone(), gateway.clone());
-                    let stop = for_connections.clone();
-                    tokio::spawn(serve(stream, addr.ip(), settings, gateway, stop));
+                    tokio::spawn(serve(stream, addr.ip(), settings, gateway));
                 }
                 Err(e) => {
                     // Out of file descriptors, most likely: let some close.
@@ -108,11 +107,33 @@ async fn accept(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            _ = stop.wait_for(|stop| *stop) => break,
+            _ = gateway.stopping().wait() => break,
         }
     }
     drop(listener);
     std::future::pending::<()>().await;
+}
+
+/// One client connection, shared by the tasks that serve it in turn: one
+/// sized for serving while it is busy, a small one while it waits idle for
+/// its next request (`keepalive`).
+struct Link {
+    settings: Arc<ListenerSettings>,
+    gateway: Arc<Gateway>,
+    conn: Conn,
+    _open: InFlight,
+}
+
+impl Link {
+    /// Counts and logs how hyper's part of the connection ended.
+    fn ended(&self, served: Result<(), hyper::Error>) {
+        if let Err(e) = served {
+            if e.is_parse() || e.is_parse_too_large() {
+                self.settings.refused("malformed");
+            }
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    }
 }
 
 async fn serve(
@@ -120,24 +141,20 @@ async fn serve(
     client: std::net::IpAddr,
     settings: Arc<ListenerSettings>,
     gateway: Arc<Gateway>,
-    stop: watch::Receiver<bool>,
 ) {
-    let _open = InFlight::start(&settings.open_connections);
-    let stream = timed(stream, settings.client_timeout);
-    let conn = Arc::new(gateway.connection(Some(client)));
-    // The TLS side is boxed: a connection's task is as large as its largest
-    // state, and a plain connection's idle state is small.
-    let served = match &settings.tls {
-        None => serve_http1(stream, &settings, gateway, conn, stop).await,
-        Some(acceptor) => {
-            Box::pin(serve_tls(acceptor, stream, &settings, gateway, conn, stop)).await
-        }
-    };
-    if let Err(e) = served {
-        if e.is_parse() || e.is_parse_too_large() {
-            settings.refused("malformed");
-        }
-        tracing::debug!(error = %e, "connection ended with an error");
+    let link = Arc::new(Link {
+        _open: InFlight::start(&settings.open_connections),
+        conn: gateway.connection(Some(client)),
+        settings,
+        gateway,
+    });
+    let stream = timed(stream, link.settings.client_timeout);
+    // The TLS side is boxed: a task is as large as its largest state, and
+    // a plain connection's are small.
+    if link.settings.tls.is_none() {
+        serve_http1(stream, link, Instant::now()).await
+    } else {
+        Box::pin(serve_tls(stream, link)).await
     }
 }
 
@@ -152,29 +169,26 @@ fn timed(stream: TcpStream, timeout: Duration) -> Pin<Box<TimeoutWriter<TcpStrea
 }
 
 /// Serves a TLS connection: HTTP/2 or HTTP/1.1, as ALPN agreed.
-async fn serve_tls(
-    acceptor: &TlsAcceptor,
-    stream: Pin<Box<TimeoutWriter<TcpStream>>>,
-    settings: &ListenerSettings,
-    gateway: Arc<Gateway>,
-    conn: Arc<Conn>,
-    stop: watch::Receiver<bool>,
-) -> Result<(), hyper::Error> {
-    let Some(stream) = handshake(acceptor, stream, settings).await else {
-        return Ok(());
+async fn serve_tls(stream: Pin<Box<TimeoutWriter<TcpStream>>>, link: Arc<Link>) {
+    let Some(acceptor) = &link.settings.tls else {
+        return;
     };
-    if tls::is_h2(stream.get_ref().1) {
-        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Some(H2_PING_EVERY))
-            .keep_alive_timeout(H2_PING_TIMEOUT)
-            .initial_connection_window_size(H2_CONNECTION_WINDOW)
-            .max_header_list_size(settings.max_head_bytes as u32)
-            .serve_connection(TokioIo::new(stream), service(gateway, conn));
-        until_stopped!(conn, stop)
-    } else {
-        serve_http1(stream, settings, gateway, conn, stop).await
+    let Some(stream) = handshake(acceptor, stream, &link.settings).await else {
+        return;
+    };
+    if !tls::is_h2(stream.get_ref().1) {
+        // Boxed: the TLS state moves from task to task as the connection
+        // goes idle and busy again, and is large.
+        return serve_http1(Box::new(stream), link, Instant::now()).await;
     }
+    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(H2_PING_EVERY))
+        .keep_alive_timeout(H2_PING_TIMEOUT)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .max_header_list_size(link.settings.max_head_bytes as u32)
+        .serve_connection(TokioIo::new(stream), service(link.clone()));
+    link.ended(until_stopped!(conn, link.gateway.stopping()));
 }
 
 /// The TLS handshake, within the client timeout. A failed one is counted,
@@ -211,30 +225,49 @@ impl ListenerSettings {
     }
 }
 
-/// Serves an HTTP/1.1 connection: on the fast path while its requests are
-/// the fast path's, then on hyper.
-async fn serve_http1<C>(
-    io: C,
-    settings: &ListenerSettings,
-    gateway: Arc<Gateway>,
-    conn: Arc<Conn>,
-    stop: watch::Receiver<bool>,
-) -> Result<(), hyper::Error>
+/// Serves an HTTP/1.1 connection whose next request is awaited since
+/// `idle_since`: on the fast path while its requests are the fast path's,
+/// then on hyper. Once idle on the fast path, it is parked (`park`) and
+/// this task ends. Not an `async fn`: its future is spawned by `park`,
+/// which it calls, so it says it is `Send` rather than have the compiler
+/// work that out from itself (an `async fn` does not compile here).
+#[allow(clippy::manual_async_fn)]
+fn serve_http1<C>(io: C, link: Arc<Link>, idle_since: Instant) -> impl Future<Output = ()> + Send
 where
     C: AsyncRead + AsyncWrite + Socket + Send + Unpin + 'static,
 {
-    let (io, read) = match gateway.serve_fast(&conn, io, stop.clone()).await {
-        Served::Closed => return Ok(()),
-        Served::HandOff(io, read) => (io, read),
+    async move {
+        let (io, read) = match link.gateway.serve_fast(&link.conn, io, idle_since).await {
+            Served::Closed => return,
+            Served::Idle(io, since) => return park(io, link, since),
+            Served::HandOff(io, read) => (io, read),
+        };
+        let conn = hyper_http1(&link.settings)
+            .serve_connection(TokioIo::new(Rewind::new(read, io)), service(link.clone()))
+            .with_upgrades();
+        link.ended(until_stopped!(conn, link.gateway.stopping()));
+    }
+}
+
+/// Parks an idle connection in a task of its own until its next request
+/// (served in a new task), its client timeout since `idle_since`, or
+/// shutdown.
+fn park<C>(io: C, link: Arc<Link>, idle_since: Instant)
+where
+    C: AsyncRead + AsyncWrite + Socket + Send + Unpin + 'static,
+{
+    let deadline = tokio::time::Instant::from_std(idle_since + link.settings.client_timeout);
+    let resume = |io, (link, since)| {
+        tokio::spawn(serve_http1(io, link, since));
     };
-    let conn = hyper_http1(settings)
-        .serve_connection(TokioIo::new(Rewind::new(read, io)), service(gateway, conn))
-        .with_upgrades();
-    until_stopped!(conn, stop)
+    let stop = link.gateway.stopping();
+    if let Some(parked) = Parked::new(io, (link.clone(), idle_since), resume, deadline, stop) {
+        tokio::spawn(parked);
+    }
 }
 
 /// hyper's HTTP/1.1 server settings. Built outside `serve_http1`: its
-/// locals live in every connection's task, idle or not.
+/// locals would live in every serving task.
 fn hyper_http1(settings: &ListenerSettings) -> hyper::server::conn::http1::Builder {
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
@@ -247,8 +280,7 @@ fn hyper_http1(settings: &ListenerSettings) -> hyper::server::conn::http1::Build
 
 /// hyper's service: every request goes to `Gateway::handle`.
 fn service(
-    gateway: Arc<Gateway>,
-    conn: Arc<Conn>,
+    link: Arc<Link>,
 ) -> impl hyper::service::Service<
     hyper::Request<Incoming>,
     Response = hyper::Response<Tracked>,
@@ -256,27 +288,25 @@ fn service(
     Future = impl std::future::Future<Output = Result<hyper::Response<Tracked>, Infallible>> + Send,
 > + Clone {
     service_fn(move |req: hyper::Request<Incoming>| {
-        let (gateway, conn) = (gateway.clone(), conn.clone());
+        let link = link.clone();
         // Boxed: `handle`'s state is several KiB, and hyper moves the
         // service's future into an HTTP/2 stream's task (and keeps it in an
         // HTTP/1 connection's, idle or not); the box is all that moves.
-        async move { Ok::<_, Infallible>(Box::pin(gateway.handle(&conn, req)).await) }
+        async move { Ok::<_, Infallible>(Box::pin(link.gateway.handle(&link.conn, req)).await) }
     })
 }
 
-/// Serves a hyper connection to its end; once `stop` turns true it is told
+/// Serves a hyper connection to its end; once `stop` is set it is told
 /// to finish its current exchange and close (`Connection: close`, or
 /// HTTP/2 GOAWAY). A macro: hyper's two connection types share no trait.
-/// The connection is boxed: a connection's task is as large as its largest
-/// state, and most connections never leave the fast path (or the TLS
-/// handshake, boxed likewise), whose idle state is small.
+/// The connection is boxed: a serving task is as large as its largest
+/// state, and most connections never leave the fast path.
 macro_rules! until_stopped {
     ($conn:expr, $stop:expr) => {{
         let mut conn = Box::pin($conn);
-        let mut stop = $stop;
         let stopped = tokio::select! {
             done = conn.as_mut() => Some(done),
-            _ = stop.wait_for(|stop| *stop) => None,
+            _ = $stop.wait() => None,
         };
         match stopped {
             Some(done) => done,

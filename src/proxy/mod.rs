@@ -10,12 +10,14 @@ pub mod fast;
 mod forward;
 pub mod headers;
 pub mod identity_headers;
+mod keepalive;
 pub mod listener;
 pub mod own_routes;
 pub mod rate_limit;
 pub mod respond;
 mod silence;
 mod stack;
+pub mod stop;
 pub mod upstream;
 
 use std::net::IpAddr;
@@ -62,9 +64,9 @@ pub struct Gateway {
     upstream: Arc<Upstream>,
     metrics: Arc<Metrics>,
     auth: Auth,
-    /// Turns true at shutdown: listeners stop accepting, connections close
-    /// after their answer, WebSocket tunnels close.
-    stop: tokio::sync::watch::Sender<bool>,
+    /// Set at shutdown: listeners stop accepting, connections close after
+    /// their answer (idle ones at once), WebSocket tunnels close.
+    stop: stop::Stop,
 }
 
 /// One client connection: who is on the other end, and the upstream
@@ -88,18 +90,18 @@ impl Gateway {
             upstream,
             metrics: Arc::new(metrics),
             auth,
-            stop: tokio::sync::watch::Sender::new(false),
+            stop: stop::Stop::default(),
         }
     }
 
-    /// What turns true at shutdown.
-    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.stop.subscribe()
+    /// What is set at shutdown.
+    pub fn stopping(&self) -> &stop::Stop {
+        &self.stop
     }
 
     /// Starts the shutdown of every connection.
     pub fn stop(&self) {
-        self.stop.send_replace(true);
+        self.stop.set();
     }
 
     /// The state of a newly accepted connection from `client`.

@@ -12,17 +12,11 @@ pub mod request;
 pub mod response;
 pub mod rewind;
 
-use std::future::Future as _;
 use std::io::Write as _;
-use std::pin::Pin;
-use std::task::Poll;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::watch;
-use tokio_io_timeout::TimeoutWriter;
 
 use super::exchange::{self, Exchange};
 use super::respond::{Answer, ErrorAnswer, BODY_TIMEOUT};
@@ -48,6 +42,9 @@ const UPSTREAM_READ: usize = 32 * 1024;
 pub enum Served<C> {
     /// Done: the client or the gateway closed it.
     Closed,
+    /// Idle since the instant given, for `HOLD_UPSTREAM` at least, holding
+    /// nothing: to wait for its next request.
+    Idle(C, Instant),
     /// For hyper to serve on, the bytes read but not used first.
     HandOff(C, Bytes),
 }
@@ -71,25 +68,6 @@ enum Burst {
     Idle(Instant),
     Closed,
     HandOff(Bytes),
-}
-
-/// A client connection whose socket the fast path can wait on without a
-/// read buffer: plain TCP, or TLS over it (a TLS connection with bytes
-/// already decrypted is never idle, those are read first).
-pub trait Socket {
-    fn tcp(&self) -> &TcpStream;
-}
-
-impl Socket for Pin<Box<TimeoutWriter<TcpStream>>> {
-    fn tcp(&self) -> &TcpStream {
-        self.get_ref()
-    }
-}
-
-impl<S: Socket> Socket for tokio_rustls::server::TlsStream<S> {
-    fn tcp(&self) -> &TcpStream {
-        self.get_ref().0.tcp()
-    }
 }
 
 /// What one burst of a connection's requests reuses from request to
@@ -143,55 +121,25 @@ enum Broken {
 }
 
 impl Gateway {
-    /// Serves `io` for as long as its requests are the fast path's. While
-    /// it is busy, its requests are served by a boxed `burst` holding the
-    /// buffers and the upstream connection; once it has been idle for
-    /// `HOLD_UPSTREAM` those go, and it waits for its next request holding
-    /// nothing but its socket (as nginx's keep-alive wait does).
-    pub async fn serve_fast<C>(
-        &self,
-        conn: &Conn,
-        mut io: C,
-        mut stop: watch::Receiver<bool>,
-    ) -> Served<C>
+    /// Serves `io`'s requests, the first awaited since `idle_since`, for as
+    /// long as they are the fast path's and keep coming. Once it has been
+    /// idle for `HOLD_UPSTREAM` its buffers and upstream connection go, and
+    /// it is handed back to wait for its next request holding nothing but
+    /// its socket (as nginx's keep-alive wait does).
+    pub async fn serve_fast<C>(&self, conn: &Conn, mut io: C, idle_since: Instant) -> Served<C>
     where
-        C: AsyncRead + AsyncWrite + Socket + Unpin,
+        C: AsyncRead + AsyncWrite + Unpin,
     {
         if !self.settings.fast_path {
             return Served::HandOff(io, Bytes::new());
         }
-        let mut idle_since = Instant::now();
-        loop {
-            // A burst after a wake-up that brought no request (a spurious
-            // one, or TLS bytes that are not yet a record) ends at once:
-            // the connection has been idle since `idle_since` all along.
-            idle_since = match Box::pin(self.burst(conn, &mut io, &mut stop, idle_since)).await {
-                Burst::Idle(since) => {
-                    conn.session.forget();
-                    since
-                }
-                Burst::HandOff(read) => return Served::HandOff(io, read),
-                Burst::Closed => return Served::Closed,
-            };
-            let patience =
-                tokio::time::Instant::from_std(idle_since + self.settings.client_timeout);
-            // Polled by hand rather than `select!`ed: this is all the state
-            // an idle connection's task holds, so it is kept small.
-            let mut late = std::pin::pin!(tokio::time::sleep_until(patience));
-            let mut stopped = std::pin::pin!(stop.wait_for(|stop| *stop));
-            let woke = std::future::poll_fn(|cx| {
-                if let Poll::Ready(ready) = io.tcp().poll_read_ready(cx) {
-                    return Poll::Ready(ready.is_ok());
-                }
-                if late.as_mut().poll(cx).is_ready() || stopped.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(false);
-                }
-                Poll::Pending
-            })
-            .await;
-            if !woke {
-                return Served::Closed;
+        match self.burst(conn, &mut io, idle_since).await {
+            Burst::Idle(since) => {
+                conn.session.forget();
+                Served::Idle(io, since)
             }
+            Burst::HandOff(read) => Served::HandOff(io, read),
+            Burst::Closed => Served::Closed,
         }
     }
 
@@ -199,13 +147,7 @@ impl Gateway {
     /// `idle_since`, until the connection is to close, goes to hyper, or
     /// has been idle for `HOLD_UPSTREAM`; the upstream connection goes back
     /// to the pool then.
-    async fn burst<C>(
-        &self,
-        conn: &Conn,
-        io: &mut C,
-        stop: &mut watch::Receiver<bool>,
-        mut idle_since: Instant,
-    ) -> Burst
+    async fn burst<C>(&self, conn: &Conn, io: &mut C, mut idle_since: Instant) -> Burst
     where
         C: AsyncRead + AsyncWrite + Unpin,
     {
@@ -219,10 +161,7 @@ impl Gateway {
         };
         let mut wire: Option<Wire> = None;
         let end = loop {
-            match self
-                .next(conn, io, &mut bufs, &mut wire, stop, idle_since)
-                .await
-            {
+            match self.next(conn, io, &mut bufs, &mut wire, idle_since).await {
                 Step::Again => idle_since = Instant::now(),
                 Step::Idle => break Burst::Idle(idle_since),
                 Step::Close => break Burst::Closed,
@@ -243,7 +182,6 @@ impl Gateway {
         io: &mut C,
         bufs: &mut Buffers,
         wire: &mut Option<Wire>,
-        stop: &mut watch::Receiver<bool>,
         idle_since: Instant,
     ) -> Step
     where
@@ -281,7 +219,7 @@ impl Gateway {
             let idle = bufs.client.is_empty();
             let got = tokio::select! {
                 got = read_client(io, &mut bufs.client, &mut bufs.client_wait) => got,
-                _ = stop.wait_for(|stop| *stop) => Got::Closed,
+                _ = self.stop.wait() => Got::Closed,
             };
             if got == Got::Late && idle && holding {
                 return Step::Idle;
@@ -361,7 +299,7 @@ impl Gateway {
         bufs.upstream_head.extend_from_slice(&bufs.client[..body]);
         bufs.client.advance(body);
 
-        let close = head.close || *stop.borrow();
+        let close = head.close || self.stop.is_set();
         let started = Instant::now();
         bufs.client_head.clear();
         let sent = self
