@@ -28,6 +28,7 @@ use super::exchange::Tracked;
 use super::fast::rewind::Rewind;
 use super::fast::Served;
 use super::keepalive::{Parked, Socket};
+use super::stop::Stop;
 use super::{Conn, Gateway};
 use crate::metrics::InFlight;
 use crate::tls;
@@ -94,12 +95,15 @@ async fn accept(
             return;
         }
     };
+    // This thread's connections wait on a shutdown of their own.
+    let stop = Arc::new(Stop::default());
+    let mut stopping = std::pin::pin!(gateway.stopping().wait());
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
                     let (settings, gateway) = (settings.clone(), gateway.clone());
-                    tokio::spawn(serve(stream, addr.ip(), settings, gateway));
+                    tokio::spawn(serve(stream, addr.ip(), settings, gateway, stop.clone()));
                 }
                 Err(e) => {
                     // Out of file descriptors, most likely: let some close.
@@ -107,10 +111,11 @@ async fn accept(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            _ = gateway.stopping().wait() => break,
+            _ = &mut stopping => break,
         }
     }
     drop(listener);
+    stop.set();
     std::future::pending::<()>().await;
 }
 
@@ -121,6 +126,8 @@ struct Link {
     settings: Arc<ListenerSettings>,
     gateway: Arc<Gateway>,
     conn: Conn,
+    /// Its thread's shutdown.
+    stop: Arc<Stop>,
     _open: InFlight,
 }
 
@@ -141,12 +148,14 @@ async fn serve(
     client: std::net::IpAddr,
     settings: Arc<ListenerSettings>,
     gateway: Arc<Gateway>,
+    stop: Arc<Stop>,
 ) {
     let link = Arc::new(Link {
         _open: InFlight::start(&settings.open_connections),
         conn: gateway.connection(Some(client)),
         settings,
         gateway,
+        stop,
     });
     let stream = timed(stream, link.settings.client_timeout);
     // The TLS side is boxed: a task is as large as its largest state, and
@@ -188,7 +197,7 @@ async fn serve_tls(stream: Pin<Box<TimeoutWriter<TcpStream>>>, link: Arc<Link>) 
         .initial_connection_window_size(H2_CONNECTION_WINDOW)
         .max_header_list_size(link.settings.max_head_bytes as u32)
         .serve_connection(TokioIo::new(stream), service(link.clone()));
-    link.ended(until_stopped!(conn, link.gateway.stopping()));
+    link.ended(until_stopped!(conn, link.stop));
 }
 
 /// The TLS handshake, within the client timeout. A failed one is counted,
@@ -237,7 +246,11 @@ where
     C: AsyncRead + AsyncWrite + Socket + Send + Unpin + 'static,
 {
     async move {
-        let (io, read) = match link.gateway.serve_fast(&link.conn, io, idle_since).await {
+        let (io, read) = match link
+            .gateway
+            .serve_fast(&link.conn, io, &link.stop, idle_since)
+            .await
+        {
             Served::Closed => return,
             Served::Idle(io, since) => return park(io, link, since),
             Served::HandOff(io, read) => (io, read),
@@ -245,7 +258,7 @@ where
         let conn = hyper_http1(&link.settings)
             .serve_connection(TokioIo::new(Rewind::new(read, io)), service(link.clone()))
             .with_upgrades();
-        link.ended(until_stopped!(conn, link.gateway.stopping()));
+        link.ended(until_stopped!(conn, link.stop));
     }
 }
 
@@ -260,8 +273,8 @@ where
     let resume = |io, (link, since)| {
         tokio::spawn(serve_http1(io, link, since));
     };
-    let stop = link.gateway.stopping();
-    if let Some(parked) = Parked::new(io, (link.clone(), idle_since), resume, deadline, stop) {
+    if let Some(parked) = Parked::new(io, (link.clone(), idle_since), resume, deadline, &link.stop)
+    {
         tokio::spawn(parked);
     }
 }

@@ -1,7 +1,9 @@
 //! Shutdown as the proxy's tasks see it: a flag set once, and waits for it.
 //! A wait holds one `Notify` waiter and nothing else: every idle
 //! connection holds one (besides its socket and its timer), so it is kept
-//! small.
+//! small. The gateway has one; each proxy thread has its own, set when the
+//! gateway's is, so the fast path's per-request waits never touch a lock
+//! another thread takes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,9 +37,10 @@ impl Stop {
         (!self.is_set()).then_some(waiter)
     }
 
-    /// Completes at shutdown.
+    /// Completes at shutdown; as `waiter`, but borrowing.
     pub async fn wait(&self) {
-        if let Some(waiter) = self.waiter() {
+        let waiter = self.notify.notified();
+        if !self.is_set() {
             waiter.await;
         }
     }

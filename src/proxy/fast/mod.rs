@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::exchange::{self, Exchange};
 use super::respond::{Answer, ErrorAnswer, BODY_TIMEOUT};
+use super::stop::Stop;
 use super::upstream::{may_send_again, Reached, UpstreamError, Wire, HOLD_UPSTREAM};
 use super::{Conn, Gateway};
 use crate::metrics::RouteClass;
@@ -125,15 +126,22 @@ impl Gateway {
     /// long as they are the fast path's and keep coming. Once it has been
     /// idle for `HOLD_UPSTREAM` its buffers and upstream connection go, and
     /// it is handed back to wait for its next request holding nothing but
-    /// its socket (as nginx's keep-alive wait does).
-    pub async fn serve_fast<C>(&self, conn: &Conn, mut io: C, idle_since: Instant) -> Served<C>
+    /// its socket (as nginx's keep-alive wait does). At `stop` it closes,
+    /// after the answer in progress.
+    pub async fn serve_fast<C>(
+        &self,
+        conn: &Conn,
+        mut io: C,
+        stop: &Stop,
+        idle_since: Instant,
+    ) -> Served<C>
     where
         C: AsyncRead + AsyncWrite + Unpin,
     {
         if !self.settings.fast_path {
             return Served::HandOff(io, Bytes::new());
         }
-        match self.burst(conn, &mut io, idle_since).await {
+        match self.burst(conn, &mut io, stop, idle_since).await {
             Burst::Idle(since) => {
                 conn.session.forget();
                 Served::Idle(io, since)
@@ -147,7 +155,7 @@ impl Gateway {
     /// `idle_since`, until the connection is to close, goes to hyper, or
     /// has been idle for `HOLD_UPSTREAM`; the upstream connection goes back
     /// to the pool then.
-    async fn burst<C>(&self, conn: &Conn, io: &mut C, mut idle_since: Instant) -> Burst
+    async fn burst<C>(&self, conn: &Conn, io: &mut C, stop: &Stop, mut idle_since: Instant) -> Burst
     where
         C: AsyncRead + AsyncWrite + Unpin,
     {
@@ -161,7 +169,10 @@ impl Gateway {
         };
         let mut wire: Option<Wire> = None;
         let end = loop {
-            match self.next(conn, io, &mut bufs, &mut wire, idle_since).await {
+            match self
+                .next(conn, io, &mut bufs, &mut wire, stop, idle_since)
+                .await
+            {
                 Step::Again => idle_since = Instant::now(),
                 Step::Idle => break Burst::Idle(idle_since),
                 Step::Close => break Burst::Closed,
@@ -182,6 +193,7 @@ impl Gateway {
         io: &mut C,
         bufs: &mut Buffers,
         wire: &mut Option<Wire>,
+        stop: &Stop,
         idle_since: Instant,
     ) -> Step
     where
@@ -197,7 +209,8 @@ impl Gateway {
         // An idle connection waits the client timeout for a request (here
         // for `HOLD_UPSTREAM` of it: then the burst ends, the upstream
         // connection of its last request goes back to the pool so idle
-        // clients do not each hold one, and `serve_fast` waits on); once
+        // clients do not each hold one, and it waits on parked, see
+        // `keepalive`); once
         // its first bytes came, the whole head must arrive within as long
         // again, and then its body.
         let patience = self.settings.client_timeout;
@@ -217,9 +230,12 @@ impl Gateway {
                 }
             }
             let idle = bufs.client.is_empty();
+            // The read first: the wait for shutdown registers (a lock)
+            // only when it is polled, and then only if the read is pending.
             let got = tokio::select! {
+                biased;
                 got = read_client(io, &mut bufs.client, &mut bufs.client_wait) => got,
-                _ = self.stop.wait() => Got::Closed,
+                _ = stop.wait() => Got::Closed,
             };
             if got == Got::Late && idle && holding {
                 return Step::Idle;
@@ -299,7 +315,7 @@ impl Gateway {
         bufs.upstream_head.extend_from_slice(&bufs.client[..body]);
         bufs.client.advance(body);
 
-        let close = head.close || self.stop.is_set();
+        let close = head.close || stop.is_set();
         let started = Instant::now();
         bufs.client_head.clear();
         let sent = self
