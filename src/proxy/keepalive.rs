@@ -12,7 +12,6 @@ use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tokio::sync::futures::OwnedNotified;
 use tokio::time::{Instant, Sleep};
-use tokio_io_timeout::TimeoutWriter;
 
 use super::stop::Stop;
 
@@ -23,9 +22,9 @@ pub trait Socket {
     fn tcp(&self) -> &TcpStream;
 }
 
-impl Socket for Pin<Box<TimeoutWriter<TcpStream>>> {
+impl Socket for TcpStream {
     fn tcp(&self) -> &TcpStream {
-        self.get_ref()
+        self
     }
 }
 

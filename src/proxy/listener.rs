@@ -157,7 +157,7 @@ async fn serve(
         gateway,
         stop,
     });
-    let stream = timed(stream, link.settings.client_timeout);
+    let _ = stream.set_nodelay(true);
     // The TLS side is boxed: a task is as large as its largest state, and
     // a plain connection's are small.
     if link.settings.tls.is_none() {
@@ -168,17 +168,16 @@ async fn serve(
 }
 
 /// `stream` with writes that wait at most `timeout` for the client to take
-/// bytes, boxed. Not in `serve` itself: a value moved out of an async
-/// function's local still takes room in its state.
-fn timed(stream: TcpStream, timeout: Duration) -> Pin<Box<TimeoutWriter<TcpStream>>> {
-    let _ = stream.set_nodelay(true);
+/// bytes, boxed, for hyper to serve (the fast path times its own writes:
+/// an idle connection holds no timer for them).
+fn timed<S: AsyncWrite>(stream: S, timeout: Duration) -> Pin<Box<TimeoutWriter<S>>> {
     let mut stream = TimeoutWriter::new(stream);
     stream.set_timeout(Some(timeout));
     Box::pin(stream)
 }
 
 /// Serves a TLS connection: HTTP/2 or HTTP/1.1, as ALPN agreed.
-async fn serve_tls(stream: Pin<Box<TimeoutWriter<TcpStream>>>, link: Arc<Link>) {
+async fn serve_tls(stream: TcpStream, link: Arc<Link>) {
     let Some(acceptor) = &link.settings.tls else {
         return;
     };
@@ -196,7 +195,10 @@ async fn serve_tls(stream: Pin<Box<TimeoutWriter<TcpStream>>>, link: Arc<Link>) 
         .keep_alive_timeout(H2_PING_TIMEOUT)
         .initial_connection_window_size(H2_CONNECTION_WINDOW)
         .max_header_list_size(link.settings.max_head_bytes as u32)
-        .serve_connection(TokioIo::new(stream), service(link.clone()));
+        .serve_connection(
+            TokioIo::new(timed(stream, link.settings.client_timeout)),
+            service(link.clone()),
+        );
     link.ended(until_stopped!(conn, link.stop));
 }
 
@@ -255,6 +257,7 @@ where
             Served::Idle(io, since) => return park(io, link, since),
             Served::HandOff(io, read) => (io, read),
         };
+        let io = timed(io, link.settings.client_timeout);
         let conn = hyper_http1(&link.settings)
             .serve_connection(TokioIo::new(Rewind::new(read, io)), service(link.clone()))
             .with_upgrades();

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_io_timeout::TimeoutWriter;
 
 use super::exchange::{self, Exchange};
 use super::respond::{Answer, ErrorAnswer, BODY_TIMEOUT};
@@ -141,7 +142,10 @@ impl Gateway {
         if !self.settings.fast_path {
             return Served::HandOff(io, Bytes::new());
         }
-        match self.burst(conn, &mut io, stop, idle_since).await {
+        // Boxed, as the serving task's other large parts: measured, idle
+        // connections left by a crowd cost 0.2 KiB less each that way (the
+        // memory the crowd's bursts held is left less scattered).
+        match Box::pin(self.burst(conn, &mut io, stop, idle_since)).await {
             Burst::Idle(since) => {
                 conn.session.forget();
                 Served::Idle(io, since)
@@ -168,9 +172,14 @@ impl Gateway {
             upstream_wait: Deadline::default(),
         };
         let mut wire: Option<Wire> = None;
+        // Writes wait at most the client timeout for the client to take
+        // bytes; the timer is the burst's, not held by an idle connection.
+        let mut io = std::pin::pin!(TimeoutWriter::new(io));
+        io.as_mut()
+            .set_timeout_pinned(Some(self.settings.client_timeout));
         let end = loop {
             match self
-                .next(conn, io, &mut bufs, &mut wire, stop, idle_since)
+                .next(conn, &mut io, &mut bufs, &mut wire, stop, idle_since)
                 .await
             {
                 Step::Again => idle_since = Instant::now(),
