@@ -1020,7 +1020,7 @@ fn on_path(fast: bool, path: &str, cookie: &str) -> String {
 }
 
 /// A client that stays idle after its request gives its upstream connection
-/// back after a quarter of a second, while keeping its own: ten thousand
+/// back once idle (`HOLD_UPSTREAM`), while keeping its own: ten thousand
 /// idle browsers do not hold ten thousand upstream connections.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_client_gives_its_upstream_connection_back() {

@@ -139,8 +139,8 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let mut s = signed_in(&up.url(), "", None).await;
     let cookie = s.cookie.clone();
     let gw = &mut s.gw;
-    // A keep-alive connection idle long past the quarter second after
-    // which it waits in a task of its own.
+    // A keep-alive connection idle long past the hold (`HOLD_UPSTREAM`)
+    // after which it waits in a task of its own.
     let addr = gw.public;
     let bare = s.cookie.clone();
     let mut parked = tokio::task::spawn_blocking(move || {
