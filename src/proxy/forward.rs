@@ -3,6 +3,7 @@
 //! headers, in HTTP/1.1 origin form; the answer streams back as it comes,
 //! and a protocol switch (WebSocket) is spliced through both ways.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -136,8 +137,9 @@ impl Gateway {
         // HTTP/2 (and absolute-form HTTP/1) name the host in the target;
         // Host carries it without any user information (RFC 9112 §3.2.2).
         let authority = parts.uri.authority().map(|a| match a.port() {
-            Some(port) => format!("{}:{port}", a.host()),
-            None => a.host().to_owned(),
+            _ if !a.as_str().contains('@') => Cow::Borrowed(a.as_str()),
+            Some(port) => Cow::Owned(format!("{}:{port}", a.host())),
+            None => Cow::Owned(a.host().to_owned()),
         });
         headers::set_forwarded(h, authority.as_deref(), &conn.peer);
         // Client copies were stripped before routing: append, no search.
@@ -163,10 +165,10 @@ impl Gateway {
         }
         headers::strip_own_cookies(h);
         if authority.is_some() {
-            parts.uri = parts.uri.path_and_query().map_or_else(
-                || http::Uri::from_static("/"),
-                |pq| pq.as_str().parse().unwrap_or_default(),
-            );
+            parts.uri = parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| http::Uri::from_static("/"), |pq| pq.clone().into());
         }
         parts.version = Version::HTTP_11;
     }
