@@ -141,40 +141,22 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let gw = &mut s.gw;
     // A keep-alive connection idle long past the hold (`HOLD_UPSTREAM`)
     // after which it waits in a task of its own.
-    let addr = gw.public;
-    let bare = s.cookie.clone();
-    let mut parked = tokio::task::spawn_blocking(move || {
-        let mut c = common::KeepAlive::open(addr);
-        assert_eq!(c.get("/before", &bare), 200);
-        c
-    })
-    .await
-    .unwrap();
+    let parked = kept_alive(gw.public, &s.cookie).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let url = gw.url("/slow?ms=1500");
     let in_flight =
         tokio::spawn(async move { client().get(url).header("cookie", cookie).send().await });
     // An idle keep-alive connection, as browsers keep them.
-    let bare = s.cookie.clone();
-    let mut idle = tokio::task::spawn_blocking(move || {
-        let mut c = common::KeepAlive::open(addr);
-        assert_eq!(c.get("/before", &bare), 200);
-        c
-    })
-    .await
-    .unwrap();
+    let idle = kept_alive(gw.public, &s.cookie).await;
     // Let the request reach the upstream before the signal.
     gw.metrics_with("idgate_active_requests 1").await;
     gw.signal(libc::SIGTERM);
-    let closed = tokio::task::spawn_blocking(move || idle.closed_within(Duration::from_secs(1)))
-        .await
-        .unwrap();
-    assert!(closed, "an idle connection is closed at once when draining");
-    let closed = tokio::task::spawn_blocking(move || parked.closed_within(Duration::from_secs(1)))
-        .await
-        .unwrap();
     assert!(
-        closed,
+        closed_soon(idle).await,
+        "an idle connection is closed at once when draining"
+    );
+    assert!(
+        closed_soon(parked).await,
         "a long-idle connection is closed at once when draining"
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -191,6 +173,25 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "finally");
     assert_eq!(gw.wait_exit(Duration::from_secs(8)).await, Some(0));
+}
+
+/// A keep-alive connection to `addr` that has carried one request.
+async fn kept_alive(addr: std::net::SocketAddr, cookie: &str) -> common::KeepAlive {
+    let cookie = cookie.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut c = common::KeepAlive::open(addr);
+        assert_eq!(c.get("/before", &cookie), 200);
+        c
+    })
+    .await
+    .unwrap()
+}
+
+/// Whether the gateway closes `c` within a second.
+async fn closed_soon(mut c: common::KeepAlive) -> bool {
+    tokio::task::spawn_blocking(move || c.closed_within(Duration::from_secs(1)))
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
