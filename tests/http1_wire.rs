@@ -332,9 +332,10 @@ async fn headers_named_by_connection_stay_on_the_client_side() {
     assert!(raw.contains("\r\nx-kept: 3\r\n"), "{raw}");
 }
 
-/// An absolute-form target goes upstream in origin form, and its authority
-/// is the Host (RFC 9112 §3.2.2) and X-Forwarded-Host the upstream sees;
-/// the request goes to the configured upstream all the same.
+/// An absolute-form target goes upstream in origin form (its query kept,
+/// even without a path), and its authority is the Host (RFC 9112 §3.2.2)
+/// and X-Forwarded-Host the upstream sees; the request goes to the
+/// configured upstream all the same.
 #[tokio::test(flavor = "multi_thread")]
 async fn absolute_form_targets_go_upstream_in_origin_form() {
     let up = RawUpstream::answering_targets().await;
@@ -350,6 +351,15 @@ async fn absolute_form_targets_go_upstream_in_origin_form() {
     assert!(r.raw.starts_with(b"GET /x?q=1 HTTP/1.1\r\n"));
     assert_eq!(r.headers_named("host"), ["other.example"]);
     assert_eq!(r.headers_named("x-forwarded-host"), ["other.example"]);
+    // No path, a query: the path is `/`, and the query goes with it.
+    c.send(format!(
+        "GET http://other.example:8080?q=2 HTTP/1.1\r\nHost: gw\r\nCookie: {}\r\n\r\n",
+        s.cookie
+    ));
+    assert_eq!(c.response(false).body_text(), "/?q=2");
+    let r = &up.requests()[1];
+    assert!(r.raw.starts_with(b"GET /?q=2 HTTP/1.1\r\n"));
+    assert_eq!(r.headers_named("host"), ["other.example:8080"]);
 }
 
 /// `Expect: 100-continue`: the gateway itself tells the client to go on
