@@ -19,6 +19,9 @@
 #   tls-new-conn  a new TLS connection (full handshake) for every request
 #   h2            HTTP/2 over TLS (h2load, one stream per connection at a
 #                 time)
+#   paced         plain, but each connection waits PACE_MS (default 50)
+#                 between requests, as a browser does, over eight times the
+#                 connections: a connection is idle between its requests
 #   all           every variant above, one after the other, and a table
 #
 # Memory: the peak resident memory of each proxy under each variant's load,
@@ -55,7 +58,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_VARIANTS=(plain log xff tls tls-new-conn h2)
+ALL_VARIANTS=(plain log xff tls tls-new-conn h2 paced)
 VARIANTS=(plain)
 if [ "${1:-}" = "--variant" ]; then
   case "${2:-}" in
@@ -139,10 +142,16 @@ TLS_CONF="ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem; ssl
 # scheme and extra request headers.
 variant() {
   NGX_HTTP=""; GW_SERVER=""; GW_LOG='level = "warn"'; SCHEME=http; EXTRA_HEADERS=(); TOOL=wrk
+  LOAD_CONNS="$CONNS"; WRK_SCRIPT=()
   local listen="listen 127.0.0.1:$NGX_PORT;"
   local fwd='proxy_set_header X-Forwarded-For $remote_addr;'
   case "$1" in
     plain) ;;
+    paced)
+      echo "function delay() return ${PACE_MS:-50} end" >"$WORK/paced.lua"
+      WRK_SCRIPT=(-s "$WORK/paced.lua")
+      LOAD_CONNS=$((CONNS * 8))
+      ;;
     log)
       NGX_HTTP="log_format same '\$time_iso8601 \$request_method \$uri \$status \$remote_addr \$remote_user \$upstream_response_time \$request_time'; access_log $WORK/px-access.log same buffer=32k flush=1s;"
       GW_LOG='level = "warn,idgate::access=info"'
@@ -283,7 +292,7 @@ load() { # seconds url header
     p99=$(awk -F'\t' '{print $3}' "$WORK/h2.log" | sort -n | awk '{v[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf "%.3fms", v[i]/1000}')
     LOAD="$total $rps $p99 $((total - ok)) $(awk '/^requests:/ {print $12 + $14}' <<<"$out")"
   else
-    out=$(wrk -t1 -c"$CONNS" -d"${secs}s" --latency "${hargs[@]}" "$url")
+    out=$(wrk -t1 -c"$LOAD_CONNS" -d"${secs}s" --latency "${WRK_SCRIPT[@]}" "${hargs[@]}" "$url")
     local total rps p99 non2xx sockerr
     total=$(awk '/requests in/ {print $1}' <<<"$out")
     rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
@@ -354,7 +363,8 @@ for v in "${VARIANTS[@]}"; do
   read -r n_rps n_p99 n_cpu n_user n_sys <<<"$n"
   read -r g_rps g_p99 g_cpu g_user g_sys <<<"$g"
   n_p99ms=$(to_ms "$n_p99"); g_p99ms=$(to_ms "$g_p99"); u_p99ms=$(to_ms "$u_p99")
-  if [ "$TOOL" = h2load ]; then tool="h2load: 1 thread, $CONNS connections, 1 stream each"; else tool="wrk: 1 thread, $CONNS connections"; fi
+  if [ "$TOOL" = h2load ]; then tool="h2load: 1 thread, $CONNS connections, 1 stream each"; else tool="wrk: 1 thread, $LOAD_CONNS connections"; fi
+  [ "${#WRK_SCRIPT[@]}" = 0 ] || tool="$tool, each waiting ${PACE_MS:-50} ms between requests"
   echo
   echo "variant $v; $tool, ${DURATION}s per run; one worker per proxy; $(nproc) cores"
   echo "median of $ROUNDS rounds by CPU ratio: $(printf '%s ' "${ROWS[@]%%|*}")"

@@ -35,13 +35,15 @@ const RESOLVE_EVERY: Duration = Duration::from_secs(10);
 /// upstream connections of its last ones (and the fast path its buffers)
 /// before they go back to the pool: ten thousand idle browsers do not hold
 /// ten thousand upstream connections. The one rule of both data paths.
-/// Long enough for a busy client's next request (under load it comes
-/// within a millisecond); short, because what a crowd of clients arriving
-/// at once holds in the meantime is left scattered in memory once they
-/// are idle: 10,000 arriving over a few seconds cost 1.1–2.0 KiB each idle
-/// at 250 ms (varying from run to run), 1.0–1.2 KiB at 25 ms, 1.0–1.1 at
-/// 2 ms; at 1 s they held 4,600 upstream connections while arriving.
-pub const HOLD_UPSTREAM: Duration = Duration::from_millis(25);
+/// Long enough for the next request of a client loading a page (a browser
+/// 50 ms apart costs 1.02× nginx's CPU per request at 100 ms, 1.24× at
+/// 25 ms, where every request finds its connection parked); short, because
+/// what a crowd of clients arriving at once holds in the meantime is left
+/// scattered in memory once they are idle: 10,000 arriving over a few
+/// seconds cost 1.1–2.0 KiB each idle at 250 ms (varying from run to run),
+/// 1.1–1.6 KiB at 100 ms, 1.0–1.2 KiB at 25 ms (`benches/load.sh`, the
+/// `paced` variant and the idle measurement).
+pub const HOLD_UPSTREAM: Duration = Duration::from_millis(100);
 
 /// A connection idle at least this long may have been closed by the
 /// upstream's keep-alive timeout just as a request goes out on it.
