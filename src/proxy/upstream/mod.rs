@@ -41,8 +41,8 @@ const RESOLVE_EVERY: Duration = Duration::from_secs(10);
 /// 25 ms 1.24×, every request finding its connection parked); short,
 /// because what a crowd of clients arriving at once holds in the meantime
 /// is left scattered in memory once they are idle: 10,000 arriving over a
-/// few seconds cost 1.3–1.9 KiB each idle at 250 ms (varying from run to
-/// run), 1.0–1.4 KiB at 100 ms, 1.0–1.2 KiB at 25 ms (`benches/load.sh`,
+/// few seconds cost 1.1–2.3 KiB each idle at 250 ms (varying from run to
+/// run), 1.0–1.6 KiB at 100 ms, 1.0–1.2 KiB at 25 ms (`benches/load.sh`,
 /// the `paced` variant and the idle measurement; nginx 0.8 KiB).
 pub const HOLD_UPSTREAM: Duration = Duration::from_millis(250);
 
