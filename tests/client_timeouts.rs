@@ -130,12 +130,25 @@ async fn a_slow_but_steady_upload_gets_through() {
     assert_eq!(json["len"], 30);
 }
 
+/// The size of the answer a stalling client asks for.
+const TOTAL: usize = 256 * 1024 * 1024;
+
+/// A client that stalled reading its `nth` download read only `got` bytes
+/// of it afterwards, and the access log says it was gone.
+async fn assert_cut_short(s: &SignedIn, nth: usize, hyper: bool, got: usize) {
+    assert!(
+        got < TOTAL,
+        "hyper={hyper}: the client read all {got} bytes; the connection outlived its stall"
+    );
+    let line = access_line(s, "/download", nth).await;
+    assert_eq!(line["error"], "client_gone", "{line}");
+}
+
 /// A client that asks for a large answer and then reads none of it: once
 /// its socket is full and the client timeout passes, the gateway closes the
 /// connection, so the client finds far less than the answer when it reads.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_stops_reading_loses_its_connection() {
-    const TOTAL: usize = 256 * 1024 * 1024;
     let up = Upstream::start().await;
     let s = signed_in(&up.url(), TOML, None).await;
     for (nth, hyper) in [false, true].into_iter().enumerate() {
@@ -154,12 +167,7 @@ async fn a_client_that_stops_reading_loses_its_connection() {
             }
             got += n;
         }
-        assert!(
-            got < TOTAL,
-            "hyper={hyper}: the client read all {got} bytes; the connection outlived its stall"
-        );
-        let line = access_line(&s, "/download", nth).await;
-        assert_eq!(line["error"], "client_gone", "{line}");
+        assert_cut_short(&s, nth, hyper, got).await;
     }
 }
 
@@ -195,6 +203,72 @@ async fn a_head_that_stops_halfway_is_closed_after_the_client_timeout() {
     assert!(up.requests().is_empty());
 }
 
+/// A TLS connection to the gateway's listener, trusting `cert`.
+async fn tls_connect(
+    s: &SignedIn,
+    cert: &rustls::pki_types::CertificateDer<'static>,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(s.gw.public).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap()
+}
+
+/// The same over TLS, on both paths: the write timeout sits over the TLS
+/// stream, so a client that takes no bytes stalls TLS's writes and loses
+/// its connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_client_that_stops_reading_loses_its_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (tls, cert) = common::listener_cert(dir.path());
+    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
+    let s = signed_in(&up.url(), &format!("{TOML}\n{tls}"), Some(root)).await;
+    for (nth, hyper) in [false, true].into_iter().enumerate() {
+        let mut c = tls_connect(&s, cert.cert.der()).await;
+        if hyper {
+            c.write_all(b"GET /oauth/login HTTP/1.1\r\nHost: gw\r\n\r\n")
+                .await
+                .unwrap();
+            let mut head = Vec::new();
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let mut chunk = [0u8; 4096];
+                let n = c.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "closed before the login page");
+                head.extend_from_slice(&chunk[..n]);
+            }
+            assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+        }
+        let request = format!(
+            "GET /download?bytes={TOTAL} HTTP/1.1\r\nHost: gw\r\nCookie: {}\r\n\r\n",
+            s.cookie
+        );
+        c.write_all(request.as_bytes()).await.unwrap();
+        tokio::time::sleep(PAST_TIMEOUT).await;
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1 << 20];
+        while let Ok(Ok(n)) = tokio::time::timeout(PAST_TIMEOUT, c.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        assert_cut_short(&s, nth, hyper, got).await;
+    }
+}
+
 /// An idle TLS connection is closed after the client timeout even while
 /// bytes trickle in that never make a request: one byte of a TLS record at
 /// a time wakes the gateway each time, and none of them is a request, so
@@ -202,7 +276,6 @@ async fn a_head_that_stops_halfway_is_closed_after_the_client_timeout() {
 /// open forever).
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_tls_connection_trickling_record_bytes_is_closed_after_the_client_timeout() {
-    use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let up = RawUpstream::answering_targets().await;
@@ -212,21 +285,7 @@ async fn an_idle_tls_connection_trickling_record_bytes_is_closed_after_the_clien
     let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
     let s = signed_in(&up.url(), &toml, Some(root)).await;
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(s.gw.public).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let mut tls = tls_connect(&s, cert.cert.der()).await;
     let request = format!(
         "GET /first HTTP/1.1\r\nHost: gw\r\nCookie: {}\r\n\r\n",
         s.cookie
