@@ -218,10 +218,9 @@ impl Gateway {
         // An idle connection waits the client timeout for a request (here
         // for `HOLD_UPSTREAM` of it: then the burst ends, the upstream
         // connection of its last request goes back to the pool so idle
-        // clients do not each hold one, and it waits on parked, see
-        // `keepalive`); once
-        // its first bytes came, the whole head must arrive within as long
-        // again, and then its body.
+        // clients do not each hold one, and the connection waits on in a
+        // task of its own, see `keepalive`); once its first bytes came, the
+        // whole head must arrive within as long again, and then its body.
         let patience = self.settings.client_timeout;
         let holding = patience > HOLD_UPSTREAM;
         bufs.client_wait
