@@ -8,6 +8,7 @@
 
 pub mod chunked;
 pub mod deadline;
+pub mod hold;
 pub mod request;
 pub mod response;
 pub mod rewind;
@@ -29,6 +30,7 @@ use crate::policy::fields;
 use crate::tts::owners::Standing;
 use chunked::Chunks;
 use deadline::Deadline;
+use hold::Hold;
 use request::{Head, Intake, Limits, Rewrite};
 use response::{Final, Framing, UpstreamHead};
 
@@ -216,15 +218,15 @@ impl Gateway {
             trusted: conn.peer.trusted,
         };
         // An idle connection waits the client timeout for a request (here
-        // for `HOLD_UPSTREAM` of it: then the burst ends, the upstream
-        // connection of its last request goes back to the pool so idle
-        // clients do not each hold one, and the connection waits on in a
-        // task of its own, see `keepalive`); once its first bytes came, the
-        // whole head must arrive within as long again, and then its body.
+        // for `HOLD_UPSTREAM` of it, see `hold`: then the burst ends, the
+        // upstream connection of its last request goes back to the pool so
+        // idle clients do not each hold one, and the connection waits on in
+        // a task of its own, see `keepalive`); once its first bytes came,
+        // the whole head must arrive within as long again, and then its
+        // body.
         let patience = self.settings.client_timeout;
         let holding = patience > HOLD_UPSTREAM;
-        bufs.client_wait
-            .set(idle_since + if holding { HOLD_UPSTREAM } else { patience });
+        bufs.client_wait.set(idle_since + patience);
         let head = loop {
             if !bufs.client.is_empty() {
                 match request::parse(&bufs.client, &limits, &mut bufs.fields) {
@@ -238,16 +240,15 @@ impl Gateway {
                 }
             }
             let idle = bufs.client.is_empty();
-            // The read first: the wait for shutdown registers (a lock)
-            // only when it is polled, and then only if the read is pending.
+            // The read first: the waits for shutdown and for the hold's end
+            // register only when polled, and then only if the read is
+            // pending.
             let got = tokio::select! {
                 biased;
                 got = read_client(io, &mut bufs.client, &mut bufs.client_wait) => got,
                 _ = stop.wait() => Got::Closed,
+                _ = Hold::new(idle_since), if idle && holding => return Step::Idle,
             };
-            if got == Got::Late && idle && holding {
-                return Step::Idle;
-            }
             if got != Got::More {
                 return Step::Close;
             }

@@ -35,16 +35,14 @@ const RESOLVE_EVERY: Duration = Duration::from_secs(10);
 /// upstream connections of its last ones (and the fast path its buffers)
 /// before they go back to the pool: ten thousand idle browsers do not hold
 /// ten thousand upstream connections. The one rule of both data paths.
-/// Long enough for the next request of a browser (one asking every 50 ms
-/// costs 0.94× nginx's CPU per request at 250 ms; at 100 ms 1.10×, its
-/// connection's hold timer firing and moved on at every other request; at
-/// 25 ms 1.24×, every request finding its connection parked); short,
-/// because what a crowd of clients arriving at once holds in the meantime
-/// is left scattered in memory once they are idle: 10,000 arriving over a
-/// few seconds cost 1.1–2.3 KiB each idle at 250 ms (varying from run to
-/// run), 1.0–1.6 KiB at 100 ms, 1.0–1.2 KiB at 25 ms (`benches/load.sh`,
-/// the `paced` variant and the idle measurement; nginx 0.8 KiB).
-pub const HOLD_UPSTREAM: Duration = Duration::from_millis(250);
+/// Long enough for the next request of a browser; short, because every
+/// client of a crowd arriving at once holds an upstream connection until
+/// then. On the fast path its end is found by a sweep per proxy thread
+/// (`fast::hold`), not a timer per connection: a client asking every 50 ms
+/// cost 0.95–0.98× nginx's CPU per request at 100 ms with the sweep, and
+/// 0.98–1.04× at 250 ms with a timer (1.10× at 100 ms, the timer firing
+/// and moved on at every other request; `benches/load.sh`, `paced`).
+pub const HOLD_UPSTREAM: Duration = Duration::from_millis(100);
 
 /// A connection idle at least this long may have been closed by the
 /// upstream's keep-alive timeout just as a request goes out on it.
