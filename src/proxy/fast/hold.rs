@@ -150,6 +150,10 @@ async fn sweep(sweeping: Sweeping) {
                     entry.waker.wake_by_ref();
                 }
             }
+            // A crowd's slots go with it.
+            if w.entries.is_empty() {
+                w.entries.shrink_to_fit();
+            }
             w.entries.is_empty()
         });
         if empty {
@@ -210,5 +214,20 @@ mod tests {
         let start = Now::now();
         ended(Hold::new(long_ago)).await;
         assert!(start.elapsed() <= SWEEP_EVERY);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_slots_of_a_crowd_go_once_it_has_gone() {
+        use futures_util::FutureExt;
+        let since = Now::now().into_std();
+        let mut crowd: Vec<Hold> = (0..1000).map(|_| Hold::new(since)).collect();
+        for hold in &mut crowd {
+            assert!(hold.now_or_never().is_none(), "not due yet");
+        }
+        assert_eq!(waiting(), 1000);
+        drop(crowd);
+        tokio::time::sleep(SWEEP_EVERY * 2).await;
+        let slots = WAITING.with_borrow(|w| w.entries.capacity());
+        assert!(slots < 1000, "{slots} slots kept");
     }
 }
