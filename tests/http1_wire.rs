@@ -1082,3 +1082,32 @@ async fn both_paths_share_one_pool_of_upstream_connections() {
     assert_eq!(connections, [0, 0, 0]);
     assert_eq!(up.connections(), 1);
 }
+
+/// An answer whose head is larger than the fast path's first read of the
+/// upstream, and whose body is larger than any read, arrives whole, and so
+/// does the next one on the same connections (their buffers grown by then).
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_larger_than_a_read_arrive_whole() {
+    let fields: String = (0..40)
+        .map(|i| format!("X-Part-{i}: {}\r\n", "v".repeat(500)))
+        .collect();
+    let body: String = (0..300_000u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\n{fields}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let up = RawUpstream::start(move |_| Reply::raw(answer.clone())).await;
+    let s = signed_in(&up.url(), "", None).await;
+    let mut client = KeepAlive::open(s.gw.public);
+    for path in ["/first", "/second"] {
+        client.send(on_path(true, path, &s.cookie));
+        let r = client.response(false);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.headers_named("x-part-39"), ["v".repeat(500)]);
+        assert!(r.body == body.as_bytes(), "the body arrives whole");
+    }
+    assert_eq!(up.targets(), ["/first", "/second"]);
+    assert_eq!(up.connections(), 1, "both on one upstream connection");
+}
