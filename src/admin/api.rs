@@ -10,8 +10,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use constant_time_eq::constant_time_eq;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::identity::keys::{AssertionKeys, KeyError};
 use crate::provider_registry::{Registry, RegistryError};
@@ -131,7 +131,7 @@ async fn authenticate(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| Sha256::digest(t.trim().as_bytes()));
     match presented {
-        Some(digest) if bool::from(digest.as_slice().ct_eq(&expected)) => next.run(req).await,
+        Some(digest) if constant_time_eq(digest.as_slice(), &expected) => next.run(req).await,
         Some(_) => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

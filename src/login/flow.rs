@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use constant_time_eq::constant_time_eq;
 use http::HeaderValue;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::console::ConsoleSignIn;
 use super::graph;
@@ -332,7 +332,7 @@ impl LoginFlow {
                     "This sign-in was not started in this browser, or it took too long. Start the sign-in again.",
                 )
             })?;
-        if !bool::from(pending.state.as_bytes().ct_eq(state.as_bytes()))
+        if !constant_time_eq(pending.state.as_bytes(), state.as_bytes())
             || pending.provider != provider_id
         {
             // Not this browser's login: leave its own pending login alone.

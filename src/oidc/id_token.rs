@@ -8,12 +8,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use constant_time_eq::constant_time_eq;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
-use subtle::ConstantTimeEq;
 
 use super::client::OidcCache;
 use super::discovery::{issuer_for_tenant, Metadata};
@@ -248,7 +248,7 @@ pub async fn verify(
             && claims
                 .nonce
                 .as_deref()
-                .is_some_and(|nonce| bool::from(nonce.as_bytes().ct_eq(expected.as_bytes())));
+                .is_some_and(|nonce| constant_time_eq(nonce.as_bytes(), expected.as_bytes()));
         if !nonce_matches {
             return Err(OidcError::NonceMismatch);
         }

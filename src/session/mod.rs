@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use constant_time_eq::constant_time_eq;
 use http::{HeaderName, HeaderValue};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::identity::assertion::{AssertedIdentity, AssertionError, Signer};
 use crate::identity::email::{self, Vouching};
@@ -372,7 +372,7 @@ impl Sessions {
             .filter(|m| {
                 m.revocations == revocations
                     && m.live.cached_until > Instant::now()
-                    && bool::from(m.cookie.as_bytes().ct_eq(cookie))
+                    && constant_time_eq(m.cookie.as_bytes(), cookie)
             })
             .map(|m| m.live.clone());
         if let Some(live) = hit {

@@ -15,9 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use constant_time_eq::constant_time_eq;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::codes::Grant;
 use super::id_token::{self, Fault};
@@ -182,7 +182,7 @@ fn by_code(
         return Err(TokenError::invalid_grant("code_verifier is required"));
     };
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    if !bool::from(challenge.as_bytes().ct_eq(grant.code_challenge.as_bytes())) {
+    if !constant_time_eq(challenge.as_bytes(), grant.code_challenge.as_bytes()) {
         return Err(TokenError::invalid_grant("PKCE verification failed"));
     }
     Ok(grant)
@@ -332,7 +332,7 @@ fn authenticate_client(
     // through timing; an unknown client costs the same work.
     let expected = Sha256::digest(registered.as_deref().unwrap_or_default().as_bytes());
     let presented = Sha256::digest(secret.as_bytes());
-    let matches = bool::from(expected.as_slice().ct_eq(presented.as_slice()));
+    let matches = constant_time_eq(expected.as_slice(), presented.as_slice());
     if registered.is_some() && matches {
         Ok(client_id)
     } else {
