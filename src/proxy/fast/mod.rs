@@ -37,16 +37,16 @@ use response::{Final, Framing, UpstreamHead};
 /// Largest response head taken from the upstream.
 const MAX_RESPONSE_HEAD: usize = 256 * 1024;
 /// Read sizes: the client's buffer (a burst's first read takes the smaller
-/// one, as nginx's `client_header_buffer_size`), the upstream's (a read into
-/// an empty buffer takes the smaller one, as nginx's `proxy_buffer_size`;
-/// a head or chunk that needs more grows it). Measured, idle connections
-/// left by a crowd cost 1.13–1.26 KiB each with an 8 KiB first read of the
-/// upstream, 0.97–1.87 KiB with 32 KiB (six rounds each): every
-/// connection of the crowd holds its upstream connection, and its buffer,
-/// through the hold.
+/// one, as nginx's `client_header_buffer_size`), the upstream's (its answer
+/// head is read 8 KiB at a time, as nginx's `proxy_buffer_size`, a body 32
+/// KiB at a time). Measured, idle connections left by a crowd cost
+/// 1.13–1.26 KiB each with the head's reads at 8 KiB, 0.97–1.87 KiB at 32
+/// KiB (six rounds each): every connection of the crowd holds its upstream
+/// connection, and its buffer, through the hold, and most answers are
+/// read whole with their head.
 const IDLE_READ: usize = 1024;
 const CLIENT_READ: usize = 8 * 1024;
-const UPSTREAM_FIRST_READ: usize = 8 * 1024;
+const UPSTREAM_HEAD_READ: usize = 8 * 1024;
 const UPSTREAM_READ: usize = 32 * 1024;
 
 /// How the fast path left a connection.
@@ -520,14 +520,11 @@ struct Wait<'a> {
 }
 
 impl Wait<'_> {
-    /// Reads more of the upstream's bytes into the link's buffer; a read
-    /// that waits longer than the upstream read timeout fails as `TimedOut`.
-    async fn read(&mut self, link: &mut Wire) -> std::io::Result<usize> {
-        link.buf.reserve(if link.buf.is_empty() {
-            UPSTREAM_FIRST_READ
-        } else {
-            UPSTREAM_READ
-        });
+    /// Reads more of the upstream's bytes into the link's buffer, with room
+    /// for `size` more at least; a read that waits longer than the upstream
+    /// read timeout fails as `TimedOut`.
+    async fn read(&mut self, link: &mut Wire, size: usize) -> std::io::Result<usize> {
+        link.buf.reserve(size);
         self.deadline.set(Instant::now() + self.patience);
         match self.deadline.run(link.io.read_buf(&mut link.buf)).await {
             Some(read) => read,
@@ -595,7 +592,7 @@ async fn round_trip(
             UpstreamHead::Partial => {}
         }
         let nothing_yet = link.buf.is_empty() && !interim;
-        match wait.read(link).await {
+        match wait.read(link, UPSTREAM_HEAD_READ).await {
             Ok(0) => {
                 let e = UpstreamError::Wire(std::io::ErrorKind::UnexpectedEof.into());
                 return Err(if nothing_yet {
@@ -668,7 +665,7 @@ where
         if finished {
             return Ok(link.buf.is_empty());
         }
-        match wait.read(link).await {
+        match wait.read(link, UPSTREAM_READ).await {
             Ok(0) if reply.framing == Framing::UntilClose => {
                 write_flushed(io, b"0\r\n\r\n")
                     .await
