@@ -6,6 +6,8 @@
 //! keeps a list of its waiting connections and one task looks them over
 //! every `SWEEP_EVERY`, waking only those that have been idle long enough.
 //! Joining and leaving the list is a slot in a slab and a waker's clone.
+//! The proxy's runtimes are single-threaded: a task, and its hold, never
+//! changes thread.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -32,6 +34,8 @@ struct Waiting {
     sweeping: bool,
     /// The sweeping task, while it waits for the list to be non-empty.
     idle_sweeper: Option<Waker>,
+    /// When the last sweep looked: a hold due by then ends at once.
+    last_sweep: Option<Instant>,
 }
 
 struct Entry {
@@ -48,6 +52,7 @@ thread_local! {
         entries: Slab::new(),
         sweeping: false,
         idle_sweeper: None,
+        last_sweep: None,
     });
 }
 
@@ -83,6 +88,14 @@ impl Future for Hold {
                     return Some(false);
                 }
             }
+            // Resumed long idle (a wake-up that brought no request): no
+            // need to wait for the next sweep to let go.
+            let since = self.since;
+            if w.last_sweep
+                .is_some_and(|t| t.saturating_duration_since(since) >= HOLD_UPSTREAM)
+            {
+                return None;
+            }
             let key = w.entries.insert(Entry {
                 since: self.since,
                 waker: cx.waker().clone(),
@@ -111,9 +124,10 @@ impl Drop for Hold {
         let Some((id, key)) = self.slot else { return };
         // At the thread's end its list may be gone already.
         let _ = WAITING.try_with(|w| {
-            let mut w = w.borrow_mut();
-            if w.id == id {
-                w.entries.remove(key);
+            if let Ok(mut w) = w.try_borrow_mut() {
+                if w.id == id {
+                    w.entries.remove(key);
+                }
             }
         });
     }
@@ -144,6 +158,7 @@ async fn sweep(sweeping: Sweeping) {
         // The runtime's clock (a test's paused one too).
         let now = Now::now().into_std();
         let empty = WAITING.with_borrow_mut(|w| {
+            w.last_sweep = Some(now);
             for (_, entry) in w.entries.iter_mut() {
                 if !entry.due && now.saturating_duration_since(entry.since) >= HOLD_UPSTREAM {
                     entry.due = true;
@@ -201,7 +216,9 @@ mod tests {
         let early = tokio::time::timeout(HOLD_UPSTREAM / 2, Hold::new(start)).await;
         assert!(early.is_err(), "not due before its hold");
         assert_eq!(waiting(), 0);
-        // The sweeper waited, with nothing in the list, and wakes again.
+        // The sweeper waits, with nothing in the list, and wakes again.
+        tokio::time::sleep(SWEEP_EVERY * 2).await;
+        assert!(WAITING.with_borrow(|w| w.idle_sweeper.is_some()));
         let again = Now::now();
         ended(Hold::new(again.into_std())).await;
         assert!(again.elapsed() <= HOLD_UPSTREAM + SWEEP_EVERY);
@@ -214,6 +231,18 @@ mod tests {
         let start = Now::now();
         ended(Hold::new(long_ago)).await;
         assert!(start.elapsed() <= SWEEP_EVERY);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_due_by_the_last_sweep_ends_at_once() {
+        use futures_util::FutureExt;
+        let long_ago = Now::now().into_std();
+        ended(Hold::new(long_ago)).await;
+        assert!(
+            Hold::new(long_ago).now_or_never().is_some(),
+            "ends at its first poll"
+        );
+        assert_eq!(waiting(), 0);
     }
 
     #[tokio::test(start_paused = true)]
