@@ -353,4 +353,7 @@ async fn a_stalled_callback_form_gets_408() {
     );
     assert!(c.closed_within(PAST_TIMEOUT), "connection left open");
     assert!(up.requests().is_empty());
+    let line = access_line(&s, "/oauth/login/x/callback", 0).await;
+    assert_eq!(line["status"], 408, "{line}");
+    assert_eq!(line["error"], "client_timeout", "{line}");
 }

@@ -162,6 +162,9 @@ impl Gateway {
             Decision::Own(Route::Callback(id)) => {
                 let patience = self.settings.client_timeout;
                 let answer = self.auth.callback(&id, &parts, body, patience).await;
+                if answer.status() == respond::BODY_TIMEOUT.status {
+                    ex.error = Some("client_timeout");
+                }
                 // Charged before it ran; the client's own failures keep it.
                 let clients_fault = (400..500).contains(&answer.status());
                 if let Some(ip) = login_client.filter(|_| !clients_fault) {
