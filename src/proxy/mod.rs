@@ -161,7 +161,10 @@ impl Gateway {
         let answer = match decision {
             Decision::Own(Route::Callback(id)) => {
                 let patience = self.settings.client_timeout;
-                let answer = self.auth.callback(&id, &parts, body, patience).await;
+                // Boxed: once per sign-in, and the largest of the futures
+                // awaited here, so of every request's.
+                let callback = self.auth.callback(&id, &parts, body, patience);
+                let answer = Box::pin(callback).await;
                 if answer.status() == respond::BODY_TIMEOUT.status {
                     ex.error = Some("client_timeout");
                 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::TrySendError;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
@@ -159,10 +160,7 @@ impl Pinned {
         let kept = if upgrade { None } else { self.take(upstream) };
         let (mut link, reused) = match kept {
             Some(link) => (link, true),
-            None => {
-                let (wire, reused) = upstream.connection().await?;
-                (Link::attach(wire, &upstream.pool, upgrade).await?, reused)
-            }
+            None => Box::pin(new_link(upstream, upgrade, true)).await?,
         };
         // Only a request that may be sent again once it went out pays for
         // the copy; one the connection never took comes back from hyper.
@@ -174,18 +172,13 @@ impl Pinned {
                 link.idle_since.elapsed(),
             ))
         .then(|| copy_head(&req));
-        let result = match link.sender.try_send_request(req).await {
-            Err(mut e) if reused => match (e.take_message(), replay) {
-                (Some(req), _) | (None, Some(req)) => {
-                    tracing::debug!(error = %e.error(), "reused upstream connection failed; sending again on a new one");
-                    link = Link::attach(upstream.dial().await?, &upstream.pool, upgrade).await?;
-                    link.sender.send_request(req).await
-                }
-                (None, None) => Err(e.into_error()),
-            },
-            other => other.map_err(|e| e.into_error()),
+        let response = match link.sender.try_send_request(req).await {
+            Ok(response) => response,
+            Err(failed) if reused => {
+                Box::pin(send_again(upstream, upgrade, failed, replay, &mut link)).await?
+            }
+            Err(failed) => return Err(UpstreamError::Exchange(failed.into_error())),
         };
-        let response = result.map_err(UpstreamError::Exchange)?;
         link.idle_since = Instant::now();
         if reusable_after(head_request, &response) {
             self.keep(link);
@@ -264,6 +257,45 @@ impl Drop for Pinned {
         };
         links.into_iter().for_each(Link::release);
     }
+}
+
+/// After a reused connection failed a request: sends it once more on a new
+/// connection (which becomes `link`) when hyper gave it back unsent, or
+/// else its copy `replay`, made when `may_send_again` allowed it. Boxed
+/// where awaited, as `new_link`.
+async fn send_again(
+    upstream: &Upstream,
+    upgrade: bool,
+    mut failed: TrySendError<Request<Outgoing>>,
+    replay: Option<Request<Outgoing>>,
+    link: &mut Link,
+) -> Result<Response<Incoming>, UpstreamError> {
+    let Some(req) = failed.take_message().or(replay) else {
+        return Err(UpstreamError::Exchange(failed.into_error()));
+    };
+    tracing::debug!(error = %failed.error(), "reused upstream connection failed; sending again on a new one");
+    *link = new_link(upstream, upgrade, false).await?.0;
+    link.sender
+        .send_request(req)
+        .await
+        .map_err(UpstreamError::Exchange)
+}
+
+/// A link on a pooled (`pooled`) or new connection, and whether the
+/// connection was used before. Boxed where awaited: most requests go on a
+/// kept link, and this future would otherwise be most of the size of
+/// `Pinned::send`'s, so of every HTTP/2 stream's.
+async fn new_link(
+    upstream: &Upstream,
+    upgrade: bool,
+    pooled: bool,
+) -> Result<(Link, bool), UpstreamError> {
+    let (wire, reused) = if pooled {
+        upstream.connection().await?
+    } else {
+        (upstream.dial().await?, false)
+    };
+    Ok((Link::attach(wire, &upstream.pool, upgrade).await?, reused))
 }
 
 /// A bodyless request like `req`, to send again.
