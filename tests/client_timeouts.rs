@@ -10,7 +10,7 @@ mod common;
 use std::io::Read;
 use std::time::Duration;
 
-use common::login::{signed_in, SignedIn};
+use common::login::{signed_in, signed_in_over_tls, SignedIn};
 use common::raw_upstream::RawUpstream;
 use common::upstream::Upstream;
 use common::KeepAlive;
@@ -232,10 +232,7 @@ async fn tls_connect(
 async fn a_tls_client_that_stops_reading_loses_its_connection() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (tls, cert) = common::listener_cert(dir.path());
-    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
-    let s = signed_in(&up.url(), &format!("{TOML}\n{tls}"), Some(root)).await;
+    let (s, cert, _dir) = signed_in_over_tls(&up.url(), TOML).await;
     for (nth, hyper) in [false, true].into_iter().enumerate() {
         let mut c = tls_connect(&s, cert.cert.der()).await;
         if hyper {
@@ -279,11 +276,8 @@ async fn an_idle_tls_connection_trickling_record_bytes_is_closed_after_the_clien
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let up = RawUpstream::answering_targets().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (tls, cert) = common::listener_cert(dir.path());
-    let toml = format!("[server]\nclient_timeout = \"2s\"\n{tls}");
-    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
-    let s = signed_in(&up.url(), &toml, Some(root)).await;
+    let toml = "[server]\nclient_timeout = \"2s\"";
+    let (s, cert, _dir) = signed_in_over_tls(&up.url(), toml).await;
 
     let mut tls = tls_connect(&s, cert.cert.der()).await;
     let request = format!(

@@ -6,7 +6,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::login::signed_in;
+use common::login::{signed_in, signed_in_over_tls};
 use common::upstream::{echoed, hex, pattern_chunk, Upstream};
 use common::{client, Gateway};
 use futures_util::{SinkExt, StreamExt};
@@ -396,10 +396,8 @@ async fn https_upstream_is_reached_with_verification_configurable() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_listener_serves_http1_and_http2() {
     let up = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (toml, cert) = common::listener_cert(dir.path());
+    let (s, cert, _dir) = signed_in_over_tls(&up.url(), "").await;
     let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
-    let s = signed_in(&up.url(), &toml, Some(root.clone())).await;
     assert!(
         s.cookie.contains("__Host-idgate_session="),
         "https sessions use the __Host- cookie: {}",

@@ -271,6 +271,20 @@ impl SignedIn {
     }
 }
 
+/// As `signed_in`, with the gateway's public listener terminating TLS with
+/// a certificate of its own (`listener_cert`); the certificate, for a
+/// client to trust, and the directory holding its files go with it.
+pub async fn signed_in_over_tls(
+    upstream: &str,
+    toml: &str,
+) -> (SignedIn, rcgen::CertifiedKey, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let (tls, cert) = super::listener_cert(dir.path());
+    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
+    let s = signed_in(upstream, &format!("{toml}\n{tls}"), Some(root)).await;
+    (s, cert, dir)
+}
+
 /// Starts a gateway in front of `upstream` with `toml` and signs Ada in.
 pub async fn signed_in(upstream: &str, toml: &str, root: Option<reqwest::Certificate>) -> SignedIn {
     let idp = provider().await;
