@@ -97,7 +97,7 @@ impl Future for Hold {
                 return None;
             }
             let key = w.entries.insert(Entry {
-                since: self.since,
+                since,
                 waker: cx.waker().clone(),
                 due: false,
             });
