@@ -6,9 +6,9 @@
 //!
 //! From the bottom up; a module uses only those above it in this list:
 //!
-//! - [`time`], [`paths`], [`tls`], [`shutdown`], [`pages`], [`metrics`]:
-//!   small helpers (clock, path normal forms, rustls settings, signals, HTML
-//!   pages, counters).
+//! - [`time`], [`paths`], [`tls`], [`shutdown`], [`pages`], [`metrics`],
+//!   [`memory`]: small helpers (clock, path normal forms, rustls settings,
+//!   signals, HTML pages, counters, giving freed memory back).
 //! - [`policy`]: every decision both data paths take (routes, headers,
 //!   cookies), protocol-neutral.
 //! - [`oidc`]: the OpenID Connect core (discovery, keys, ID tokens).
@@ -36,6 +36,7 @@ pub mod demo;
 pub mod identity;
 pub mod logging;
 pub mod login;
+pub mod memory;
 pub mod metrics;
 pub mod oidc;
 pub mod pages;

@@ -248,6 +248,72 @@ async fn large_bodies_stream_both_ways_in_constant_memory() {
     );
 }
 
+/// The memory of a crowd's requests goes back to the system once they are
+/// answered: the gateway does not keep the high-water mark of its busiest
+/// moment while its connections sit idle.
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_of_a_crowd_goes_back_to_the_system_once_it_is_answered() {
+    const CROWD: usize = 300;
+    const BODY: usize = 60_000;
+    let up = Upstream::start().await;
+    let s = signed_in(&up.url(), "", None).await;
+    let gw = &s.gw;
+    // Each request holds its 60 kB body in the gateway for the second
+    // the upstream takes to answer.
+    let request = format!(
+        "GET /slow?ms=1000 HTTP/1.1\r\nHost: gw\r\nCookie: {}\r\n\
+         Content-Length: {BODY}\r\nConnection: close\r\n\r\n{}",
+        s.cookie,
+        "x".repeat(BODY)
+    );
+    assert!(raw_request(
+        gw.public,
+        &s.cookie,
+        "GET /slow?ms=0 HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
+    )
+    .ends_with("finally"));
+    let before = gw.rss();
+    let crowd: Vec<_> = (0..CROWD)
+        .map(|_| {
+            let (addr, request) = (gw.public, request.clone());
+            std::thread::spawn(move || {
+                let mut c = std::net::TcpStream::connect(addr).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                c.write_all(request.as_bytes()).unwrap();
+                let mut answer = String::new();
+                let _ = c.read_to_string(&mut answer);
+                answer
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let busy = gw.rss();
+    for c in crowd {
+        let answer = c.join().unwrap();
+        assert!(answer.ends_with("finally"), "{answer}");
+    }
+    let grew = busy.saturating_sub(before);
+    assert!(
+        grew > (CROWD * BODY) as u64 / 2,
+        "the crowd took only {} KiB: this test measures nothing",
+        grew >> 10
+    );
+    let mut after = gw.rss();
+    for _ in 0..50 {
+        if after < before + grew / 4 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = gw.rss();
+    }
+    panic!(
+        "5 s after the crowd: {} KiB resident, {} KiB before it, {} KiB while it was served",
+        after >> 10,
+        before >> 10,
+        busy >> 10
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn server_sent_events_arrive_chunk_by_chunk() {
     let up = Upstream::start().await;

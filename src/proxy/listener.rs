@@ -95,6 +95,7 @@ async fn accept(
             return;
         }
     };
+    tokio::spawn(crate::memory::give_back_freed());
     // This thread's connections wait on a shutdown of their own.
     let stop = Arc::new(Stop::default());
     let mut stopping = std::pin::pin!(gateway.stopping().wait());

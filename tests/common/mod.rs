@@ -291,8 +291,18 @@ impl Gateway {
 
     /// Peak resident memory of the process, in bytes (Linux `VmHWM`).
     pub fn peak_rss(&self) -> u64 {
+        self.memory("VmHWM:")
+    }
+
+    /// Resident memory of the process now, in bytes (Linux `VmRSS`).
+    pub fn rss(&self) -> u64 {
+        self.memory("VmRSS:")
+    }
+
+    /// A `/proc/<pid>/status` line given in kB, in bytes.
+    fn memory(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
         let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
         kb * 1024
     }
