@@ -98,18 +98,36 @@ impl Exchange {
         }
     }
 
+    /// When the exchange started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Ends an exchange whose response went out without a `Tracked` body.
     pub fn ended(mut self, status: u16, error: Option<&'static str>) {
         self.status = status;
         self.finish(error);
     }
 
+    /// `ended`, at `now` (a reading the caller shares).
+    pub fn ended_at(mut self, status: u16, error: Option<&'static str>, now: Instant) {
+        self.status = status;
+        self.finish_at(error, now);
+    }
+
     /// Writes the log line and the metrics, once.
     fn finish(&mut self, error: Option<&'static str>) {
+        if !self.finished {
+            self.finish_at(error, Instant::now());
+        }
+    }
+
+    /// `finish`, at `now`.
+    fn finish_at(&mut self, error: Option<&'static str>, now: Instant) {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
-        let total = self.started.elapsed();
+        let total = now.saturating_duration_since(self.started);
         let route = self.route.label();
         self.metrics
             .finished(self.route, self.status, total.as_secs_f64());

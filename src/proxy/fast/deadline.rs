@@ -10,6 +10,7 @@
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::task::Poll;
+use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
@@ -17,6 +18,9 @@ use tokio::time::{Instant, Sleep};
 #[derive(Default)]
 pub struct Deadline {
     at: Option<Instant>,
+    /// Set by `set_after`: the deadline falls this long after a wait
+    /// begins, should the next one have to wait at all.
+    after: Option<Duration>,
     /// Armed at the first wait; fires at or before `at`.
     timer: Option<Pin<Box<Sleep>>>,
 }
@@ -24,8 +28,19 @@ pub struct Deadline {
 impl Deadline {
     /// Moves the deadline; the timer is touched only to bring it closer.
     pub fn set(&mut self, at: std::time::Instant) {
-        let at = Instant::from_std(at);
+        self.set_at(Instant::from_std(at));
+    }
+
+    /// The next wait, if it has to wait at all, may last `patience`: the
+    /// clock is read only then (most reads of a busy connection find their
+    /// bytes already there).
+    pub fn set_after(&mut self, patience: Duration) {
+        self.after = Some(patience);
+    }
+
+    fn set_at(&mut self, at: Instant) {
         self.at = Some(at);
+        self.after = None;
         if let Some(timer) = &mut self.timer {
             if timer.deadline() > at {
                 timer.as_mut().reset(at);
@@ -35,15 +50,18 @@ impl Deadline {
 
     /// The output of `work`, or `None` when the deadline passes first.
     pub async fn run<F: Future>(&mut self, work: F) -> Option<F::Output> {
-        let at = self.at.expect("a deadline is set before a wait");
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
         let mut work = std::pin::pin!(work);
         poll_fn(|cx| {
             if let Poll::Ready(out) = work.as_mut().poll(cx) {
                 return Poll::Ready(Some(out));
             }
+            if let Some(patience) = self.after {
+                self.set_at(Instant::now() + patience);
+            }
+            let at = self.at.expect("a deadline is set before a wait");
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
             loop {
                 if timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
@@ -61,7 +79,6 @@ impl Deadline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
     async fn work_done_in_time_gives_its_output() {
@@ -91,5 +108,20 @@ mod tests {
         let before = Instant::now();
         assert_eq!(d.run(std::future::pending::<()>()).await, None);
         assert_eq!(Instant::now() - before, Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_after_a_patience_counts_from_when_the_wait_begins() {
+        let mut d = Deadline::default();
+        d.set_after(Duration::from_secs(5));
+        // Work ready at once never starts the count.
+        assert_eq!(d.run(std::future::ready(())).await, Some(()));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let begun = Instant::now();
+        assert_eq!(d.run(std::future::pending::<()>()).await, None);
+        assert_eq!(Instant::now() - begun, Duration::from_secs(5));
+        // Once counted, the deadline stays where it fell.
+        assert_eq!(d.run(std::future::pending::<()>()).await, None);
+        assert_eq!(Instant::now() - begun, Duration::from_secs(5));
     }
 }

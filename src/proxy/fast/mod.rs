@@ -62,8 +62,8 @@ pub enum Served<C> {
 
 /// What serving one request left the connection to do.
 enum Step {
-    /// Serve its next request.
-    Again,
+    /// Serve its next request; the last ended at the instant given.
+    Again(Instant),
     /// Close it.
     Close,
     /// Wait for its next request with nothing held: it has been idle for
@@ -191,7 +191,7 @@ impl Gateway {
                 .next(conn, &mut io, &mut bufs, &mut wire, stop, idle_since)
                 .await
             {
-                Step::Again => idle_since = Instant::now(),
+                Step::Again(ended) => idle_since = ended,
                 Step::Idle => break Burst::Idle(idle_since),
                 Step::Close => break Burst::Closed,
                 Step::HandOff => break Burst::HandOff(bufs.client.split().freeze()),
@@ -234,6 +234,8 @@ impl Gateway {
         let patience = self.settings.client_timeout;
         let holding = patience > HOLD_UPSTREAM;
         bufs.client_wait.set(idle_since + patience);
+        // Until the head's first bytes have come, the wait is the idle one.
+        let mut first = true;
         let head = loop {
             if !bufs.client.is_empty() {
                 match request::parse(&bufs.client, &limits, &mut bufs.fields) {
@@ -247,6 +249,9 @@ impl Gateway {
                 }
             }
             let idle = bufs.client.is_empty();
+            if !idle && std::mem::take(&mut first) {
+                bufs.client_wait.set_after(patience);
+            }
             // The read first: the waits for shutdown and for the hold's end
             // register only when polled, and then only if the read is
             // pending.
@@ -258,9 +263,6 @@ impl Gateway {
             };
             if got != Got::More {
                 return Step::Close;
-            }
-            if idle {
-                bufs.client_wait.set(Instant::now() + patience);
             }
         };
         let cookie = &bufs.client[head.cookie.clone()];
@@ -291,7 +293,8 @@ impl Gateway {
         ex.live = Some(live.clone());
 
         let body = usize::try_from(head.content_length.unwrap_or(0)).unwrap_or(usize::MAX);
-        bufs.client_wait.set(Instant::now() + patience);
+        bufs.client_wait.set_after(patience);
+        let waited = bufs.client.len() < body;
         while bufs.client.len() < body {
             match read_client(io, &mut bufs.client, &mut bufs.client_wait).await {
                 Got::More => {}
@@ -332,18 +335,11 @@ impl Gateway {
         bufs.client.advance(body);
 
         let close = head.close || stop.is_set();
-        let started = Instant::now();
+        // One reading of the clock serves the exchange's start, the upstream
+        // connection's idle time and its wait, unless a body was awaited.
+        let started = if waited { Instant::now() } else { ex.started() };
         bufs.client_head.clear();
-        let sent = self
-            .send(
-                wire,
-                &bufs.upstream_head,
-                &head,
-                close,
-                &mut bufs.client_head,
-                &mut bufs.upstream_wait,
-            )
-            .await;
+        let sent = self.send(started, wire, bufs, &head, close).await;
         ex.upstream_time = Some(started.elapsed());
         let (mut link, reply) = match sent {
             Ok(sent) => sent,
@@ -362,16 +358,17 @@ impl Gateway {
         };
         match relay(io, &mut link, wait, &reply, &mut bufs.client_head).await {
             Ok(clean) => {
-                ex.ended(reply.status, None);
+                let ended = Instant::now();
+                ex.ended_at(reply.status, None, ended);
                 if reply.reusable && clean {
-                    link.rest();
+                    link.rest(ended);
                     *wire = Some(link);
                 }
                 if reply.close {
                     let _ = io.shutdown().await;
                     Step::Close
                 } else {
-                    Step::Again
+                    Step::Again(ended)
                 }
             }
             Err(Broken::Client) => {
@@ -391,22 +388,28 @@ impl Gateway {
         }
     }
 
-    /// Sends `request` on the kept connection (or a parked or new one) and
-    /// reads the final response head, written into `client_head`. A request
-    /// a reused connection did not take, or an idempotent one it closed on
-    /// before answering, goes once more on a new connection.
+    /// Sends the request written in `bufs.upstream_head` on the kept
+    /// connection (or a parked or new one) and reads the final response
+    /// head, written into `bufs.client_head`. A request a reused connection
+    /// did not take, or an idempotent one it closed on before answering,
+    /// goes once more on a new connection. `now` is when it goes.
     async fn send(
         &self,
+        now: Instant,
         kept: &mut Option<Wire>,
-        request: &[u8],
+        bufs: &mut Buffers,
         head: &Head,
         close: bool,
-        client_head: &mut Vec<u8>,
-        deadline: &mut Deadline,
     ) -> Result<(Wire, Final), UpstreamError> {
+        let Buffers {
+            upstream_head: request,
+            client_head,
+            upstream_wait: deadline,
+            ..
+        } = bufs;
         let kept = kept
             .take()
-            .and_then(|mut w| w.usable(self.upstream.idle_timeout()).then_some(w));
+            .and_then(|mut w| w.usable(self.upstream.idle_timeout(), now).then_some(w));
         let (mut link, mut again) = match kept {
             Some(link) => (link, true),
             None => self.upstream.connection().await?,
@@ -414,7 +417,7 @@ impl Gateway {
         let head_request = head.method == http::Method::HEAD;
         let bodyless = head.content_length.is_none_or(|n| n == 0);
         loop {
-            let idle_for = link.idle_for();
+            let idle_for = link.idle_for(now);
             let wait = Wait {
                 deadline: &mut *deadline,
                 patience: self.upstream.read_timeout(),
@@ -525,7 +528,7 @@ impl Wait<'_> {
     /// read timeout fails as `TimedOut`.
     async fn read(&mut self, link: &mut Wire, size: usize) -> std::io::Result<usize> {
         link.buf.reserve(size);
-        self.deadline.set(Instant::now() + self.patience);
+        self.deadline.set_after(self.patience);
         match self.deadline.run(link.io.read_buf(&mut link.buf)).await {
             Some(read) => read,
             None => Err(std::io::ErrorKind::TimedOut.into()),

@@ -40,22 +40,23 @@ impl Wire {
         }
     }
 
-    /// Marks the end of an exchange: idle from now on.
-    pub fn rest(&mut self) {
-        self.idle_since = Instant::now();
+    /// Marks the end of an exchange: idle from `now` on.
+    pub fn rest(&mut self, now: Instant) {
+        self.idle_since = now;
     }
 
     pub fn idle_since(&self) -> Instant {
         self.idle_since
     }
 
-    pub fn idle_for(&self) -> Duration {
-        self.idle_since.elapsed()
+    /// How long it has been idle at `now` (a reading the caller shares).
+    pub fn idle_for(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.idle_since)
     }
 
-    /// Open, and idle less than `idle_timeout`.
-    pub fn usable(&mut self, idle_timeout: Duration) -> bool {
-        self.idle_for() < idle_timeout && self.is_open()
+    /// Open, and idle less than `idle_timeout` at `now`.
+    pub fn usable(&mut self, idle_timeout: Duration, now: Instant) -> bool {
+        self.idle_for(now) < idle_timeout && self.is_open()
     }
 
     /// Whether the upstream has neither closed this idle connection nor
@@ -80,9 +81,10 @@ impl Pool {
     /// The most recently parked connection that is still open and idle
     /// less than `idle_timeout`; the others are closed.
     pub fn take(&self, idle_timeout: Duration) -> Option<Wire> {
+        let now = Instant::now();
         let mut idle = self.0.lock().expect("upstream pool");
         while let Some(mut wire) = idle.pop() {
-            if wire.usable(idle_timeout) {
+            if wire.usable(idle_timeout, now) {
                 return Some(wire);
             }
         }
