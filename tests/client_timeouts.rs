@@ -203,6 +203,69 @@ async fn a_head_that_stops_halfway_is_closed_after_the_client_timeout() {
     assert!(up.requests().is_empty());
 }
 
+/// Sends `start`, then `byte` every 250 ms, each well within the client
+/// timeout; returns how long after `start` the gateway closed the
+/// connection and what it said, or `None` if it was still open after 6 s.
+fn trickle(addr: std::net::SocketAddr, start: &str, byte: u8) -> Option<(Duration, String)> {
+    use std::io::{ErrorKind, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(start.as_bytes()).unwrap();
+    let begun = std::time::Instant::now();
+    c.set_read_timeout(Some(Duration::from_millis(250)))
+        .unwrap();
+    let mut said = Vec::new();
+    while begun.elapsed() < Duration::from_secs(6) {
+        let mut buf = [0u8; 4096];
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => said.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+        if c.write_all(&[byte]).is_err() {
+            break;
+        }
+    }
+    let elapsed = begun.elapsed();
+    (elapsed < Duration::from_secs(6))
+        .then(|| (elapsed, String::from_utf8_lossy(&said).into_owned()))
+}
+
+/// A head or a body that keeps coming a byte at a time, each byte well
+/// within the client timeout, still has only the client timeout to arrive
+/// whole on the fast path: trickling does not hold a connection open.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trickled_head_or_body_has_the_client_timeout_as_a_whole() {
+    let up = RawUpstream::answering_targets().await;
+    let s = signed_in(&up.url(), TOML, None).await;
+    let head = format!(
+        "GET /trickle HTTP/1.1\r\nHost: gw\r\nCookie: {}\r\nX-Slow: ",
+        s.cookie
+    );
+    let body = format!(
+        "POST /trickle HTTP/1.1\r\nHost: gw\r\nCookie: {}\r\nContent-Length: 100\r\n\r\n",
+        s.cookie
+    );
+    let addr = s.gw.public;
+    let (head, body) = tokio::task::spawn_blocking(move || {
+        (trickle(addr, &head, b'a'), trickle(addr, &body, b'b'))
+    })
+    .await
+    .unwrap();
+    let (took, said) = head.expect("a trickled head held its connection for 6 s");
+    assert!(
+        took < Duration::from_secs(4),
+        "closed after {took:?}: {said}"
+    );
+    let (took, said) = body.expect("a trickled body held its connection for 6 s");
+    assert!(
+        took < Duration::from_secs(4),
+        "closed after {took:?}: {said}"
+    );
+    assert!(said.starts_with("HTTP/1.1 408 "), "{said}");
+    assert!(up.requests().is_empty(), "{}", up.received_text());
+}
+
 /// A TLS connection to the gateway's listener, trusting `cert`.
 async fn tls_connect(
     s: &SignedIn,

@@ -98,11 +98,6 @@ impl Exchange {
         }
     }
 
-    /// When the exchange started.
-    pub fn started(&self) -> Instant {
-        self.started
-    }
-
     /// Ends an exchange whose response went out without a `Tracked` body.
     pub fn ended(mut self, status: u16, error: Option<&'static str>) {
         self.status = status;

@@ -294,9 +294,10 @@ impl Gateway {
         self.memory("VmHWM:")
     }
 
-    /// Resident memory of the process now, in bytes (Linux `VmRSS`).
-    pub fn rss(&self) -> u64 {
-        self.memory("VmRSS:")
+    /// Resident anonymous memory of the process now (its heap, not its
+    /// code), in bytes (Linux `RssAnon`).
+    pub fn anon_rss(&self) -> u64 {
+        self.memory("RssAnon:")
     }
 
     /// A `/proc/<pid>/status` line given in kB, in bytes.

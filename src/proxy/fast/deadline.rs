@@ -124,4 +124,14 @@ mod tests {
         assert_eq!(d.run(std::future::pending::<()>()).await, None);
         assert_eq!(Instant::now() - begun, Duration::from_secs(5));
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_set_outright_replaces_a_patience_not_yet_counted() {
+        let mut d = Deadline::default();
+        d.set_after(Duration::from_secs(60));
+        let start = Instant::now();
+        d.set(start.into_std() + Duration::from_secs(2));
+        assert_eq!(d.run(std::future::pending::<()>()).await, None);
+        assert_eq!(Instant::now() - start, Duration::from_secs(2));
+    }
 }

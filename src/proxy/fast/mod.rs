@@ -294,7 +294,6 @@ impl Gateway {
 
         let body = usize::try_from(head.content_length.unwrap_or(0)).unwrap_or(usize::MAX);
         bufs.client_wait.set_after(patience);
-        let waited = bufs.client.len() < body;
         while bufs.client.len() < body {
             match read_client(io, &mut bufs.client, &mut bufs.client_wait).await {
                 Got::More => {}
@@ -335,9 +334,10 @@ impl Gateway {
         bufs.client.advance(body);
 
         let close = head.close || stop.is_set();
-        // One reading of the clock serves the exchange's start, the upstream
-        // connection's idle time and its wait, unless a body was awaited.
-        let started = if waited { Instant::now() } else { ex.started() };
+        // One reading of the clock: when the request goes, how long the
+        // kept upstream connection has been idle, and the start of the
+        // upstream's time in the log.
+        let started = Instant::now();
         bufs.client_head.clear();
         let sent = self.send(started, wire, bufs, &head, close).await;
         ex.upstream_time = Some(started.elapsed());

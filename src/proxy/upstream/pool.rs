@@ -81,8 +81,11 @@ impl Pool {
     /// The most recently parked connection that is still open and idle
     /// less than `idle_timeout`; the others are closed.
     pub fn take(&self, idle_timeout: Duration) -> Option<Wire> {
-        let now = Instant::now();
         let mut idle = self.0.lock().expect("upstream pool");
+        if idle.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
         while let Some(mut wire) = idle.pop() {
             if wire.usable(idle_timeout, now) {
                 return Some(wire);
