@@ -112,7 +112,10 @@ fn strip_hop(
     } else {
         None
     };
+    // Only names present are looked at: `keep-alive` or `close`, the usual
+    // tokens, cost no allocation.
     let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter(|t| headers.contains_key(*t))
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .filter(|n| may_go(n))
         .collect();
