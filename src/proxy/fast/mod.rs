@@ -234,8 +234,6 @@ impl Gateway {
         let patience = self.settings.client_timeout;
         let holding = patience > HOLD_UPSTREAM;
         bufs.client_wait.set(idle_since + patience);
-        // Until the head's first bytes have come, the wait is the idle one.
-        let mut first = true;
         let head = loop {
             if !bufs.client.is_empty() {
                 match request::parse(&bufs.client, &limits, &mut bufs.fields) {
@@ -249,9 +247,6 @@ impl Gateway {
                 }
             }
             let idle = bufs.client.is_empty();
-            if !idle && std::mem::take(&mut first) {
-                bufs.client_wait.set_after(patience);
-            }
             // The read first: the waits for shutdown and for the hold's end
             // register only when polled, and then only if the read is
             // pending.
@@ -263,6 +258,9 @@ impl Gateway {
             };
             if got != Got::More {
                 return Step::Close;
+            }
+            if idle {
+                bufs.client_wait.set_after(patience);
             }
         };
         let cookie = &bufs.client[head.cookie.clone()];
