@@ -356,6 +356,65 @@ async fn both_paths_give_the_client_the_same_answers() {
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
 
+/// An HTTP/2 client over TLS gets every answer of the corpus as an
+/// HTTP/1.1 client of the fast path gets it (its GETs go by the gateway's
+/// own client, `fast::direct`): the same status, fields and body, or, for
+/// an answer broken off after its head, an error on both.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_clients_get_the_answers_http1_clients_get() {
+    let script = |r: &ParsedRequest| {
+        let n: usize = r.target.trim_start_matches("/answer/").parse().unwrap_or(0);
+        common::raw_upstream::Reply::raw(answers()[n]).then_close()
+    };
+    let up = RawUpstream::start(script).await;
+    let fast = Side {
+        s: signed_in(&up.url(), "", None).await,
+        up,
+    };
+    let up = RawUpstream::start(script).await;
+    let (s, cert, _dir) = common::login::signed_in_over_tls(&up.url(), "").await;
+    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(root)
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let mut differences = Vec::new();
+    for (n, answer) in answers().iter().enumerate() {
+        let case = Case {
+            name: "answer",
+            raw: format!("GET /answer/{n} HTTP/1.1\r\nHost: gw\r\nCookie: {{c}}\r\nConnection: close\r\n\r\n"),
+        };
+        let fast_raw = tokio::task::block_in_place(|| fast.answer(&case));
+        let url = s.gw.url(&format!("/answer/{n}"));
+        let h2 = match client.get(url).header("cookie", &s.cookie).send().await {
+            Ok(r) => {
+                assert_eq!(r.version(), reqwest::Version::HTTP_2);
+                let status = r.status().as_u16();
+                let mut headers: Vec<(String, String)> = r
+                    .headers()
+                    .iter()
+                    .filter(|(n, _)| !["date", "content-length"].contains(&n.as_str()))
+                    .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+                    .collect();
+                headers.sort();
+                r.bytes().await.ok().map(|body| Answer {
+                    status,
+                    headers,
+                    body: body.to_vec(),
+                })
+            }
+            Err(_) => None,
+        };
+        let f = answer_of(&fast_raw);
+        if f != h2 {
+            differences.push(format!("{answer:?}:\n  fast:  {f:?}\n  h2:    {h2:?}"));
+        }
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+}
+
 impl Side {
     /// The raw answer the client got.
     fn answer(&self, case: &Case) -> Vec<u8> {

@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::login::{signed_in, signed_in_over_tls};
+use common::raw_upstream::{RawUpstream, Reply};
 use common::upstream::{echoed, hex, pattern_chunk, Upstream};
 use common::{client, Gateway};
 use futures_util::{SinkExt, StreamExt};
@@ -505,6 +506,76 @@ async fn tls_listener_serves_http1_and_http2() {
 
 /// A request head the HTTP layer cannot parse gets its 400 there, before
 /// any routing; the operator sees it counted.
+/// An HTTP/2 client over `root`'s TLS.
+fn h2_client(root: reqwest::Certificate) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(root)
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
+}
+
+/// An HTTP/2 client's GETs, one after another, go on one upstream
+/// connection, kept for its connection; once that client has gone, the
+/// upstream connection carries an HTTP/1.1 client's request too.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_requests_share_one_upstream_connection_with_the_next_client() {
+    let up = RawUpstream::answering_targets().await;
+    let (s, cert, _dir) = signed_in_over_tls(&up.url(), "").await;
+    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
+    let h2 = h2_client(root.clone());
+    for path in ["/a", "/b", "/c"] {
+        let r = h2.get(s.gw.url(path)).header("cookie", &s.cookie);
+        let r = r.send().await.unwrap();
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        assert_eq!(r.text().await.unwrap(), path);
+    }
+    drop(h2);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let h1 = reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(root)
+        .http1_only()
+        .build()
+        .unwrap();
+    let r = h1.get(s.gw.url("/d")).header("cookie", &s.cookie);
+    assert_eq!(r.send().await.unwrap().text().await.unwrap(), "/d");
+    up.assert_received_only(&["/a", "/b", "/c", "/d"]);
+    let connections: Vec<usize> = up.requests().iter().map(|r| r.connection).collect();
+    assert_eq!(connections, [0, 0, 0, 0], "{}", up.received_text());
+}
+
+/// An HTTP/2 client that stops reading an answer halfway leaves its
+/// upstream connection closed, never reused: the next request goes on a
+/// new one and gets its own answer, nothing of the one left unread.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_dropped_halfway_never_leaves_its_connection_for_another_request() {
+    // Far more than the HTTP/2 windows and socket buffers hold.
+    let big = "x".repeat(32 << 20);
+    let up = RawUpstream::start(move |r| match r.target.as_str() {
+        "/big" => Reply::ok(&big),
+        target => Reply::ok(target),
+    })
+    .await;
+    let (s, cert, _dir) = signed_in_over_tls(&up.url(), "").await;
+    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
+    let h2 = h2_client(root);
+    let mut r = h2.get(s.gw.url("/big")).header("cookie", &s.cookie);
+    r = r.timeout(Duration::from_secs(10));
+    let mut big = r.send().await.unwrap();
+    assert!(!big.chunk().await.unwrap().unwrap().is_empty());
+    drop(big);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for path in ["/small", "/again"] {
+        let r = h2.get(s.gw.url(path)).header("cookie", &s.cookie);
+        assert_eq!(r.send().await.unwrap().text().await.unwrap(), path);
+    }
+    up.assert_received_only(&["/big", "/small", "/again"]);
+    let connections: Vec<usize> = up.requests().iter().map(|r| r.connection).collect();
+    assert_eq!(connections, [0, 1, 1]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn unparseable_requests_are_refused_and_counted() {
     let up = Upstream::start().await;

@@ -16,13 +16,15 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
+use super::fast::direct::Direct;
 use super::silence::Silence;
 use crate::logging::access;
 use crate::metrics::{InFlight, Metrics, RouteClass};
 use crate::session::Live;
 
-/// A proxied body or one of the gateway's own answers.
-pub type Inner = Either<Incoming, Full<Bytes>>;
+/// A proxied body (read by hyper's client or the gateway's own) or one of
+/// the gateway's own answers.
+pub type Inner = Either<Either<Incoming, Direct>, Full<Bytes>>;
 
 /// What the access log says of a request, filled in as it goes.
 pub struct Exchange {

@@ -10,12 +10,14 @@ use std::time::Instant;
 use http::header::{COOKIE, HOST};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http_body::Body as _;
 use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use super::exchange::{Exchange, Tracked};
+use super::fast::direct;
 use super::headers;
 use super::respond::{self, Answer, ErrorAnswer};
 use super::upstream::{Outgoing, UpstreamError};
@@ -38,6 +40,9 @@ impl Gateway {
         let upgrade = headers::is_websocket(parts.version, &parts.method, &parts.headers);
         self.upstream_head(conn, &mut parts, live.as_deref(), upgrade);
         ex.live = live;
+        if direct::takes(&parts, body.is_end_stream(), upgrade) {
+            return self.forward_direct(conn, parts, html, http1, ex).await;
+        }
 
         let (body, upload) = Outgoing::new(body, self.settings.client_timeout);
         let mut req = Request::from_parts(parts, body);
@@ -126,7 +131,30 @@ impl Gateway {
         }
         headers::strip_response_hop_by_hop(response.headers_mut(), switched);
         let silence = Some(self.upstream.read_timeout());
-        response.map(|body| ex.body(status.as_u16(), Either::Left(body), silence))
+        response.map(|body| ex.body(status.as_u16(), Either::Left(Either::Left(body)), silence))
+    }
+
+    /// Forwards a bodyless GET or HEAD by the gateway's own client
+    /// (`fast::direct`); its answer needs no more checks.
+    async fn forward_direct(
+        &self,
+        conn: &Conn,
+        parts: Parts,
+        html: bool,
+        http1: bool,
+        mut ex: Exchange,
+    ) -> Response<Tracked> {
+        let started = Instant::now();
+        let result = direct::exchange(&self.upstream, &conn.pinned, &parts, started).await;
+        ex.upstream_time = Some(started.elapsed());
+        match result {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let silence = Some(self.upstream.read_timeout());
+                response.map(|body| ex.body(status, Either::Left(Either::Right(body)), silence))
+            }
+            Err(e) => self.upstream_failed(e, html, http1, ex),
+        }
     }
 
     /// Turns the client's request head into the upstream's; the identity

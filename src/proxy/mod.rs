@@ -2,7 +2,8 @@
 //! person's ordinary requests itself; everything else (and HTTP/2) hyper
 //! serves through `Gateway::handle`, which applies the size limits and
 //! header hygiene, answers the gateway's own routes, and hands signed-in
-//! requests to `forward`. `listener` accepts the connections; `exchange`
+//! requests to `forward` (whose bodyless GETs and HEADs go by the fast
+//! path's own client, `fast::direct`). `listener` accepts the connections; `exchange`
 //! writes the access log and metrics when a response has ended.
 
 pub mod exchange;

@@ -43,6 +43,18 @@ impl Chunks {
     /// Frames what it can of `input`, appending the body as the client gets
     /// it to `out`; returns how many bytes of `input` it used.
     pub fn relay(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, Malformed> {
+        self.read(input, out, true)
+    }
+
+    /// As `relay`, appending only the chunks' data (for HTTP/2, which
+    /// frames the body itself).
+    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, Malformed> {
+        self.read(input, out, false)
+    }
+
+    /// What `relay` and `decode` do; the framing is written anew when
+    /// `reframe`.
+    fn read(&mut self, input: &[u8], out: &mut Vec<u8>, reframe: bool) -> Result<usize, Malformed> {
         let mut used = 0;
         loop {
             let rest = &input[used..];
@@ -54,7 +66,9 @@ impl Chunks {
                     };
                     used += line.len() + 2;
                     let size = chunk_size(line)?;
-                    let _ = write!(out, "{size:x}\r\n");
+                    if reframe {
+                        let _ = write!(out, "{size:x}\r\n");
+                    }
                     self.0 = if size == 0 {
                         State::Trailers(0)
                     } else {
@@ -83,7 +97,9 @@ impl Chunks {
                         return Err(Malformed);
                     }
                     used += 2;
-                    out.extend_from_slice(b"\r\n");
+                    if reframe {
+                        out.extend_from_slice(b"\r\n");
+                    }
                     self.0 = State::Size;
                 }
                 State::Trailers(seen) => {
@@ -93,7 +109,9 @@ impl Chunks {
                     used += line.len() + 2;
                     let seen = seen + line.len() + 2;
                     if line.is_empty() {
-                        out.extend_from_slice(b"\r\n");
+                        if reframe {
+                            out.extend_from_slice(b"\r\n");
+                        }
                         self.0 = State::Done;
                     } else if seen > MAX_TRAILERS {
                         return Err(Malformed);
@@ -166,6 +184,17 @@ mod tests {
                 "step {step}"
             );
         }
+    }
+
+    #[test]
+    fn decoding_keeps_only_the_data() {
+        let input = b"A;name=value\r\n0123456789\r\n3\r\nabc\r\n0\r\nExpires: never\r\n\r\nNEXT";
+        let mut chunks = Chunks::default();
+        let mut out = Vec::new();
+        let used = chunks.decode(input, &mut out).unwrap();
+        assert!(chunks.done());
+        assert_eq!(used, input.len() - 4);
+        assert_eq!(out, b"0123456789abc");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod chunked;
 pub mod deadline;
+pub mod direct;
 pub mod hold;
 pub mod request;
 pub mod response;
@@ -23,7 +24,7 @@ use tokio_io_timeout::TimeoutWriter;
 use super::exchange::{self, Exchange};
 use super::respond::{Answer, ErrorAnswer, BODY_TIMEOUT};
 use super::stop::Stop;
-use super::upstream::{may_send_again, Reached, UpstreamError, Wire, HOLD_UPSTREAM};
+use super::upstream::{may_send_again, Reached, Upstream, UpstreamError, Wire, HOLD_UPSTREAM};
 use super::{Conn, Gateway};
 use crate::metrics::RouteClass;
 use crate::policy::fields;
@@ -31,7 +32,7 @@ use crate::tts::owners::Standing;
 use chunked::Chunks;
 use deadline::Deadline;
 use hold::Hold;
-use request::{Head, Intake, Limits, Rewrite};
+use request::{Intake, Limits, Rewrite};
 use response::{Final, Framing, UpstreamHead};
 
 /// Largest response head taken from the upstream.
@@ -337,7 +338,23 @@ impl Gateway {
         // upstream's time in the log.
         let started = Instant::now();
         bufs.client_head.clear();
-        let sent = self.send(started, wire, bufs, &head, close).await;
+        let out = Outbound {
+            request: &bufs.upstream_head,
+            method: &head.method,
+            bodyless: head.content_length.is_none_or(|n| n == 0),
+            close,
+        };
+        let kept = wire.take();
+        let wait = &mut bufs.upstream_wait;
+        let sent = send(
+            &self.upstream,
+            started,
+            kept,
+            out,
+            wait,
+            &mut bufs.client_head,
+        )
+        .await;
         ex.upstream_time = Some(started.elapsed());
         let (mut link, reply) = match sent {
             Ok(sent) => sent,
@@ -382,57 +399,6 @@ impl Gateway {
                 };
                 ex.ended(reply.status, Some(error));
                 Step::Close
-            }
-        }
-    }
-
-    /// Sends the request written in `bufs.upstream_head` on the kept
-    /// connection (or a parked or new one) and reads the final response
-    /// head, written into `bufs.client_head`. A request a reused connection
-    /// did not take, or an idempotent one it closed on before answering,
-    /// goes once more on a new connection. `now` is when it goes.
-    async fn send(
-        &self,
-        now: Instant,
-        kept: &mut Option<Wire>,
-        bufs: &mut Buffers,
-        head: &Head,
-        close: bool,
-    ) -> Result<(Wire, Final), UpstreamError> {
-        let Buffers {
-            upstream_head: request,
-            client_head,
-            upstream_wait: deadline,
-            ..
-        } = bufs;
-        let kept = kept
-            .take()
-            .and_then(|mut w| w.usable(self.upstream.idle_timeout(), now).then_some(w));
-        let (mut link, mut again) = match kept {
-            Some(link) => (link, true),
-            None => self.upstream.connection().await?,
-        };
-        let head_request = head.method == http::Method::HEAD;
-        let bodyless = head.content_length.is_none_or(|n| n == 0);
-        loop {
-            let idle_for = link.idle_for(now);
-            let wait = Wait {
-                deadline: &mut *deadline,
-                patience: self.upstream.read_timeout(),
-            };
-            match round_trip(&mut link, wait, request, head_request, close, client_head).await {
-                Ok(reply) => return Ok((link, reply)),
-                Err(trip)
-                    if again
-                        && trip.reached().is_some_and(|reached| {
-                            may_send_again(reached, head.method.is_idempotent(), bodyless, idle_for)
-                        }) =>
-                {
-                    tracing::debug!(error = %trip.error(), "reused upstream connection failed; sending again on a new one");
-                    again = false;
-                    link = self.upstream.dial().await?;
-                }
-                Err(trip) => return Err(trip.into_error()),
             }
         }
     }
@@ -540,6 +506,57 @@ async fn write_flushed<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::i
     w.flush().await
 }
 
+/// A request as it goes to the upstream.
+struct Outbound<'a> {
+    /// Its head and body, written for the upstream.
+    request: &'a [u8],
+    method: &'a http::Method,
+    bodyless: bool,
+    /// The client's connection closes after the answer.
+    close: bool,
+}
+
+/// Sends `out` on `kept` (when still usable at `now`, when it goes) or a
+/// pooled or new connection, and reads the final response head into
+/// `relay`. A request a reused connection did not take, or an idempotent
+/// one it closed on before answering, goes once more on a new connection.
+async fn send(
+    upstream: &Upstream,
+    now: Instant,
+    kept: Option<Wire>,
+    out: Outbound<'_>,
+    deadline: &mut Deadline,
+    relay: &mut impl response::Relay,
+) -> Result<(Wire, Final), UpstreamError> {
+    let kept = kept.and_then(|mut w| w.usable(upstream.idle_timeout(), now).then_some(w));
+    let (mut link, mut again) = match kept {
+        Some(link) => (link, true),
+        None => upstream.connection().await?,
+    };
+    let head_request = out.method == http::Method::HEAD;
+    loop {
+        let idle_for = link.idle_for(now);
+        let wait = Wait {
+            deadline: &mut *deadline,
+            patience: upstream.read_timeout(),
+        };
+        match round_trip(&mut link, wait, out.request, head_request, out.close, relay).await {
+            Ok(reply) => return Ok((link, reply)),
+            Err(trip)
+                if again
+                    && trip.reached().is_some_and(|reached| {
+                        may_send_again(reached, out.method.is_idempotent(), out.bodyless, idle_for)
+                    }) =>
+            {
+                tracing::debug!(error = %trip.error(), "reused upstream connection failed; sending again on a new one");
+                again = false;
+                link = upstream.dial().await?;
+            }
+            Err(trip) => return Err(trip.into_error()),
+        }
+    }
+}
+
 /// One request out and its final response head in.
 async fn round_trip(
     link: &mut Wire,
@@ -547,7 +564,7 @@ async fn round_trip(
     request: &[u8],
     head_request: bool,
     close: bool,
-    client_head: &mut Vec<u8>,
+    client_head: &mut impl response::Relay,
 ) -> Result<Final, Trip> {
     link.buf.clear();
     // Only a request of which no byte went out counts as unsent: the

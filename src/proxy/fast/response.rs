@@ -47,15 +47,61 @@ pub struct Final {
     pub close: bool,
 }
 
+/// Where a final response head goes as the client will get it: its status,
+/// the fields the client may see, and the framing said anew.
+pub trait Relay {
+    fn status(&mut self, status: u16, reason: &str);
+    fn field(&mut self, name: &[u8], value: &[u8]);
+    /// The body's length (or, on a bodyless answer, what a GET would get).
+    fn length(&mut self, n: u64);
+    /// The body is relayed chunked (on HTTP/1; HTTP/2 frames it itself).
+    fn chunked(&mut self);
+    /// The client's connection closes after this answer.
+    fn close(&mut self);
+    /// The head is complete.
+    fn end(&mut self);
+}
+
+/// An HTTP/1.1 response head, as bytes.
+impl Relay for Vec<u8> {
+    fn status(&mut self, status: u16, reason: &str) {
+        self.extend_from_slice(b"HTTP/1.1 ");
+        self.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+        self.push(b' ');
+        self.extend_from_slice(reason.as_bytes());
+        self.extend_from_slice(b"\r\n");
+    }
+
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        line(self, name, value);
+    }
+
+    fn length(&mut self, n: u64) {
+        let _ = write!(self, "content-length: {n}\r\n");
+    }
+
+    fn chunked(&mut self) {
+        self.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+
+    fn close(&mut self) {
+        self.extend_from_slice(b"connection: close\r\n");
+    }
+
+    fn end(&mut self) {
+        self.extend_from_slice(b"\r\n");
+    }
+}
+
 /// Parses the response head at the start of `buf` (an answer to a HEAD
-/// request when `head_request`); a final one is written into `out` for a
-/// client whose connection closes afterwards when `close`.
-pub fn parse(
+/// request when `head_request`); a final one is said to `out` for a client
+/// whose connection closes afterwards when `close`.
+pub fn parse<R: Relay>(
     buf: &[u8],
     max_bytes: usize,
     head_request: bool,
     close: bool,
-    out: &mut Vec<u8>,
+    out: &mut R,
 ) -> UpstreamHead {
     let mut storage = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut []);
@@ -124,11 +170,7 @@ pub fn parse(
         .filter(|r| !r.is_empty())
         .or_else(|| http::StatusCode::from_u16(status).ok()?.canonical_reason())
         .unwrap_or("");
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    out.status(status, reason);
     for h in res.headers.iter() {
         let name = h.name.as_bytes();
         // Content-Length is written below from the framing, so that no
@@ -137,27 +179,23 @@ pub fn parse(
             || named.iter().any(|n| name.eq_ignore_ascii_case(n))
             || name.eq_ignore_ascii_case(b"content-length");
         if !skipped {
-            line(out, name, h.value);
+            out.field(name, h.value);
         }
     }
     match (framing, length) {
-        (Framing::Length(n), _) => {
-            let _ = write!(out, "content-length: {n}\r\n");
-        }
+        (Framing::Length(n), _) => out.length(n),
         // A 204 has no content to measure (RFC 9110 §8.6); a HEAD or 304
         // answer tells the length of what a GET would get.
-        (Framing::Empty, Some(n)) if status != 204 => {
-            let _ = write!(out, "content-length: {n}\r\n");
-        }
+        (Framing::Empty, Some(n)) if status != 204 => out.length(n),
         _ => {}
     }
     if matches!(framing, Framing::Chunked | Framing::UntilClose) {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        out.chunked();
     }
     if close {
-        out.extend_from_slice(b"connection: close\r\n");
+        out.close();
     }
-    out.extend_from_slice(b"\r\n");
+    out.end();
     UpstreamHead::Final(Final {
         len,
         status,

@@ -1,10 +1,11 @@
 //! The hyper path's side of the upstream: hyper's HTTP/1.1 client run over
-//! a connection from the shared pool. A client connection keeps the
-//! upstream connections its requests used (`Pinned`), so a keep-alive
-//! client costs no pool lookup; once they have sat idle for
-//! `HOLD_UPSTREAM`, or when the client connection closes, hyper hands each
-//! of them back, and the ones left between requests go to the pool, for
-//! the fast path as much as for hyper.
+//! a connection from the shared pool, for the requests the gateway's own
+//! client (`fast::direct`) does not send. A client connection keeps the
+//! upstream connections its requests used, by either client (`Pinned`),
+//! so a keep-alive client costs no pool lookup; once they have sat idle
+//! for `HOLD_UPSTREAM`, or when the client connection closes, they go back
+//! (hyper's once hyper hands them back, those left between requests), for
+//! the fast path as much as for the hyper path.
 
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -133,15 +134,66 @@ impl Link {
 /// `HOLD_UPSTREAM`, or when it closes.
 #[derive(Default)]
 pub struct Pinned {
-    /// Made at the first link kept: most connections never keep one.
+    /// Made at the first connection kept: most client connections never
+    /// keep one.
     kept: OnceLock<Arc<Mutex<Kept>>>,
 }
 
-#[derive(Default)]
 struct Kept {
+    /// Where the connections go once let go.
+    pool: Arc<Pool>,
     links: Vec<Link>,
-    /// Whether a task is letting idle links go (`let_idle_go`).
+    /// Connections of the gateway's own client (`fast::direct`), between
+    /// requests.
+    wires: Vec<Wire>,
+    /// Whether a task is letting idle connections go (`let_idle_go`).
     watched: bool,
+}
+
+impl Kept {
+    fn new(pool: &Arc<Pool>) -> Arc<Mutex<Self>> {
+        Arc::new(Mutex::new(Self {
+            pool: pool.clone(),
+            links: Vec::new(),
+            wires: Vec::new(),
+            watched: false,
+        }))
+    }
+
+    fn full(&self) -> bool {
+        self.links.len() + self.wires.len() >= MAX_PINNED
+    }
+
+    /// Starts the task that lets idle connections go, unless it runs.
+    fn watch(&mut self, shared: &Arc<Mutex<Kept>>) {
+        if !self.watched {
+            self.watched = true;
+            tokio::spawn(let_idle_go(Arc::downgrade(shared)));
+        }
+    }
+}
+
+/// Where a connection of the gateway's own client goes once its answer
+/// has ended cleanly: back to the client connection's kept ones, or to the
+/// pool once that connection has closed (or keeps enough).
+pub struct Home {
+    kept: Weak<Mutex<Kept>>,
+    pool: Arc<Pool>,
+}
+
+impl Home {
+    pub fn keep(self, wire: Wire) {
+        let Some(shared) = self.kept.upgrade() else {
+            return self.pool.park(wire);
+        };
+        let mut kept = shared.lock().expect("pinned links");
+        if kept.full() {
+            drop(kept);
+            return self.pool.park(wire);
+        }
+        kept.wires.push(wire);
+        kept.watch(&shared);
+    }
 }
 
 impl Pinned {
@@ -181,9 +233,25 @@ impl Pinned {
         };
         link.idle_since = Instant::now();
         if reusable_after(head_request, &response) {
-            self.keep(link);
+            self.keep(link, &upstream.pool);
         }
         Ok(response)
+    }
+
+    /// A connection of the gateway's own client this client connection
+    /// kept, if there is one (`fast::send` checks that it is usable).
+    pub fn take_wire(&self) -> Option<Wire> {
+        self.kept.get()?.lock().expect("pinned links").wires.pop()
+    }
+
+    /// Where a connection of the gateway's own client goes once its
+    /// answer has ended.
+    pub fn home(&self, upstream: &Upstream) -> Home {
+        let pool = &upstream.pool;
+        Home {
+            kept: Arc::downgrade(self.kept.get_or_init(|| Kept::new(pool))),
+            pool: pool.clone(),
+        }
     }
 
     /// A kept connection ready for a request; the ones closed or idle too
@@ -200,25 +268,22 @@ impl Pinned {
     /// Keeps `link` for this client connection's next requests, or lets it
     /// go when enough are kept. The first one kept starts the task that
     /// lets them go once idle.
-    fn keep(&self, link: Link) {
-        let shared = self.kept.get_or_init(Arc::default);
+    fn keep(&self, link: Link, pool: &Arc<Pool>) {
+        let shared = self.kept.get_or_init(|| Kept::new(pool));
         let mut kept = shared.lock().expect("pinned links");
-        if kept.links.len() >= MAX_PINNED {
+        if kept.full() {
             drop(kept);
             link.release();
             return;
         }
         kept.links.push(link);
-        if !kept.watched {
-            kept.watched = true;
-            tokio::spawn(let_idle_go(Arc::downgrade(shared)));
-        }
+        kept.watch(shared);
     }
 }
 
-/// Lets each kept link go to the pool once it has been ready and idle for
-/// `HOLD_UPSTREAM`; ends when none is kept, or the client connection is
-/// gone (its `Pinned` lets the rest go).
+/// Lets each kept connection go to the pool once it has been ready and
+/// idle for `HOLD_UPSTREAM`; ends when none is kept, or the client
+/// connection is gone (its `Pinned` lets the rest go).
 async fn let_idle_go(kept: Weak<Mutex<Kept>>) {
     let mut due = Instant::now() + HOLD_UPSTREAM;
     loop {
@@ -241,7 +306,16 @@ async fn let_idle_go(kept: Weak<Mutex<Kept>>) {
                 kept.links.push(link);
             }
         }
-        if kept.links.is_empty() {
+        for wire in std::mem::take(&mut kept.wires) {
+            let until = wire.idle_since() + HOLD_UPSTREAM;
+            if until <= now {
+                kept.pool.park(wire);
+            } else {
+                next = next.min(until);
+                kept.wires.push(wire);
+            }
+        }
+        if kept.links.is_empty() && kept.wires.is_empty() {
             kept.watched = false;
             return;
         }
@@ -251,11 +325,16 @@ async fn let_idle_go(kept: Weak<Mutex<Kept>>) {
 
 impl Drop for Pinned {
     fn drop(&mut self) {
-        let links = match self.kept.get().map(|kept| kept.lock()) {
-            Some(Ok(mut kept)) => std::mem::take(&mut kept.links),
+        let (links, wires, pool) = match self.kept.get().map(|kept| kept.lock()) {
+            Some(Ok(mut kept)) => (
+                std::mem::take(&mut kept.links),
+                std::mem::take(&mut kept.wires),
+                kept.pool.clone(),
+            ),
             _ => return,
         };
         links.into_iter().for_each(Link::release);
+        wires.into_iter().for_each(|wire| pool.park(wire));
     }
 }
 

@@ -3,7 +3,8 @@
 //! again), the one place that dials it, the one pool of its idle
 //! connections (`pool`), and the one rule for sending a request again on a
 //! new connection (`may_send_again`). The fast path speaks HTTP/1.1 over a
-//! pooled connection itself; the hyper path runs hyper's client over one
+//! pooled connection itself, and so does the hyper path for bodyless GETs
+//! and HEADs (`fast::direct`); for the rest it runs hyper's client over one
 //! (`link`).
 
 mod link;
@@ -23,7 +24,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::UpstreamConfig;
 use crate::tls;
-pub use link::Pinned;
+pub use link::{Home, Pinned};
 use outgoing::ClientStalled;
 pub use outgoing::{Outgoing, Upload};
 pub use pool::{Pool, Wire};

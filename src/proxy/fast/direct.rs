@@ -1,0 +1,270 @@
+//! The hyper path's bodyless GET and HEAD requests (an HTTP/2 client's
+//! above all) sent to the upstream by the fast path's own HTTP/1.1 client,
+//! in the request's own task: no hyper client connection task beside it,
+//! no channels between the two. The request head is written anew from its
+//! header map; the answer's head is read by the fast path's rules
+//! (`response::parse`) into a header map, and its body is read off the
+//! connection as the client's side asks for it (`Direct`). A connection
+//! left clean by its answer goes back to the ones the client connection
+//! keeps, as hyper's do (`Home`).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::{Buf, Bytes};
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+
+use super::chunked::Chunks;
+use super::deadline::Deadline;
+use super::request::line;
+use super::response::{Framing, Relay};
+use super::{send, Outbound, UPSTREAM_READ};
+use crate::proxy::upstream::{Home, Pinned, Upstream, UpstreamError, Wire};
+
+/// Whether a request goes by the gateway's own client: a GET or HEAD whose
+/// body has ended before it began, on a connection that will not switch
+/// protocols.
+pub fn takes(parts: &Parts, body_ended: bool, upgrade: bool) -> bool {
+    body_ended && !upgrade && (parts.method == Method::GET || parts.method == Method::HEAD)
+}
+
+/// Sends the request of `parts` (its head already the upstream's) on a
+/// connection `pinned` keeps, or a pooled or new one, from `now`, and
+/// returns the upstream's answer once its head has come.
+pub async fn exchange(
+    upstream: &Upstream,
+    pinned: &Pinned,
+    parts: &Parts,
+    now: Instant,
+) -> Result<Response<Direct>, UpstreamError> {
+    let mut request = Vec::with_capacity(1024);
+    write_head(&mut request, parts);
+    let out = Outbound {
+        request: &request,
+        method: &parts.method,
+        bodyless: true,
+        close: false,
+    };
+    let mut head = Head::default();
+    let mut deadline = Deadline::default();
+    let kept = pinned.take_wire();
+    let (wire, reply) = send(upstream, now, kept, out, &mut deadline, &mut head).await?;
+    let Some(response) = head.response.filter(|_| !head.invalid) else {
+        return Err(UpstreamError::Malformed(
+            "response header not valid in HTTP",
+        ));
+    };
+    let left = match reply.framing {
+        Framing::Length(n) => n,
+        _ => 0,
+    };
+    let mut body = Direct {
+        wire: Some(wire),
+        framing: reply.framing,
+        left,
+        chunks: Chunks::default(),
+        reusable: reply.reusable,
+        home: Some(pinned.home(upstream)),
+    };
+    if matches!(reply.framing, Framing::Empty | Framing::Length(0)) {
+        body.end();
+    }
+    Ok(response.map(|()| body))
+}
+
+/// The request line and header fields of `parts`, as HTTP/1.1.
+fn write_head(out: &mut Vec<u8>, parts: &Parts) {
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    // The path is `/` when the target names none (RFC 9112 §3.2.1).
+    out.extend_from_slice(parts.uri.path().as_bytes());
+    if let Some(query) = parts.uri.query() {
+        out.push(b'?');
+        out.extend_from_slice(query.as_bytes());
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        line(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A final response head read into a header map.
+#[derive(Default)]
+struct Head {
+    response: Option<Response<()>>,
+    /// A field's name or value is not one HTTP allows.
+    invalid: bool,
+}
+
+impl Head {
+    fn response(&mut self) -> &mut Response<()> {
+        self.response.get_or_insert_with(|| Response::new(()))
+    }
+}
+
+impl Relay for Head {
+    fn status(&mut self, status: u16, reason: &str) {
+        let Ok(code) = StatusCode::from_u16(status) else {
+            self.invalid = true;
+            return;
+        };
+        let response = self.response();
+        *response.status_mut() = code;
+        // An HTTP/1.1 client gets the upstream's own words, as on the fast
+        // path.
+        if code.canonical_reason() != Some(reason) {
+            if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason.as_bytes().to_vec()) {
+                response.extensions_mut().insert(reason);
+            }
+        }
+    }
+
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        match (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+            (Ok(name), Ok(value)) => {
+                self.response().headers_mut().append(name, value);
+            }
+            _ => self.invalid = true,
+        }
+    }
+
+    fn length(&mut self, n: u64) {
+        self.response()
+            .headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(n));
+    }
+
+    fn chunked(&mut self) {}
+
+    fn close(&mut self) {}
+
+    fn end(&mut self) {}
+}
+
+/// An answer's body, read off its upstream connection as it is asked for.
+/// Its silences are timed by the `Tracked` body around it.
+pub struct Direct {
+    /// `None` once the body has ended.
+    wire: Option<Wire>,
+    framing: Framing,
+    /// What a sized body has still to come.
+    left: u64,
+    chunks: Chunks,
+    /// The connection may carry another request once the body has ended.
+    reusable: bool,
+    home: Option<Home>,
+}
+
+impl Direct {
+    /// The body has ended: the connection goes home when it is clean.
+    fn end(&mut self) {
+        let (Some(mut wire), Some(home)) = (self.wire.take(), self.home.take()) else {
+            return;
+        };
+        if self.reusable && wire.buf.is_empty() {
+            wire.rest(Instant::now());
+            home.keep(wire);
+        }
+    }
+
+    /// The body failed: its connection goes.
+    fn fail(&mut self, e: UpstreamError) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+        self.wire = None;
+        Poll::Ready(Some(Err(e)))
+    }
+
+    /// What of the body the connection's buffer holds, if any; ends the
+    /// body when that was the last of it.
+    fn take(&mut self) -> Result<Option<Bytes>, UpstreamError> {
+        let Some(wire) = &mut self.wire else {
+            return Ok(None);
+        };
+        let data = match self.framing {
+            Framing::Empty => None,
+            Framing::Length(_) => {
+                let n = wire
+                    .buf
+                    .len()
+                    .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+                self.left -= n as u64;
+                (n > 0).then(|| wire.buf.split_to(n).freeze())
+            }
+            Framing::Chunked => {
+                let mut out = Vec::new();
+                let used = self
+                    .chunks
+                    .decode(&wire.buf, &mut out)
+                    .map_err(|_| UpstreamError::Malformed("chunked body does not parse"))?;
+                wire.buf.advance(used);
+                (!out.is_empty()).then(|| Bytes::from(out))
+            }
+            Framing::UntilClose => (!wire.buf.is_empty()).then(|| wire.buf.split().freeze()),
+        };
+        let ended = match self.framing {
+            Framing::Empty => true,
+            Framing::Length(_) => self.left == 0,
+            Framing::Chunked => self.chunks.done(),
+            Framing::UntilClose => false,
+        };
+        if ended {
+            self.end();
+        }
+        Ok(data)
+    }
+}
+
+impl Body for Direct {
+    type Data = Bytes;
+    type Error = UpstreamError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+        let this = self.get_mut();
+        loop {
+            match this.take() {
+                Ok(Some(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Ok(None) => {}
+                Err(e) => return this.fail(e),
+            }
+            let Some(wire) = &mut this.wire else {
+                return Poll::Ready(None);
+            };
+            wire.buf.reserve(UPSTREAM_READ);
+            match tokio_util::io::poll_read_buf(wire.io.as_mut(), cx, &mut wire.buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) if this.framing == Framing::UntilClose => {
+                    this.wire = None;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Ok(0)) => {
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the upstream closed before the end of its answer",
+                    );
+                    return this.fail(UpstreamError::Wire(e));
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return this.fail(UpstreamError::Wire(e)),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.wire.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (&self.wire, self.framing) {
+            (None, _) => SizeHint::with_exact(0),
+            (Some(_), Framing::Length(_)) => SizeHint::with_exact(self.left),
+            _ => SizeHint::default(),
+        }
+    }
+}
