@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use http::header::{COOKIE, HOST};
 use http::request::Parts;
-use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -18,6 +18,7 @@ use hyper_util::rt::TokioIo;
 
 use super::exchange::{Exchange, Tracked};
 use super::fast::direct;
+use super::fast::request::line;
 use super::headers;
 use super::respond::{self, Answer, ErrorAnswer};
 use super::upstream::{Outgoing, UpstreamError};
@@ -38,11 +39,18 @@ impl Gateway {
         let http1 = parts.version < Version::HTTP_2;
         let html = respond::wants_html(&parts.headers);
         let upgrade = headers::is_websocket(parts.version, &parts.method, &parts.headers);
-        self.upstream_head(conn, &mut parts, live.as_deref(), upgrade);
-        ex.live = live;
+        let forwarded = self.upstream_head(conn, &mut parts, upgrade);
         if direct::takes(&parts, body.is_end_stream(), upgrade) {
-            return self.forward_direct(conn, parts, html, http1, ex).await;
+            ex.live = live;
+            return self
+                .forward_direct(conn, parts, forwarded, (html, http1), ex)
+                .await;
         }
+        // Client copies were stripped before routing: append, no search.
+        self.add_fields(forwarded, live.as_deref(), |name, value| {
+            parts.headers.append(name.clone(), value);
+        });
+        ex.live = live;
 
         let (body, upload) = Outgoing::new(body, self.settings.client_timeout);
         let mut req = Request::from_parts(parts, body);
@@ -135,17 +143,25 @@ impl Gateway {
     }
 
     /// Forwards a bodyless GET or HEAD by the gateway's own client
-    /// (`fast::direct`); its answer needs no more checks.
+    /// (`fast::direct`), the fields the gateway adds written straight into
+    /// its head; its answer needs no more checks. `(html, http1)`: whether
+    /// the client takes a page, and speaks HTTP/1.
     async fn forward_direct(
         &self,
         conn: &Conn,
         parts: Parts,
-        html: bool,
-        http1: bool,
+        forwarded: headers::Forwarded,
+        (html, http1): (bool, bool),
         mut ex: Exchange,
     ) -> Response<Tracked> {
         let started = Instant::now();
-        let result = direct::exchange(&self.upstream, &conn.pinned, &parts, started).await;
+        let live = ex.live.as_deref();
+        let add = |out: &mut Vec<u8>| {
+            self.add_fields(forwarded, live, |name, value| {
+                line(out, name.as_str().as_bytes(), value.as_bytes());
+            });
+        };
+        let result = direct::exchange(&self.upstream, &conn.pinned, &parts, started, add).await;
         ex.upstream_time = Some(started.elapsed());
         match result {
             Ok(response) => {
@@ -157,9 +173,28 @@ impl Gateway {
         }
     }
 
-    /// Turns the client's request head into the upstream's; the identity
-    /// headers go with a signed-in person's.
-    fn upstream_head(&self, conn: &Conn, parts: &mut Parts, live: Option<&Live>, upgrade: bool) {
+    /// Calls `add` with each field the gateway adds to a request going
+    /// upstream: X-Forwarded-* and, for a signed-in person, the identity
+    /// headers.
+    fn add_fields(
+        &self,
+        forwarded: headers::Forwarded,
+        live: Option<&Live>,
+        mut add: impl FnMut(&HeaderName, HeaderValue),
+    ) {
+        for (name, value) in forwarded.into_iter().flatten() {
+            add(&name, value);
+        }
+        if let Some(live) = live {
+            self.auth
+                .headers
+                .for_each(live, &self.auth.keys.signer(), add);
+        }
+    }
+
+    /// Turns the client's request head into the upstream's, but for the
+    /// fields the gateway adds (`add_fields`); returns its X-Forwarded-*.
+    fn upstream_head(&self, conn: &Conn, parts: &mut Parts, upgrade: bool) -> headers::Forwarded {
         let h = &mut parts.headers;
         headers::strip_request_hop_by_hop(h, upgrade, &self.settings.identity_headers);
         // HTTP/2 (and absolute-form HTTP/1) name the host in the target;
@@ -169,15 +204,7 @@ impl Gateway {
             Some(port) => Cow::Owned(format!("{}:{port}", a.host())),
             None => Cow::Owned(a.host().to_owned()),
         });
-        headers::set_forwarded(h, authority.as_deref(), &conn.peer);
-        // Client copies were stripped before routing: append, no search.
-        if let Some(live) = live {
-            self.auth
-                .headers
-                .for_each(live, &self.auth.keys.signer(), |name, value| {
-                    h.append(name.clone(), value);
-                });
-        }
+        let forwarded = headers::forwarded(h, authority.as_deref(), &conn.peer);
         if !self.upstream.pass_host_header() {
             h.insert(HOST, self.upstream.authority().clone());
         } else if let Some(v) = authority
@@ -199,6 +226,7 @@ impl Gateway {
                 .map_or_else(|| http::Uri::from_static("/"), |pq| pq.clone().into());
         }
         parts.version = Version::HTTP_11;
+        forwarded
     }
 
     /// The 502 or 504 response for a failed exchange, counted and logged.

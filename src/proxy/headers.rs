@@ -176,10 +176,16 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static(Line::For.name());
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static(Line::Proto.name());
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static(Line::Host.name());
 
-/// Writes X-Forwarded-For, -Proto and -Host (`authority` is the request
-/// target's — HTTP/2's `:authority` — which wins over Host). From an untrusted
-/// client every forwarding header it sent is discarded first.
-pub fn set_forwarded(headers: &mut HeaderMap, authority: Option<&str>, peer: &Peer) {
+/// The X-Forwarded-For, -Proto and -Host fields a request goes upstream
+/// with, when it does.
+pub type Forwarded = [Option<(HeaderName, HeaderValue)>; 3];
+
+/// The X-Forwarded-For, -Proto and -Host a request goes upstream with
+/// (`authority` is the request target's — HTTP/2's `:authority` — which
+/// wins over Host), each taken out of `headers` where the request carries
+/// it: from an untrusted client every forwarding header it sent goes,
+/// from a trusted proxy the ones the gateway writes anew.
+pub fn forwarded(headers: &mut HeaderMap, authority: Option<&str>, peer: &Peer) -> Forwarded {
     if !peer.trusted {
         // Every forwarding header of an untrusted client goes, whatever it
         // is called (X-Forwarded-Prefix, -Port, Forwarded, X-Real-IP, …).
@@ -228,9 +234,12 @@ pub fn set_forwarded(headers: &mut HeaderMap, authority: Option<&str>, peer: &Pe
             lines[line as usize] = Some((name, value));
         },
     );
-    for (name, value) in lines.into_iter().flatten() {
-        headers.insert(name, value);
+    if peer.trusted {
+        for (name, _) in lines.iter().flatten() {
+            headers.remove(name);
+        }
     }
+    lines
 }
 
 #[cfg(test)]
@@ -244,6 +253,13 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect()
+    }
+
+    /// The request's fields once the gateway's X-Forwarded-* are in.
+    fn set_forwarded(headers: &mut HeaderMap, authority: Option<&str>, peer: &Peer) {
+        for (name, value) in forwarded(headers, authority, peer).into_iter().flatten() {
+            headers.append(name, value);
+        }
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

@@ -32,17 +32,19 @@ pub fn takes(parts: &Parts, body_ended: bool, upgrade: bool) -> bool {
     body_ended && !upgrade && (parts.method == Method::GET || parts.method == Method::HEAD)
 }
 
-/// Sends the request of `parts` (its head already the upstream's) on a
-/// connection `pinned` keeps, or a pooled or new one, from `now`, and
-/// returns the upstream's answer once its head has come.
+/// Sends the request of `parts` (its head already the upstream's, but for
+/// the fields `add` writes) on a connection `pinned` keeps, or a pooled or
+/// new one, from `now`, and returns the upstream's answer once its head
+/// has come.
 pub async fn exchange(
     upstream: &Upstream,
     pinned: &Pinned,
     parts: &Parts,
     now: Instant,
+    add: impl FnOnce(&mut Vec<u8>),
 ) -> Result<Response<Direct>, UpstreamError> {
-    let mut request = Vec::with_capacity(1024);
-    write_head(&mut request, parts);
+    let mut request = Vec::with_capacity(2048);
+    write_head(&mut request, parts, add);
     let out = Outbound {
         request: &request,
         method: &parts.method,
@@ -76,8 +78,9 @@ pub async fn exchange(
     Ok(response.map(|()| body))
 }
 
-/// The request line and header fields of `parts`, as HTTP/1.1.
-fn write_head(out: &mut Vec<u8>, parts: &Parts) {
+/// The request line and header fields of `parts`, and those `add`
+/// writes, as HTTP/1.1.
+fn write_head(out: &mut Vec<u8>, parts: &Parts, add: impl FnOnce(&mut Vec<u8>)) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     // The path is `/` when the target names none (RFC 9112 §3.2.1).
@@ -90,6 +93,7 @@ fn write_head(out: &mut Vec<u8>, parts: &Parts) {
     for (name, value) in &parts.headers {
         line(out, name.as_str().as_bytes(), value.as_bytes());
     }
+    add(out);
     out.extend_from_slice(b"\r\n");
 }
 
