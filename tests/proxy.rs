@@ -403,6 +403,71 @@ async fn slow_upstream_gives_504_and_the_gateway_keeps_serving() {
     assert_eq!(r.text().await.unwrap(), "finally");
 }
 
+/// An upstream that answers `/trickle` with a head one byte every 300 ms,
+/// `/interim` with an interim answer every 20 ms, and `/flood` with interim
+/// answers as fast as it can, none of them ever final.
+async fn endless_head_upstream() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let mut byte = [0u8; 1];
+                    if conn.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let target = String::from_utf8_lossy(&head).into_owned();
+                let (first, again, pause): (&[u8], &[u8], u64) = if target.contains("/trickle") {
+                    (b"HTTP/1.1 200 OK\r\nX-Slow: ", b"a", 300)
+                } else if target.contains("/interim") {
+                    (b"", b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", 20)
+                } else {
+                    (b"", b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", 0)
+                };
+                let _ = conn.write_all(first).await;
+                while conn.write_all(again).await.is_ok() {
+                    if pause > 0 {
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// An upstream's answer head has the read timeout as a whole, however it
+/// trickles in, interim answers included, and no stream of interim answers
+/// goes on past the head size limit: over HTTP/1.1 (the fast path) and
+/// HTTP/2 (the gateway's own client on hyper) alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_head_that_never_ends_gets_504_or_502_in_time() {
+    let url = endless_head_upstream().await;
+    let (s, cert, _dir) = signed_in_over_tls(&url, "[upstream]\nread_timeout = \"1s\"").await;
+    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
+    let h1 = reqwest::Client::builder()
+        .no_proxy()
+        .add_root_certificate(root.clone())
+        .http1_only()
+        .build()
+        .unwrap();
+    for client in [h1, h2_client(root)] {
+        for (path, status) in [("/trickle", 504), ("/interim", 504), ("/flood", 502)] {
+            let started = std::time::Instant::now();
+            let r = client.get(s.gw.url(path)).header("cookie", &s.cookie);
+            let r = r.timeout(Duration::from_secs(30)).send().await.unwrap();
+            assert_eq!(r.status(), status, "{path} over {:?}", r.version());
+            let waited = started.elapsed();
+            assert!(waited < Duration::from_secs(6), "{path}: {waited:?}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_headers_and_uris_are_refused() {
     let up = Upstream::start().await;
@@ -504,8 +569,6 @@ async fn tls_listener_serves_http1_and_http2() {
         .await;
 }
 
-/// A request head the HTTP layer cannot parse gets its 400 there, before
-/// any routing; the operator sees it counted.
 /// An HTTP/2 client over `root`'s TLS.
 fn h2_client(root: reqwest::Certificate) -> reqwest::Client {
     reqwest::Client::builder()
@@ -576,6 +639,8 @@ async fn an_answer_dropped_halfway_never_leaves_its_connection_for_another_reque
     assert_eq!(connections, [0, 1, 1]);
 }
 
+/// A request head the HTTP layer cannot parse gets its 400 there, before
+/// any routing; the operator sees it counted.
 #[tokio::test(flavor = "multi_thread")]
 async fn unparseable_requests_are_refused_and_counted() {
     let up = Upstream::start().await;

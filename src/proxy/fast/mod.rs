@@ -491,8 +491,13 @@ impl Wait<'_> {
     /// for `size` more at least; a read that waits longer than the upstream
     /// read timeout fails as `TimedOut`.
     async fn read(&mut self, link: &mut Wire, size: usize) -> std::io::Result<usize> {
-        link.buf.reserve(size);
         self.deadline.set_after(self.patience);
+        self.fill(link, size).await
+    }
+
+    /// `read`, within the deadline as it stands.
+    async fn fill(&mut self, link: &mut Wire, size: usize) -> std::io::Result<usize> {
+        link.buf.reserve(size);
         match self.deadline.run(link.io.read_buf(&mut link.buf)).await {
             Some(read) => read,
             None => Err(std::io::ErrorKind::TimedOut.into()),
@@ -557,14 +562,17 @@ async fn send(
     }
 }
 
-/// One request out and its final response head in.
+/// One request out and its final response head in, to `relay`: the
+/// head, and any interim answers before it, within the upstream read
+/// timeout from when the first of its reads has to wait (about when the
+/// request went) and within `MAX_RESPONSE_HEAD` together.
 async fn round_trip(
     link: &mut Wire,
     mut wait: Wait<'_>,
     request: &[u8],
     head_request: bool,
     close: bool,
-    client_head: &mut impl response::Relay,
+    relay: &mut impl response::Relay,
 ) -> Result<Final, Trip> {
     link.buf.clear();
     // Only a request of which no byte went out counts as unsent: the
@@ -585,23 +593,26 @@ async fn round_trip(
         .flush()
         .await
         .map_err(|e| Trip::Unanswered(UpstreamError::Wire(e)))?;
-    let mut interim = false;
+    // Interim answers count towards the head's size: no stream of them
+    // holds the request forever.
+    let mut interim = 0;
+    wait.deadline.set_after(wait.patience);
     loop {
-        match response::parse(
-            &link.buf,
-            MAX_RESPONSE_HEAD,
-            head_request,
-            close,
-            client_head,
-        ) {
+        let room = MAX_RESPONSE_HEAD - interim;
+        match response::parse(&link.buf, room, head_request, close, relay) {
             UpstreamHead::Final(reply) => {
                 link.buf.advance(reply.len);
                 return Ok(reply);
             }
-            UpstreamHead::Interim(len) => {
+            UpstreamHead::Interim(len) if len < room => {
                 link.buf.advance(len);
-                interim = true;
+                interim += len;
                 continue;
+            }
+            UpstreamHead::Interim(_) => {
+                return Err(Trip::Failed(UpstreamError::Malformed(
+                    "response head too large",
+                )))
             }
             UpstreamHead::Switch => return Err(Trip::Failed(UpstreamError::UnaskedSwitch)),
             UpstreamHead::Malformed(why) => {
@@ -609,8 +620,8 @@ async fn round_trip(
             }
             UpstreamHead::Partial => {}
         }
-        let nothing_yet = link.buf.is_empty() && !interim;
-        match wait.read(link, UPSTREAM_HEAD_READ).await {
+        let nothing_yet = link.buf.is_empty() && interim == 0;
+        match wait.fill(link, UPSTREAM_HEAD_READ).await {
             Ok(0) => {
                 let e = UpstreamError::Wire(std::io::ErrorKind::UnexpectedEof.into());
                 return Err(if nothing_yet {
