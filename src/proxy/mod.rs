@@ -3,8 +3,8 @@
 //! serves through `Gateway::handle`, which applies the size limits and
 //! header hygiene, answers the gateway's own routes, and hands signed-in
 //! requests to `forward` (whose bodyless GETs and HEADs go by the fast
-//! path's own client, `fast::direct`). `listener` accepts the connections; `exchange`
-//! writes the access log and metrics when a response has ended.
+//! path's own client, `fast::direct`). `listener` accepts the connections;
+//! `exchange` writes the access log and metrics when a response has ended.
 
 pub mod exchange;
 pub mod fast;

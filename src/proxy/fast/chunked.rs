@@ -1,7 +1,8 @@
-//! Chunked response bodies (RFC 9112 §7.1) on the HTTP/1 fast path: read
-//! strictly, and written anew for the client: sizes in plain hex, chunk
-//! extensions and trailers left out, so that no client can read the
-//! framing differently from the gateway.
+//! Chunked response bodies (RFC 9112 §7.1) from the upstream: read
+//! strictly, and written anew for an HTTP/1.1 client (`relay`): sizes in
+//! plain hex, chunk extensions and trailers left out, so that no client can
+//! read the framing differently from the gateway; or only their data, for
+//! an HTTP/2 one (`decode`).
 
 use std::io::Write as _;
 

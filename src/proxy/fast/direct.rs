@@ -51,7 +51,7 @@ pub async fn exchange(
         bodyless: true,
         close: false,
     };
-    let mut head = Head::default();
+    let mut head = ResponseHead::default();
     let mut deadline = Deadline::default();
     let kept = pinned.take_wire();
     let (wire, reply) = send(upstream, now, kept, out, &mut deadline, &mut head).await?;
@@ -99,19 +99,19 @@ fn write_head(out: &mut Vec<u8>, parts: &Parts, add: impl FnOnce(&mut Vec<u8>)) 
 
 /// A final response head read into a header map.
 #[derive(Default)]
-struct Head {
+struct ResponseHead {
     response: Option<Response<()>>,
     /// A field's name or value is not one HTTP allows.
     invalid: bool,
 }
 
-impl Head {
+impl ResponseHead {
     fn response(&mut self) -> &mut Response<()> {
         self.response.get_or_insert_with(|| Response::new(()))
     }
 }
 
-impl Relay for Head {
+impl Relay for ResponseHead {
     fn status(&mut self, status: u16, reason: &str) {
         let Ok(code) = StatusCode::from_u16(status) else {
             self.invalid = true;

@@ -4,7 +4,9 @@
 //! with no header maps built on either side. The first request it does not
 //! take (the gateway's own routes, no session, chunked or large uploads,
 //! upgrades, `Expect`, HTTP/1.0, anything malformed) hands the connection,
-//! with the bytes read so far, to hyper for the rest of its life.
+//! with the bytes read so far, to hyper for the rest of its life. Its
+//! upstream side (`send`, `round_trip`) also carries the bodyless GETs and
+//! HEADs that hyper serves, HTTP/2's above all (`direct`).
 
 pub mod chunked;
 pub mod deadline;

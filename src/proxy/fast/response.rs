@@ -1,7 +1,8 @@
-//! The upstream's response heads on the HTTP/1 fast path: parsed with
-//! httparse, their framing decided as RFC 9112 §6.3 has it (chunked wins
-//! over a length; two lengths or another coding are refused), and
-//! rewritten for the client without hop-by-hop headers.
+//! The upstream's response heads, for the fast path and the gateway's own
+//! client on hyper (`direct`): parsed with httparse, their framing decided
+//! as RFC 9112 §6.3 has it (chunked wins over a length; two lengths or
+//! another coding are refused), and said anew for the client without
+//! hop-by-hop headers: as HTTP/1.1 bytes, or into a header map (`Relay`).
 
 use std::io::Write as _;
 use std::mem::MaybeUninit;
@@ -15,10 +16,10 @@ pub enum Framing {
     /// No body (HEAD, 204, 304).
     Empty,
     Length(u64),
-    /// Relayed chunk by chunk, written anew.
+    /// Relayed chunk by chunk (written anew for an HTTP/1.1 client).
     Chunked,
-    /// Until the upstream closes; chunked for the client, whose connection
-    /// stays open.
+    /// Until the upstream closes; chunked for an HTTP/1.1 client, whose
+    /// connection stays open.
     UntilClose,
 }
 
@@ -34,7 +35,7 @@ pub enum UpstreamHead {
     Malformed(&'static str),
 }
 
-/// A final response head, already written for the client.
+/// A final response head, already said to the `Relay`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Final {
     /// Bytes of the head in the upstream's buffer.
@@ -50,7 +51,9 @@ pub struct Final {
 /// Where a final response head goes as the client will get it: its status,
 /// the fields the client may see, and the framing said anew.
 pub trait Relay {
+    /// The status, and its reason phrase (the upstream's, else the usual).
     fn status(&mut self, status: u16, reason: &str);
+    /// A field the client may see.
     fn field(&mut self, name: &[u8], value: &[u8]);
     /// The body's length (or, on a bodyless answer, what a GET would get).
     fn length(&mut self, n: u64);

@@ -160,15 +160,29 @@ impl Kept {
         }))
     }
 
-    fn full(&self) -> bool {
-        self.links.len() + self.wires.len() >= MAX_PINNED
-    }
-
-    /// Starts the task that lets idle connections go, unless it runs.
-    fn watch(&mut self, shared: &Arc<Mutex<Kept>>) {
+    /// Whether one more connection may be kept; when it may, the task that
+    /// lets idle ones go runs.
+    fn room(&mut self, shared: &Arc<Mutex<Kept>>) -> bool {
+        if self.links.len() + self.wires.len() >= MAX_PINNED {
+            return false;
+        }
         if !self.watched {
             self.watched = true;
             tokio::spawn(let_idle_go(Arc::downgrade(shared)));
+        }
+        true
+    }
+}
+
+/// The client connection has closed (its `Pinned` held the one lasting
+/// reference): what it kept goes back.
+impl Drop for Kept {
+    fn drop(&mut self) {
+        std::mem::take(&mut self.links)
+            .into_iter()
+            .for_each(Link::release);
+        for wire in std::mem::take(&mut self.wires) {
+            self.pool.park(wire);
         }
     }
 }
@@ -182,17 +196,18 @@ pub struct Home {
 }
 
 impl Home {
+    /// Takes `wire` home, idle from now on.
     pub fn keep(self, wire: Wire) {
         let Some(shared) = self.kept.upgrade() else {
             return self.pool.park(wire);
         };
         let mut kept = shared.lock().expect("pinned links");
-        if kept.full() {
+        if kept.room(&shared) {
+            kept.wires.push(wire);
+        } else {
             drop(kept);
-            return self.pool.park(wire);
+            self.pool.park(wire);
         }
-        kept.wires.push(wire);
-        kept.watch(&shared);
     }
 }
 
@@ -271,19 +286,18 @@ impl Pinned {
     fn keep(&self, link: Link, pool: &Arc<Pool>) {
         let shared = self.kept.get_or_init(|| Kept::new(pool));
         let mut kept = shared.lock().expect("pinned links");
-        if kept.full() {
+        if kept.room(shared) {
+            kept.links.push(link);
+        } else {
             drop(kept);
             link.release();
-            return;
         }
-        kept.links.push(link);
-        kept.watch(shared);
     }
 }
 
 /// Lets each kept connection go to the pool once it has been ready and
 /// idle for `HOLD_UPSTREAM`; ends when none is kept, or the client
-/// connection is gone (its `Pinned` lets the rest go).
+/// connection is gone (its `Kept` lets the rest go).
 async fn let_idle_go(kept: Weak<Mutex<Kept>>) {
     let mut due = Instant::now() + HOLD_UPSTREAM;
     loop {
@@ -320,21 +334,6 @@ async fn let_idle_go(kept: Weak<Mutex<Kept>>) {
             return;
         }
         due = next;
-    }
-}
-
-impl Drop for Pinned {
-    fn drop(&mut self) {
-        let (links, wires, pool) = match self.kept.get().map(|kept| kept.lock()) {
-            Some(Ok(mut kept)) => (
-                std::mem::take(&mut kept.links),
-                std::mem::take(&mut kept.wires),
-                kept.pool.clone(),
-            ),
-            _ => return,
-        };
-        links.into_iter().for_each(Link::release);
-        wires.into_iter().for_each(|wire| pool.park(wire));
     }
 }
 

@@ -1,8 +1,9 @@
 //! The upstream connections both data paths share: a connection is a byte
 //! stream (TCP, or TLS over TCP) with its read buffer, and the pool keeps
-//! the idle ones for whichever path needs one next. The fast path reads
-//! and writes a `Wire` itself; the hyper path runs hyper's client over it
-//! and gives it back when hyper is done with it (`link`).
+//! the idle ones for whichever path needs one next. The fast path (and its
+//! client on hyper's side, `fast::direct`) reads and writes a `Wire`
+//! itself; hyper's client runs over one and gives it back when hyper is
+//! done with it (`link`).
 
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -17,8 +18,9 @@ use super::Io;
 const MAX_IDLE: usize = 256;
 
 /// A connection's byte stream; its writes wait at most the upstream's
-/// write timeout. Its reads are timed by the path using it: the fast
-/// path's deadlines, or the forwarding side over hyper's client.
+/// write timeout. Its reads are timed by whoever reads it: the fast
+/// path's deadlines, or, for an answer hyper serves, the `Tracked` body's
+/// silence limit and the forwarding side's timeout.
 pub type Stream = Pin<Box<TimeoutStream<Box<dyn Io>>>>;
 
 /// One connection to the upstream, between requests or carrying one.
