@@ -270,6 +270,22 @@ fn answers() -> Vec<&'static str> {
     ]
 }
 
+/// The upstream of the answer tests: `/answer/<n>` gets the n-th answer.
+fn answer_script(r: &ParsedRequest) -> common::raw_upstream::Reply {
+    let n: usize = r.target.trim_start_matches("/answer/").parse().unwrap_or(0);
+    common::raw_upstream::Reply::raw(answers()[n]).then_close()
+}
+
+/// An HTTP/1.1 request for the n-th answer.
+fn answer_case(n: usize) -> Case {
+    Case {
+        name: "answer",
+        raw: format!(
+            "GET /answer/{n} HTTP/1.1\r\nHost: gw\r\nCookie: {{c}}\r\nConnection: close\r\n\r\n"
+        ),
+    }
+}
+
 /// What a client can tell of an answer: its status, its header fields
 /// (lower-case names, sorted; the framing and `Date` left out) and its
 /// body, de-chunked.
@@ -329,12 +345,8 @@ struct Answer {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn both_paths_give_the_client_the_same_answers() {
-    let script = |r: &ParsedRequest| {
-        let n: usize = r.target.trim_start_matches("/answer/").parse().unwrap_or(0);
-        common::raw_upstream::Reply::raw(answers()[n]).then_close()
-    };
     let start = |toml: &'static str| async move {
-        let up = RawUpstream::start(script).await;
+        let up = RawUpstream::start(answer_script).await;
         let s = signed_in(&up.url(), toml, None).await;
         Side { up, s }
     };
@@ -342,10 +354,7 @@ async fn both_paths_give_the_client_the_same_answers() {
     let hyper = start("[server]\nfast_path = false").await;
     let mut differences = Vec::new();
     for (n, answer) in answers().iter().enumerate() {
-        let case = Case {
-            name: "answer",
-            raw: format!("GET /answer/{n} HTTP/1.1\r\nHost: gw\r\nCookie: {{c}}\r\nConnection: close\r\n\r\n"),
-        };
+        let case = answer_case(n);
         let fast_raw = tokio::task::block_in_place(|| fast.answer(&case));
         let hyper_raw = tokio::task::block_in_place(|| hyper.answer(&case));
         let (f, h) = (answer_of(&fast_raw), answer_of(&hyper_raw));
@@ -362,16 +371,12 @@ async fn both_paths_give_the_client_the_same_answers() {
 /// an answer broken off after its head, an error on both.
 #[tokio::test(flavor = "multi_thread")]
 async fn http2_clients_get_the_answers_http1_clients_get() {
-    let script = |r: &ParsedRequest| {
-        let n: usize = r.target.trim_start_matches("/answer/").parse().unwrap_or(0);
-        common::raw_upstream::Reply::raw(answers()[n]).then_close()
-    };
-    let up = RawUpstream::start(script).await;
+    let up = RawUpstream::start(answer_script).await;
     let fast = Side {
         s: signed_in(&up.url(), "", None).await,
         up,
     };
-    let up = RawUpstream::start(script).await;
+    let up = RawUpstream::start(answer_script).await;
     let (s, cert, _dir) = common::login::signed_in_over_tls(&up.url(), "").await;
     let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
     let client = reqwest::Client::builder()
@@ -382,10 +387,7 @@ async fn http2_clients_get_the_answers_http1_clients_get() {
         .unwrap();
     let mut differences = Vec::new();
     for (n, answer) in answers().iter().enumerate() {
-        let case = Case {
-            name: "answer",
-            raw: format!("GET /answer/{n} HTTP/1.1\r\nHost: gw\r\nCookie: {{c}}\r\nConnection: close\r\n\r\n"),
-        };
+        let case = answer_case(n);
         let fast_raw = tokio::task::block_in_place(|| fast.answer(&case));
         let url = s.gw.url(&format!("/answer/{n}"));
         let h2 = match client.get(url).header("cookie", &s.cookie).send().await {
