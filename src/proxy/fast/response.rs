@@ -136,7 +136,8 @@ pub fn parse<R: Relay>(
             for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if token.eq_ignore_ascii_case(b"close") {
                     reusable = false;
-                } else if !token.is_empty() {
+                } else if !token.is_empty() && !fields::response_hop_by_hop(token) {
+                    // `keep-alive`, the usual one, goes anyway: no list.
                     named.push(token);
                 }
             }
