@@ -124,7 +124,10 @@ http {
   fastcgi_temp_path $WORK/$1-fcgi;
   uwsgi_temp_path $WORK/$1-uwsgi;
   scgi_temp_path $WORK/$1-scgi;
-  upstream app { server 127.0.0.1:$UP_PORT; keepalive 64; }
+  # No connection is closed after a number of requests (nginx's default is
+  # 1000): h2load does not reconnect, and idgate closes none.
+  keepalive_requests 1000000;
+  upstream app { server 127.0.0.1:$UP_PORT; keepalive 64; keepalive_requests 1000000; }
   $3
   server {
     $4
