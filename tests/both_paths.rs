@@ -46,6 +46,10 @@ fn corpus() -> Vec<Case> {
         case("forwarded repeated", "GET /f3 HTTP/1.1\r\nHost: gw\r\nCookie: {c}\r\nx-forwarded-for: 203.0.113.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: a\r\nX-Forwarded-Host: b\r\nX-Forwarded-Port: 443\r\nX-Forwarded-Prefix: /p\r\nX_Forwarded_Proto: ftp\r\nConnection: close\r\n\r\n"),
         case("forwarded empty", "GET /f4 HTTP/1.1\r\nHost: gw\r\nCookie: {c}\r\nX-Forwarded-For:\r\nConnection: close\r\n\r\n"),
         case("forwarding forged", "GET /f HTTP/1.1\r\nHost: gw\r\nCookie: {c}\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Proto: https\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nConnection: close\r\n\r\n"),
+        // With a body: on hyper, sent by its client, the fields added to
+        // its header map rather than written as bytes.
+        case("forwarded twice with a body", "POST /f2b HTTP/1.1\r\nHost: gw\r\nCookie: {c}\r\nX-Forwarded-For: 203.0.113.1\r\nX-Forwarded-For: 10.0.0.2, 10.0.0.3\r\nX_Forwarded_For: 6.6.6.6\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"),
+        case("forwarding forged with a body", "POST /fb HTTP/1.1\r\nHost: gw\r\nCookie: {c}\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Proto: https\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"),
         case("hop by hop", "GET /hop HTTP/1.1\r\nHost: gw\r\nCookie: {c}\r\nKeep-Alive: 5\r\nTE: trailers\r\nTrailer: X\r\nProxy-Authorization: Basic eA==\r\nProxy-Connection: keep-alive\r\nConnection: close\r\n\r\n"),
         case("connection names", "GET /cn HTTP/1.1\r\nHost: gw\r\nCookie: {c}\r\nConnection: close, X-Secret, Host, Content-Length\r\nX-Secret: 1\r\n\r\n"),
         case("connection names identity", "GET /ci HTTP/1.1\r\nHost: gw\r\nCookie: {c}\r\nConnection: close, X-Forwarded-User, Cookie\r\n\r\n"),
