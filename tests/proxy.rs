@@ -609,6 +609,25 @@ async fn http2_requests_share_one_upstream_connection_with_the_next_client() {
     assert_eq!(connections, [0, 0, 0, 0], "{}", up.received_text());
 }
 
+/// Each request on an upstream connection kept between an HTTP/2 client's
+/// requests (with the deadline its reads were timed by) has the whole read
+/// timeout for its answer: one answered late, then another on the same
+/// connection straight after, both within it, both arrive.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_request_on_a_kept_upstream_connection_has_the_whole_read_timeout() {
+    let up = Upstream::start().await;
+    let toml = "[upstream]\nread_timeout = \"1s\"";
+    let (s, cert, _dir) = signed_in_over_tls(&up.url(), toml).await;
+    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
+    let h2 = h2_client(root);
+    for _ in 0..3 {
+        let r = h2.get(s.gw.url("/slow?ms=700")).header("cookie", &s.cookie);
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "finally");
+    }
+}
+
 /// An HTTP/2 client that stops reading an answer halfway leaves its
 /// upstream connection closed, never reused: the next request goes on a
 /// new one and gets its own answer, nothing of the one left unread.

@@ -52,9 +52,11 @@ pub async fn exchange(
         close: false,
     };
     let mut head = ResponseHead::default();
-    let mut deadline = Deadline::default();
-    let kept = pinned.take_wire();
-    let (wire, reply) = send(upstream, now, kept, out, &mut deadline, &mut head).await?;
+    let (kept, mut wait) = match pinned.take_wire() {
+        Some((wire, wait)) => (Some(wire), wait),
+        None => (None, Deadline::default()),
+    };
+    let (wire, reply) = send(upstream, now, kept, out, &mut wait, &mut head).await?;
     let Some(response) = head.response.filter(|_| !head.invalid) else {
         return Err(UpstreamError::Malformed(
             "response header not valid in HTTP",
@@ -71,6 +73,7 @@ pub async fn exchange(
         chunks: Chunks::default(),
         reusable: reply.reusable,
         home: Some(pinned.home(upstream)),
+        wait,
     };
     if matches!(reply.framing, Framing::Empty | Framing::Length(0)) {
         body.end();
@@ -162,6 +165,8 @@ pub struct Direct {
     /// The connection may carry another request once the body has ended.
     reusable: bool,
     home: Option<Home>,
+    /// The deadline the head was read within, kept with the connection.
+    wait: Deadline,
 }
 
 impl Direct {
@@ -172,7 +177,7 @@ impl Direct {
         };
         if self.reusable && wire.buf.is_empty() {
             wire.rest(Instant::now());
-            home.keep(wire);
+            home.keep(wire, std::mem::take(&mut self.wait));
         }
     }
 

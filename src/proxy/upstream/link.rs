@@ -22,6 +22,7 @@ use super::{
     may_send_again, Outgoing, Pool, Reached, Upstream, UpstreamError, Wire, HOLD_UPSTREAM,
 };
 use crate::policy::fields;
+use crate::proxy::fast::deadline::Deadline;
 
 /// Upstream connections one client connection keeps at most (an HTTP/2
 /// client's requests run side by side, each on one of them).
@@ -145,7 +146,7 @@ struct Kept {
     links: Vec<Link>,
     /// Connections of the gateway's own client (`fast::direct`), between
     /// requests.
-    wires: Vec<Wire>,
+    wires: Vec<Held>,
     /// Whether a task is letting idle connections go (`let_idle_go`).
     watched: bool,
 }
@@ -181,11 +182,16 @@ impl Drop for Kept {
         std::mem::take(&mut self.links)
             .into_iter()
             .for_each(Link::release);
-        for wire in std::mem::take(&mut self.wires) {
+        for (wire, _) in std::mem::take(&mut self.wires) {
             self.pool.park(wire);
         }
     }
 }
+
+/// A connection of the gateway's own client between requests, and the
+/// deadline its reads are timed by: kept with it, so that a request on it
+/// arms no timer of its own (what `Deadline` is for).
+pub type Held = (Wire, Deadline);
 
 /// Where a connection of the gateway's own client goes once its answer
 /// has ended cleanly: back to the client connection's kept ones, or to the
@@ -196,14 +202,15 @@ pub struct Home {
 }
 
 impl Home {
-    /// Takes `wire` home, idle from now on.
-    pub fn keep(self, wire: Wire) {
+    /// Takes `wire` home, idle since it rested, with the deadline its
+    /// reads were timed by.
+    pub fn keep(self, wire: Wire, wait: Deadline) {
         let Some(shared) = self.kept.upgrade() else {
             return self.pool.park(wire);
         };
         let mut kept = shared.lock().expect("pinned links");
         if kept.room(&shared) {
-            kept.wires.push(wire);
+            kept.wires.push((wire, wait));
         } else {
             drop(kept);
             self.pool.park(wire);
@@ -255,7 +262,7 @@ impl Pinned {
 
     /// A connection of the gateway's own client this client connection
     /// kept, if there is one (`fast::send` checks that it is usable).
-    pub fn take_wire(&self) -> Option<Wire> {
+    pub fn take_wire(&self) -> Option<Held> {
         self.kept.get()?.lock().expect("pinned links").wires.pop()
     }
 
@@ -320,13 +327,13 @@ async fn let_idle_go(kept: Weak<Mutex<Kept>>) {
                 kept.links.push(link);
             }
         }
-        for wire in std::mem::take(&mut kept.wires) {
+        for (wire, wait) in std::mem::take(&mut kept.wires) {
             let until = wire.idle_since() + HOLD_UPSTREAM;
             if until <= now {
                 kept.pool.park(wire);
             } else {
                 next = next.min(until);
-                kept.wires.push(wire);
+                kept.wires.push((wire, wait));
             }
         }
         if kept.links.is_empty() && kept.wires.is_empty() {
