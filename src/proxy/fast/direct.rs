@@ -18,10 +18,9 @@ use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 
-use super::chunked::Chunks;
 use super::deadline::Deadline;
 use super::request::line;
-use super::response::{Framing, Relay};
+use super::response::{Framing, Progress, Relay};
 use super::{send, Outbound, UPSTREAM_READ};
 use crate::proxy::upstream::{Home, Pinned, Upstream, UpstreamError, Wire};
 
@@ -62,20 +61,14 @@ pub async fn exchange(
             "response header not valid in HTTP",
         ));
     };
-    let left = match reply.framing {
-        Framing::Length(n) => n,
-        _ => 0,
-    };
     let mut body = Direct {
         wire: Some(wire),
-        framing: reply.framing,
-        left,
-        chunks: Chunks::default(),
+        progress: Progress::new(reply.framing),
         reusable: reply.reusable,
         home: Some(pinned.home(upstream)),
         wait,
     };
-    if matches!(reply.framing, Framing::Empty | Framing::Length(0)) {
+    if body.progress.ended() {
         body.end();
     }
     Ok(response.map(|()| body))
@@ -158,10 +151,8 @@ impl Relay for ResponseHead {
 pub struct Direct {
     /// `None` once the body has ended.
     wire: Option<Wire>,
-    framing: Framing,
-    /// What a sized body has still to come.
-    left: u64,
-    chunks: Chunks,
+    /// Where the body stands, by its framing.
+    progress: Progress,
     /// The connection may carry another request once the body has ended.
     reusable: bool,
     home: Option<Home>,
@@ -193,19 +184,16 @@ impl Direct {
         let Some(wire) = &mut self.wire else {
             return Ok(None);
         };
-        let data = match self.framing {
+        let data = match self.progress.framing() {
             Framing::Empty => None,
             Framing::Length(_) => {
-                let n = wire
-                    .buf
-                    .len()
-                    .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-                self.left -= n as u64;
+                let n = self.progress.take_sized(wire.buf.len());
                 (n > 0).then(|| wire.buf.split_to(n).freeze())
             }
             Framing::Chunked => {
                 let mut out = Vec::new();
                 let used = self
+                    .progress
                     .chunks
                     .decode(&wire.buf, &mut out)
                     .map_err(|_| UpstreamError::Malformed("chunked body does not parse"))?;
@@ -214,13 +202,7 @@ impl Direct {
             }
             Framing::UntilClose => (!wire.buf.is_empty()).then(|| wire.buf.split().freeze()),
         };
-        let ended = match self.framing {
-            Framing::Empty => true,
-            Framing::Length(_) => self.left == 0,
-            Framing::Chunked => self.chunks.done(),
-            Framing::UntilClose => false,
-        };
-        if ended {
+        if self.progress.ended() {
             self.end();
         }
         Ok(data)
@@ -248,7 +230,7 @@ impl Body for Direct {
             wire.buf.reserve(UPSTREAM_READ);
             match tokio_util::io::poll_read_buf(wire.io.as_mut(), cx, &mut wire.buf) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(0)) if this.framing == Framing::UntilClose => {
+                Poll::Ready(Ok(0)) if this.progress.framing() == Framing::UntilClose => {
                     this.wire = None;
                     return Poll::Ready(None);
                 }
@@ -270,9 +252,9 @@ impl Body for Direct {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match (&self.wire, self.framing) {
+        match (&self.wire, self.progress.framing()) {
             (None, _) => SizeHint::with_exact(0),
-            (Some(_), Framing::Length(_)) => SizeHint::with_exact(self.left),
+            (Some(_), Framing::Length(_)) => SizeHint::with_exact(self.progress.left()),
             _ => SizeHint::default(),
         }
     }

@@ -31,11 +31,10 @@ use super::{Conn, Gateway};
 use crate::metrics::RouteClass;
 use crate::policy::fields;
 use crate::tts::owners::Standing;
-use chunked::Chunks;
 use deadline::Deadline;
 use hold::Hold;
 use request::{Intake, Limits, Rewrite};
-use response::{Final, Framing, UpstreamHead};
+use response::{Final, Framing, Progress, UpstreamHead};
 
 /// Largest response head taken from the upstream.
 const MAX_RESPONSE_HEAD: usize = 256 * 1024;
@@ -654,30 +653,20 @@ async fn relay<C>(
 where
     C: AsyncWrite + Unpin,
 {
-    let mut left = match reply.framing {
-        Framing::Length(n) => n,
-        _ => 0,
-    };
-    let mut chunks = Chunks::default();
+    let mut body = Progress::new(reply.framing);
     loop {
-        let finished = match reply.framing {
-            Framing::Empty => true,
+        match reply.framing {
+            Framing::Empty => {}
             Framing::Length(_) => {
-                let take = link
-                    .buf
-                    .len()
-                    .min(usize::try_from(left).unwrap_or(usize::MAX));
+                let take = body.take_sized(link.buf.len());
                 out.extend_from_slice(&link.buf[..take]);
                 link.buf.advance(take);
-                left -= take as u64;
-                left == 0
             }
             Framing::Chunked => {
-                let used = chunks.relay(&link.buf, out).map_err(|_| {
+                let used = body.chunks.relay(&link.buf, out).map_err(|_| {
                     Broken::Upstream(UpstreamError::Malformed("chunked body does not parse"))
                 })?;
                 link.buf.advance(used);
-                chunks.done()
             }
             Framing::UntilClose => {
                 if !link.buf.is_empty() {
@@ -686,9 +675,9 @@ where
                     out.extend_from_slice(b"\r\n");
                     link.buf.clear();
                 }
-                false
             }
-        };
+        }
+        let finished = body.ended();
         if !out.is_empty() {
             write_flushed(io, out).await.map_err(|_| Broken::Client)?;
             out.clear();

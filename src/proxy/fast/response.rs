@@ -7,6 +7,7 @@
 use std::io::Write as _;
 use std::mem::MaybeUninit;
 
+use super::chunked::Chunks;
 use super::request::{line, MAX_HEADERS};
 use crate::policy::fields;
 
@@ -21,6 +22,59 @@ pub enum Framing {
     /// Until the upstream closes; chunked for an HTTP/1.1 client, whose
     /// connection stays open.
     UntilClose,
+}
+
+/// Where a response body stands as it is read, by its framing: what a
+/// sized one has still to come, a chunked one's state, whether it has
+/// ended. Both readers of upstream bodies go by it: the fast path's relay
+/// and the gateway's own client on hyper (`direct`).
+#[derive(Debug)]
+pub struct Progress {
+    framing: Framing,
+    left: u64,
+    pub chunks: Chunks,
+}
+
+impl Progress {
+    pub fn new(framing: Framing) -> Self {
+        let left = match framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        };
+        Self {
+            framing,
+            left,
+            chunks: Chunks::default(),
+        }
+    }
+
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// What a sized body has still to come.
+    pub fn left(&self) -> u64 {
+        self.left
+    }
+
+    /// How many of `available` bytes read belong to a sized body, now
+    /// counted as taken.
+    pub fn take_sized(&mut self, available: usize) -> usize {
+        let n = available.min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        self.left -= n as u64;
+        n
+    }
+
+    /// The whole body has been read (one until close never is: its end is
+    /// the upstream closing).
+    pub fn ended(&self) -> bool {
+        match self.framing {
+            Framing::Empty => true,
+            Framing::Length(_) => self.left == 0,
+            Framing::Chunked => self.chunks.done(),
+            Framing::UntilClose => false,
+        }
+    }
 }
 
 /// What the bytes the upstream has sent so far hold.
