@@ -40,17 +40,16 @@ impl Gateway {
         let html = respond::wants_html(&parts.headers);
         let upgrade = headers::is_websocket(parts.version, &parts.method, &parts.headers);
         let forwarded = self.upstream_head(conn, &mut parts, upgrade);
+        ex.live = live;
         if direct::takes(&parts, body.is_end_stream(), upgrade) {
-            ex.live = live;
             return self
                 .forward_direct(conn, parts, forwarded, (html, http1), ex)
                 .await;
         }
         // Client copies were stripped before routing: append, no search.
-        self.add_fields(forwarded, live.as_deref(), |name, value| {
+        self.add_fields(forwarded, ex.live.as_deref(), |name, value| {
             parts.headers.append(name.clone(), value);
         });
-        ex.live = live;
 
         let (body, upload) = Outgoing::new(body, self.settings.client_timeout);
         let mut req = Request::from_parts(parts, body);
