@@ -56,11 +56,11 @@ pub async fn exchange(
         None => (None, Deadline::default()),
     };
     let (wire, reply) = send(upstream, now, kept, out, &mut wait, &mut head).await?;
-    let Some(response) = head.response.filter(|_| !head.invalid) else {
+    if head.invalid {
         return Err(UpstreamError::Malformed(
             "response header not valid in HTTP",
         ));
-    };
+    }
     let mut body = Direct {
         wire: Some(wire),
         progress: Progress::new(reply.framing),
@@ -71,7 +71,7 @@ pub async fn exchange(
     if body.progress.ended() {
         body.end();
     }
-    Ok(response.map(|()| body))
+    Ok(head.response.map(|()| body))
 }
 
 /// The request line and header fields of `parts`, and those `add`
@@ -96,15 +96,9 @@ fn write_head(out: &mut Vec<u8>, parts: &Parts, add: impl FnOnce(&mut Vec<u8>)) 
 /// A final response head read into a header map.
 #[derive(Default)]
 struct ResponseHead {
-    response: Option<Response<()>>,
+    response: Response<()>,
     /// A field's name or value is not one HTTP allows.
     invalid: bool,
-}
-
-impl ResponseHead {
-    fn response(&mut self) -> &mut Response<()> {
-        self.response.get_or_insert_with(|| Response::new(()))
-    }
 }
 
 impl Relay for ResponseHead {
@@ -113,7 +107,7 @@ impl Relay for ResponseHead {
             self.invalid = true;
             return;
         };
-        let response = self.response();
+        let response = &mut self.response;
         *response.status_mut() = code;
         // An HTTP/1.1 client gets the upstream's own words, as on the fast
         // path.
@@ -127,14 +121,14 @@ impl Relay for ResponseHead {
     fn field(&mut self, name: &[u8], value: &[u8]) {
         match (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
             (Ok(name), Ok(value)) => {
-                self.response().headers_mut().append(name, value);
+                self.response.headers_mut().append(name, value);
             }
             _ => self.invalid = true,
         }
     }
 
     fn length(&mut self, n: u64) {
-        self.response()
+        self.response
             .headers_mut()
             .insert(CONTENT_LENGTH, HeaderValue::from(n));
     }
