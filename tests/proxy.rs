@@ -450,13 +450,7 @@ async fn an_upstream_head_that_never_ends_gets_504_or_502_in_time() {
     let url = endless_head_upstream().await;
     let (s, cert, _dir) = signed_in_over_tls(&url, "[upstream]\nread_timeout = \"1s\"").await;
     let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
-    let h1 = reqwest::Client::builder()
-        .no_proxy()
-        .add_root_certificate(root.clone())
-        .http1_only()
-        .build()
-        .unwrap();
-    for client in [h1, h2_client(root)] {
+    for client in [h1_client(root.clone()), h2_client(root)] {
         for (path, status) in [("/trickle", 504), ("/interim", 504), ("/flood", 502)] {
             let started = std::time::Instant::now();
             let r = client.get(s.gw.url(path)).header("cookie", &s.cookie);
@@ -571,10 +565,17 @@ async fn tls_listener_serves_http1_and_http2() {
 
 /// An HTTP/2 client over `root`'s TLS.
 fn h2_client(root: reqwest::Certificate) -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
+    let builder = reqwest::Client::builder().no_proxy();
+    let builder = builder.add_root_certificate(root).http2_prior_knowledge();
+    builder.build().unwrap()
+}
+
+/// An HTTP/1.1 client over `root`'s TLS.
+fn h1_client(root: reqwest::Certificate) -> reqwest::Client {
+    let builder = reqwest::Client::builder().no_proxy();
+    builder
         .add_root_certificate(root)
-        .http2_prior_knowledge()
+        .http1_only()
         .build()
         .unwrap()
 }
@@ -596,13 +597,8 @@ async fn http2_requests_share_one_upstream_connection_with_the_next_client() {
     }
     drop(h2);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let h1 = reqwest::Client::builder()
-        .no_proxy()
-        .add_root_certificate(root)
-        .http1_only()
-        .build()
-        .unwrap();
-    let r = h1.get(s.gw.url("/d")).header("cookie", &s.cookie);
+    let r = h1_client(root).get(s.gw.url("/d"));
+    let r = r.header("cookie", &s.cookie);
     assert_eq!(r.send().await.unwrap().text().await.unwrap(), "/d");
     up.assert_received_only(&["/a", "/b", "/c", "/d"]);
     let connections: Vec<usize> = up.requests().iter().map(|r| r.connection).collect();
