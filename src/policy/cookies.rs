@@ -10,7 +10,7 @@ const OWN_PREFIXES: [&[u8]; 2] = [b"idgate_", b"__Host-idgate_"];
 /// Names are read as Go and most servers read them: without the blanks
 /// around them.
 fn is_own(pair: &[u8]) -> bool {
-    let name = match pair.iter().position(|&b| b == b'=') {
+    let name = match memchr::memchr(b'=', pair) {
         Some(i) => &pair[..i],
         None => pair,
     };
@@ -18,16 +18,35 @@ fn is_own(pair: &[u8]) -> bool {
     OWN_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
+/// The `;`-separated pieces of a `Cookie` header value, found with
+/// `memchr` (a session cookie is long, and every request carries one).
+fn pairs(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(value);
+    std::iter::from_fn(move || {
+        let left = rest?;
+        match memchr::memchr(b';', left) {
+            Some(i) => {
+                rest = Some(&left[i + 1..]);
+                Some(&left[..i])
+            }
+            None => {
+                rest = None;
+                Some(left)
+            }
+        }
+    })
+}
+
 /// Whether a `Cookie` header value holds any of the gateway's own cookies.
 pub fn holds_own(value: &[u8]) -> bool {
-    value.split(|&b| b == b';').any(is_own)
+    pairs(value).any(is_own)
 }
 
 /// Appends the pairs of `value` that are not the gateway's own to `out`,
 /// joined by `; `; returns how many it appended.
 pub fn append_foreign(value: &[u8], out: &mut Vec<u8>) -> usize {
     let mut kept = 0;
-    for pair in value.split(|&b| b == b';') {
+    for pair in pairs(value) {
         let pair = pair.trim_ascii();
         if pair.is_empty() || is_own(pair) {
             continue;
@@ -62,6 +81,11 @@ mod tests {
             (String::new(), 0)
         );
         assert_eq!(foreign("idgate_session"), (String::new(), 0));
+        assert_eq!(
+            foreign(";a=1;;idgate_session=s; b=2;"),
+            ("a=1; b=2".into(), 2)
+        );
+        assert!(holds_own(b";;idgate_session"));
     }
 
     #[test]
