@@ -37,6 +37,13 @@
 # round with the median CPU ratio is printed, with CPU split into user and
 # kernel time.
 #
+# With CALLGRIND=seconds set, each variant's signed-in load runs once
+# more for that long with idgate under valgrind's callgrind, and the
+# instructions idgate ran per request are printed: a count that does not
+# move with the machine's noise, for comparing two versions of idgate
+# (valgrind runs it some 50 times slower, so it is no measure against
+# nginx).
+#
 # With PERF_DATA set, one more signed-in run of the first variant (not in
 # the table) is recorded with `perf record --call-graph dwarf -p <idgate>`
 # into that file; read it with
@@ -225,9 +232,9 @@ client_id = "$CLIENT_ID"
 client_secret = "$CLIENT_SECRET"
 provider_url = "$IDP/$TENANT/v2.0"
 CONF
-  target/release/idgate serve --config "$WORK/idgate.toml" 2>"$WORK/idgate.err" &
+  ${GW_WRAP:-} target/release/idgate serve --config "$WORK/idgate.toml" 2>"$WORK/idgate.err" &
   GW_PID=$!
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 600); do
     curl -sf "http://127.0.0.1:$ADM_PORT/readyz" >/dev/null 2>&1 && break
     sleep 0.1
   done
@@ -438,6 +445,30 @@ if [ -n "${PERF_DATA:-}" ]; then
   load "$((DURATION > 2 ? DURATION - 1 : 1))" "$SCHEME://127.0.0.1:$GW_PORT/" "$COOKIE"
   wait "$PERF_PID" || fail "perf record failed: $(cat "$WORK/perf.err")"
   echo "profile of the signed-in path (${VARIANTS[0]}): $PERF_DATA"
+fi
+
+# Instructions per request: idgate under callgrind (user space only, the
+# same count on a quiet machine or a busy one), each variant's signed-in
+# load for CALLGRIND seconds, counted from the first request after a
+# warm-up to the last.
+if [ "${CALLGRIND:-0}" -gt 0 ]; then
+  command -v valgrind >/dev/null || fail "CALLGRIND is set but valgrind is missing (apt-get install valgrind)"
+  for v in "${VARIANTS[@]}"; do
+    variant "$v"
+    GW_WRAP="valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=$WORK/callgrind.$v"
+    start_idgate
+    GW_WRAP=""
+    load 2 "$SCHEME://127.0.0.1:$GW_PORT/" "$COOKIE"
+    callgrind_control -i on "$GW_PID" >/dev/null
+    load "$CALLGRIND" "$SCHEME://127.0.0.1:$GW_PORT/" "$COOKIE"
+    callgrind_control -i off "$GW_PID" >/dev/null
+    read -r total _ _ bad errors <<<"$LOAD"
+    [ "$bad" = 0 ] && [ "$errors" = 0 ] || fail "callgrind, $v: $bad of $total answers were not 2xx"
+    kill "$GW_PID" && wait "$GW_PID" 2>/dev/null || true
+    GW_PID=""
+    instructions=$(awk '/^totals:/ {s += $2} END {print s}' "$WORK/callgrind.$v"*)
+    echo "callgrind, $v: $total requests, $(awk -v i="$instructions" -v n="$total" 'BEGIN { printf "%.0f", i / n }') instructions per request in idgate"
+  done
 fi
 
 [ "$KEYS_BEFORE" = "$KEYS_AFTER" ] || fail "idgate fetched the JWKS during steady-state load"
