@@ -4,14 +4,13 @@
 //! request counts as in flight until then, and a proxied body that stays
 //! silent longer than the upstream read timeout is cut off.
 
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Method, Uri};
+use http::{HeaderValue, Method, Uri};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -31,9 +30,9 @@ pub struct Exchange {
     started: Instant,
     metrics: Arc<Metrics>,
     in_flight: Option<InFlight>,
-    /// Method and path, kept only when the access log is written.
-    line: Option<(Method, Path)>,
-    client: Option<IpAddr>,
+    /// Method, path and the client's address (as the connection wrote it
+    /// once), kept only when the access log is written.
+    line: Option<(Method, Path, HeaderValue)>,
     pub route: RouteClass,
     pub live: Option<Arc<Live>>,
     pub upstream_time: Option<Duration>,
@@ -59,21 +58,21 @@ impl Path {
 }
 
 impl Exchange {
-    /// Starts the exchange of a request; `path` is asked for only when the
-    /// access log is written.
+    /// Starts the exchange of a request from the client at `client` (its
+    /// address as text, empty when unknown); `path` is asked for only when
+    /// the access log is written.
     pub fn start(
         metrics: &Arc<Metrics>,
         method: &Method,
         path: impl FnOnce() -> Path,
-        client: Option<IpAddr>,
+        client: &HeaderValue,
     ) -> Self {
-        let line = access::enabled().then(|| (method.clone(), path()));
+        let line = access::enabled().then(|| (method.clone(), path(), client.clone()));
         Self {
             started: Instant::now(),
             in_flight: Some(InFlight::start(&metrics.active_requests)),
             metrics: metrics.clone(),
             line,
-            client,
             route: RouteClass::Proxy,
             live: None,
             upstream_time: None,
@@ -128,13 +127,13 @@ impl Exchange {
         let route = self.route.label();
         self.metrics
             .finished(self.route, self.status, total.as_secs_f64());
-        if let Some((method, path)) = &self.line {
+        if let Some((method, path, client)) = &self.line {
             access::Line {
                 method: method.as_str(),
                 path: &path.text(),
                 status: self.status,
                 route,
-                client: self.client,
+                client: client.to_str().ok().filter(|c| !c.is_empty()),
                 user: self.live.as_ref().map(|l| l.identity.username.as_str()),
                 upstream: self.upstream_time,
                 total,

@@ -122,7 +122,7 @@ impl Gateway {
             &self.metrics,
             &parts.method,
             || exchange::Path::Uri(parts.uri.clone()),
-            conn.peer.client_ip,
+            &conn.peer.client_value,
         );
         if let Some(refused) = self
             .refuse_oversized(&parts)

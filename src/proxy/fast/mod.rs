@@ -288,7 +288,7 @@ impl Gateway {
         // log holds on to its path while the body is read after it.
         let raw = bufs.client.split_to(head.len).freeze();
         let path = || exchange::Path::Head(raw.clone(), head.path.clone());
-        let mut ex = Exchange::start(&self.metrics, &head.method, path, conn.peer.client_ip);
+        let mut ex = Exchange::start(&self.metrics, &head.method, path, &conn.peer.client_value);
         ex.route = RouteClass::Proxy;
         ex.live = Some(live.clone());
 
