@@ -77,6 +77,7 @@ async fn access_log_has_one_line_per_request_and_no_secrets() {
     assert_eq!(line["method"], "GET");
     assert_eq!(line["status"], 200);
     assert_eq!(line["user"], "ada");
+    assert_eq!(line["client"], "127.0.0.1");
     assert!(line["upstream_ms"].is_number());
     assert!(line["total_ms"].is_number());
     let session_value = s.cookie.split_once('=').unwrap().1.to_string();

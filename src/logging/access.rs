@@ -267,6 +267,20 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_client_is_a_dash_or_null() {
+        let mut l = line("/", None);
+        l.client = None;
+        let mut out = Vec::new();
+        l.text(&mut out, at());
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(" client=- user=- "), "{text}");
+        let mut out = Vec::new();
+        l.json(&mut out, at());
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(v["client"].is_null(), "{v}");
+    }
+
+    #[test]
     fn json_parses_back_to_the_same_fields() {
         let mut out = Vec::new();
         let mut l = line("/\"quoted\"\\\u{1}/ü", None);

@@ -89,6 +89,16 @@ mod tests {
     }
 
     #[test]
+    fn pairs_are_the_pieces_between_semicolons() {
+        for value in ["", ";", "a;", ";a", "a;;b", "a=1; b=2", "a"] {
+            let value = value.as_bytes();
+            let expected: Vec<&[u8]> = value.split(|&b| b == b';').collect();
+            assert_eq!(pairs(value).collect::<Vec<_>>(), expected);
+        }
+        assert!(!holds_own(b""));
+    }
+
+    #[test]
     fn other_cookies_pass_untouched() {
         for value in ["a=1", "a=1; b=2", "xidgate_session=1", "Idgate_session=1"] {
             assert!(!holds_own(value.as_bytes()), "{value}");

@@ -407,6 +407,16 @@ mod tests {
     }
 
     #[test]
+    fn reg_name_bytes_are_unreserved_and_sub_delims() {
+        for b in 0..=255u8 {
+            let rfc = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b);
+            assert_eq!(REG_NAME[usize::from(b)], rfc, "byte {b:#04x}");
+        }
+        assert!(valid_host(b"a-b._~!$&'()*+,;=c:80"));
+        assert!(!valid_host("gw\u{e9}.example".as_bytes()));
+    }
+
+    #[test]
     fn hosts_are_names_or_addresses_with_a_port() {
         for ok in [
             "gw",

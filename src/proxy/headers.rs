@@ -405,6 +405,18 @@ mod tests {
     }
 
     #[test]
+    fn the_peer_address_is_written_once_as_text() {
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(
+            Peer::new(Some(v6), false, "http").client_value,
+            "2001:db8::1"
+        );
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(Peer::new(Some(v4), false, "http").client_value, "192.0.2.7");
+        assert!(Peer::new(None, false, "http").client_value.is_empty());
+    }
+
+    #[test]
     fn http2_authority_wins_over_host() {
         let mut h = headers(&[("host", "other.example")]);
         let peer = Peer::new(Some("10.1.2.3".parse().unwrap()), false, "https");

@@ -309,8 +309,9 @@ fn service(
         // Boxed: `handle`'s state is several KiB, and hyper moves the
         // service's future into an HTTP/2 stream's task (and keeps it in an
         // HTTP/1 connection's, idle or not); the box is all that moves. The
-        // box is made first and the future written into it, so it is built
-        // in place rather than on the stack and copied whole.
+        // box is made first and the future written into it, which lets the
+        // optimiser build it in place rather than on the stack and copy it
+        // whole (not guaranteed; callgrind shows the 9 KiB copy gone).
         async move {
             let handling = Box::write(Box::new_uninit(), link.gateway.handle(&link.conn, req));
             Ok::<_, Infallible>(Box::into_pin(handling).await)
