@@ -32,17 +32,20 @@
 #
 #   ROUNDS=5 benches/load.sh --variant all 8 32
 #   PERF_DATA=/tmp/idgate.perf benches/load.sh 10 32   # also profile idgate
+#   ROUNDS=1 IDLE=0 CALLGRIND=8 benches/load.sh --variant plain,h2 2 32
+#                                        # instructions per request, quickly
 #
 # nginx and idgate are measured in turn, ROUNDS times (default 5), and the
 # round with the median CPU ratio is printed, with CPU split into user and
 # kernel time.
 #
-# With CALLGRIND=seconds set, each variant's signed-in load runs once
-# more for that long with idgate under valgrind's callgrind, and the
-# instructions idgate ran per request are printed: a count that does not
-# move with the machine's noise, for comparing two versions of idgate
-# (valgrind runs it some 50 times slower, so it is no measure against
-# nginx).
+# With CALLGRIND=seconds set, after everything above, each variant's
+# signed-in load runs once more for that long with idgate under
+# valgrind's callgrind, and the instructions idgate ran per request are
+# printed: a count that does not move with the machine's noise, for
+# comparing two versions of idgate (valgrind runs it some 50 times
+# slower, so it is no measure against nginx; the connections' set-up is
+# spread over the run's requests, so compare runs of the same length).
 #
 # With PERF_DATA set, one more signed-in run of the first variant (not in
 # the table) is recorded with `perf record --call-graph dwarf -p <idgate>`
@@ -83,6 +86,9 @@ done
 DURATION="${1:-10}"
 CONNS="${2:-32}"
 ROUNDS="${ROUNDS:-5}"
+case "${CALLGRIND:-0}" in
+  '' | *[!0-9]*) echo "load.sh: CALLGRIND is a number of seconds, not '$CALLGRIND'" >&2; exit 2 ;;
+esac
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 command -v wrk >/dev/null || { echo "wrk is missing: scripts/setup --test installs it" >&2; exit 1; }
 command -v curl >/dev/null || { echo "curl is missing" >&2; exit 1; }
@@ -234,8 +240,9 @@ provider_url = "$IDP/$TENANT/v2.0"
 CONF
   ${GW_WRAP:-} target/release/idgate serve --config "$WORK/idgate.toml" 2>"$WORK/idgate.err" &
   GW_PID=$!
-  for _ in $(seq 1 600); do
+  for _ in $(seq 1 600); do # up to a minute: under callgrind it starts slowly
     curl -sf "http://127.0.0.1:$ADM_PORT/readyz" >/dev/null 2>&1 && break
+    kill -0 "$GW_PID" 2>/dev/null || break
     sleep 0.1
   done
   curl -sf "http://127.0.0.1:$ADM_PORT/readyz" >/dev/null || fail "idgate is not ready: $(cat "$WORK/idgate.err")"
@@ -302,7 +309,7 @@ load() { # seconds url header
     p99=$(awk -F'\t' '{print $3}' "$WORK/h2.log" | sort -n | awk '{v[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf "%.3fms", v[i]/1000}')
     LOAD="$total $rps $p99 $((total - ok)) $(awk '/^requests:/ {print $12 + $14}' <<<"$out")"
   else
-    out=$(wrk -t1 -c"$LOAD_CONNS" -d"${secs}s" --latency "${WRK_SCRIPT[@]}" "${hargs[@]}" "$url")
+    out=$(wrk -t1 -c"$LOAD_CONNS" -d"${secs}s" --timeout "${WRK_TIMEOUT:-2s}" --latency "${WRK_SCRIPT[@]}" "${hargs[@]}" "$url")
     local total rps p99 non2xx sockerr
     total=$(awk '/requests in/ {print $1}' <<<"$out")
     rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
@@ -458,15 +465,17 @@ if [ "${CALLGRIND:-0}" -gt 0 ]; then
     GW_WRAP="valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=$WORK/callgrind.$v"
     start_idgate
     GW_WRAP=""
+    WRK_TIMEOUT=60s # each answer takes some 50 times as long
     load 2 "$SCHEME://127.0.0.1:$GW_PORT/" "$COOKIE"
     callgrind_control -i on "$GW_PID" >/dev/null
     load "$CALLGRIND" "$SCHEME://127.0.0.1:$GW_PORT/" "$COOKIE"
     callgrind_control -i off "$GW_PID" >/dev/null
     read -r total _ _ bad errors <<<"$LOAD"
+    [ "${total:-0}" -gt 0 ] || fail "callgrind, $v: no request was answered"
     [ "$bad" = 0 ] && [ "$errors" = 0 ] || fail "callgrind, $v: $bad of $total answers were not 2xx"
     kill "$GW_PID" && wait "$GW_PID" 2>/dev/null || true
     GW_PID=""
-    instructions=$(awk '/^totals:/ {s += $2} END {print s}' "$WORK/callgrind.$v"*)
+    instructions=$(awk '/^totals:/ {s += $2} END {print s}' "$WORK/callgrind.$v")
     echo "callgrind, $v: $total requests, $(awk -v i="$instructions" -v n="$total" 'BEGIN { printf "%.0f", i / n }') instructions per request in idgate"
   done
 fi
