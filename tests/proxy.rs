@@ -527,17 +527,12 @@ async fn tls_listener_serves_http1_and_http2() {
     );
     let url = s.gw.url("/tls-path");
     for http2 in [false, true] {
-        let mut builder = reqwest::Client::builder()
-            .no_proxy()
-            .add_root_certificate(root.clone());
-        builder = if http2 {
-            builder.http2_prior_knowledge()
+        let client = if http2 {
+            h2_client(root.clone())
         } else {
-            builder.http1_only()
+            h1_client(root.clone())
         };
-        let r = builder
-            .build()
-            .unwrap()
+        let r = client
             .get(&url)
             .header("cookie", &s.cookie)
             .send()
@@ -566,8 +561,11 @@ async fn tls_listener_serves_http1_and_http2() {
 /// An HTTP/2 client over `root`'s TLS.
 fn h2_client(root: reqwest::Certificate) -> reqwest::Client {
     let builder = reqwest::Client::builder().no_proxy();
-    let builder = builder.add_root_certificate(root).http2_prior_knowledge();
-    builder.build().unwrap()
+    builder
+        .add_root_certificate(root)
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
 }
 
 /// An HTTP/1.1 client over `root`'s TLS.
