@@ -46,6 +46,8 @@
 # comparing two versions of idgate (valgrind runs it some 50 times
 # slower, so it is no measure against nginx; the connections' set-up is
 # spread over the run's requests, so compare runs of the same length).
+# With CALLGRIND_KEEP=dir as well, each variant's profile is kept there as
+# callgrind.<variant>, to read with `callgrind_annotate [--inclusive=yes]`.
 #
 # With PERF_DATA set, one more signed-in run of the first variant (not in
 # the table) is recorded with `perf record --call-graph dwarf -p <idgate>`
@@ -86,6 +88,9 @@ done
 DURATION="${1:-10}"
 CONNS="${2:-32}"
 ROUNDS="${ROUNDS:-5}"
+if [ -n "${CALLGRIND_KEEP:-}" ] && [ ! -d "$CALLGRIND_KEEP" ]; then
+  echo "load.sh: CALLGRIND_KEEP names no directory: '$CALLGRIND_KEEP'" >&2; exit 2
+fi
 case "${CALLGRIND:-0}" in
   '' | *[!0-9]*) echo "load.sh: CALLGRIND is a number of seconds, not '$CALLGRIND'" >&2; exit 2 ;;
 esac
@@ -477,6 +482,10 @@ if [ "${CALLGRIND:-0}" -gt 0 ]; then
     GW_PID=""
     instructions=$(awk '/^totals:/ {s += $2} END {print s}' "$WORK/callgrind.$v")
     echo "callgrind, $v: $total requests, $(awk -v i="$instructions" -v n="$total" 'BEGIN { printf "%.0f", i / n }') instructions per request in idgate"
+    if [ -n "${CALLGRIND_KEEP:-}" ]; then
+      cp "$WORK/callgrind.$v" "$CALLGRIND_KEEP/callgrind.$v"
+      echo "callgrind, $v: profile kept in $CALLGRIND_KEEP/callgrind.$v"
+    fi
   done
 fi
 
