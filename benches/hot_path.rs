@@ -26,6 +26,7 @@ use idgate::providers::ProviderChange;
 use idgate::proxy::fast::request::{parse, write_head, Intake, Limits, Rewrite};
 use idgate::proxy::headers::{self, Peer};
 use idgate::proxy::identity_headers::IdentityHeaders;
+use idgate::proxy::upstream_head::{self, Toward};
 use idgate::session::cookies::CookieCodec;
 use idgate::session::sealed::Sealer;
 use idgate::session::{Lifetimes, Sessions, SignIn};
@@ -163,6 +164,25 @@ fn bench_request_head(c: &mut Criterion) {
             },
             criterion::BatchSize::SmallInput,
         )
+    });
+    let mut request = http::Request::builder()
+        .uri("https://console.example.com/console/applications?page=2")
+        .version(http::Version::HTTP_2)
+        .body(())
+        .unwrap();
+    *request.headers_mut() = browser_request();
+    let (parts, ()) = request.into_parts();
+    let to = Toward {
+        peer: &peer,
+        identity: &identity,
+        host: None,
+    };
+    g.bench_function("hyper path: written in one pass from the HeaderMap", |b| {
+        b.iter(|| {
+            out.clear();
+            upstream_head::write(&mut out, black_box(&parts), &to, |_| {});
+            black_box(out.len())
+        })
     });
     g.finish();
 }

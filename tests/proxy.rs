@@ -558,6 +558,38 @@ async fn tls_listener_serves_http1_and_http2() {
         .await;
 }
 
+/// An HTTP/2 client may send each cookie in a `Cookie` field of its own
+/// (RFC 9113 §8.2.3): the upstream gets them in one HTTP/1.1 `Cookie`
+/// line, in order, without the gateway's session, and the identity
+/// headers of the session found among them; the same for HEAD.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_clients_split_cookies_reach_the_upstream_in_one_line() {
+    let up = Upstream::start().await;
+    let (s, cert, _dir) = signed_in_over_tls(&up.url(), "").await;
+    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
+    let h2 = h2_client(root);
+    let r = h2
+        .get(s.gw.url("/crumbs"))
+        .header("cookie", "a=1")
+        .header("cookie", &s.cookie)
+        .header("cookie", "b=2; c=3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(echoed(&echo, "cookie"), vec!["a=1; b=2; c=3"]);
+    assert_eq!(echoed(&echo, "x-forwarded-user").len(), 1, "{echo}");
+    let r = h2
+        .head(s.gw.url("/crumbs"))
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 /// An HTTP/2 client over `root`'s TLS.
 fn h2_client(root: reqwest::Certificate) -> reqwest::Client {
     let builder = reqwest::Client::builder().no_proxy();

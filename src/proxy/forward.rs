@@ -3,11 +3,9 @@
 //! headers, in HTTP/1.1 origin form; the answer streams back as it comes,
 //! and a protocol switch (WebSocket) is spliced through both ways.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{COOKIE, HOST};
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Version};
 use http_body::Body as _;
@@ -22,6 +20,7 @@ use super::fast::request::line;
 use super::headers;
 use super::respond::{self, Answer, ErrorAnswer};
 use super::upstream::{Outgoing, UpstreamError};
+use super::upstream_head::{self, Toward};
 use super::{answered, Conn, Gateway};
 use crate::metrics::InFlight;
 use crate::policy::fields::{self, Coding};
@@ -39,15 +38,16 @@ impl Gateway {
         let http1 = parts.version < Version::HTTP_2;
         let html = respond::wants_html(&parts.headers);
         let upgrade = headers::is_websocket(parts.version, &parts.method, &parts.headers);
-        let forwarded = self.upstream_head(conn, &mut parts, upgrade);
         ex.live = live;
         if direct::takes(&parts, body.is_end_stream(), upgrade) {
-            return self
-                .forward_direct(conn, parts, forwarded, (html, http1), ex)
-                .await;
+            return self.forward_direct(conn, parts, (html, http1), ex).await;
         }
+        let forwarded = upstream_head::rewrite(&mut parts, upgrade, &self.toward(conn));
         // Client copies were stripped before routing: append, no search.
-        self.add_fields(forwarded, ex.live.as_deref(), |name, value| {
+        for (name, value) in forwarded.into_iter().flatten() {
+            parts.headers.append(name, value);
+        }
+        self.identity_fields(ex.live.as_deref(), |name, value| {
             parts.headers.append(name.clone(), value);
         });
 
@@ -142,25 +142,25 @@ impl Gateway {
     }
 
     /// Forwards a bodyless GET or HEAD by the gateway's own client
-    /// (`fast::direct`), the fields the gateway adds written straight into
-    /// its head; its answer needs no more checks. `(html, http1)`: whether
-    /// the client takes a page, and speaks HTTP/1.
+    /// (`fast::direct`), its head written in one pass from the client's
+    /// (`upstream_head::write`); its answer needs no more checks.
+    /// `(html, http1)`: whether the client takes a page, and speaks HTTP/1.
     async fn forward_direct(
         &self,
         conn: &Conn,
         parts: Parts,
-        forwarded: headers::Forwarded,
         (html, http1): (bool, bool),
         mut ex: Exchange,
     ) -> Response<Tracked> {
         let started = Instant::now();
-        let live = ex.live.as_deref();
-        let add = |out: &mut Vec<u8>| {
-            self.add_fields(forwarded, live, |name, value| {
+        let mut request = Vec::with_capacity(2048);
+        upstream_head::write(&mut request, &parts, &self.toward(conn), |out| {
+            self.identity_fields(ex.live.as_deref(), |name, value| {
                 line(out, name.as_str().as_bytes(), value.as_bytes());
             });
-        };
-        let result = direct::exchange(&self.upstream, &conn.pinned, &parts, started, add).await;
+        });
+        let out = (&parts.method, &request[..]);
+        let result = direct::exchange(&self.upstream, &conn.pinned, out, started).await;
         ex.upstream_time = Some(started.elapsed());
         match result {
             Ok(response) => {
@@ -172,18 +172,9 @@ impl Gateway {
         }
     }
 
-    /// Calls `add` with each field the gateway adds to a request going
-    /// upstream: X-Forwarded-* and, for a signed-in person, the identity
-    /// headers.
-    fn add_fields(
-        &self,
-        forwarded: headers::Forwarded,
-        live: Option<&Live>,
-        mut add: impl FnMut(&HeaderName, HeaderValue),
-    ) {
-        for (name, value) in forwarded.into_iter().flatten() {
-            add(&name, value);
-        }
+    /// Calls `add` with each identity header a signed-in person's request
+    /// goes upstream with (none for anyone else).
+    fn identity_fields(&self, live: Option<&Live>, add: impl FnMut(&HeaderName, HeaderValue)) {
         if let Some(live) = live {
             self.auth
                 .headers
@@ -191,41 +182,13 @@ impl Gateway {
         }
     }
 
-    /// Turns the client's request head into the upstream's, but for the
-    /// fields the gateway adds (`add_fields`); returns its X-Forwarded-*.
-    fn upstream_head(&self, conn: &Conn, parts: &mut Parts, upgrade: bool) -> headers::Forwarded {
-        let h = &mut parts.headers;
-        headers::strip_request_hop_by_hop(h, upgrade, &self.settings.identity_headers);
-        // HTTP/2 (and absolute-form HTTP/1) name the host in the target;
-        // Host carries it without any user information (RFC 9112 §3.2.2).
-        let authority = parts.uri.authority().map(|a| match a.port() {
-            _ if !a.as_str().contains('@') => Cow::Borrowed(a.as_str()),
-            Some(port) => Cow::Owned(format!("{}:{port}", a.host())),
-            None => Cow::Owned(a.host().to_owned()),
-        });
-        let forwarded = headers::forwarded(h, authority.as_deref(), &conn.peer);
-        if !self.upstream.pass_host_header() {
-            h.insert(HOST, self.upstream.authority().clone());
-        } else if let Some(v) = authority
-            .as_deref()
-            .and_then(|a| HeaderValue::from_str(a).ok())
-        {
-            // The target's authority wins over a Host header (RFC 9113
-            // §8.3.1, RFC 9112 §3.2.2).
-            h.insert(HOST, v);
+    /// What the upstream's head says besides the client's fields.
+    fn toward<'a>(&'a self, conn: &'a Conn) -> Toward<'a> {
+        Toward {
+            peer: &conn.peer,
+            identity: &self.settings.identity_headers,
+            host: (!self.upstream.pass_host_header()).then(|| self.upstream.authority()),
         }
-        if parts.version >= Version::HTTP_2 {
-            join_cookies(h);
-        }
-        headers::strip_own_cookies(h);
-        if authority.is_some() {
-            parts.uri = parts
-                .uri
-                .path_and_query()
-                .map_or_else(|| http::Uri::from_static("/"), |pq| pq.clone().into());
-        }
-        parts.version = Version::HTTP_11;
-        forwarded
     }
 
     /// The 502 or 504 response for a failed exchange, counted and logged.
@@ -268,18 +231,6 @@ impl Gateway {
             .with_label_values(&[kind])
             .inc();
         Answer::error_page(html, &answer, None).close()
-    }
-}
-
-/// HTTP/2 may split `Cookie` into one header per cookie; HTTP/1.1 wants
-/// them in one (RFC 9113 §8.2.3).
-fn join_cookies(h: &mut http::HeaderMap) {
-    if h.get_all(COOKIE).iter().nth(1).is_none() {
-        return;
-    }
-    let joined: Vec<&[u8]> = h.get_all(COOKIE).iter().map(|v| v.as_bytes()).collect();
-    if let Ok(v) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
-        h.insert(COOKIE, v);
     }
 }
 

@@ -172,9 +172,9 @@ impl Peer {
     }
 }
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static(Line::For.name());
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static(Line::Proto.name());
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static(Line::Host.name());
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static(Line::For.name());
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static(Line::Proto.name());
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static(Line::Host.name());
 
 /// The X-Forwarded-For, -Proto and -Host fields a request goes upstream
 /// with, when it does.

@@ -20,6 +20,7 @@ mod silence;
 mod stack;
 pub mod stop;
 pub mod upstream;
+pub mod upstream_head;
 
 use std::net::IpAddr;
 use std::sync::Arc;

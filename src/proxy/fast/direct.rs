@@ -1,8 +1,8 @@
 //! The hyper path's bodyless GET and HEAD requests (an HTTP/2 client's
 //! above all) sent to the upstream by the fast path's own HTTP/1.1 client,
 //! in the request's own task: no hyper client connection task beside it,
-//! no channels between the two. The request head is written anew from its
-//! header map; the answer's head is read by the fast path's rules
+//! no channels between the two. The request head comes written
+//! (`upstream_head::write`); the answer's head is read by the fast path's rules
 //! (`response::parse`) into a header map, and its body is read off the
 //! connection as the client's side asks for it (`Direct`). A connection
 //! left clean by its answer goes back to the ones the client connection
@@ -19,7 +19,6 @@ use http::{Method, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 
 use super::deadline::Deadline;
-use super::request::line;
 use super::response::{Framing, Progress, Relay};
 use super::{send, Outbound, UPSTREAM_READ};
 use crate::proxy::upstream::{Home, Pinned, Upstream, UpstreamError, Wire};
@@ -31,32 +30,28 @@ pub fn takes(parts: &Parts, body_ended: bool, upgrade: bool) -> bool {
     body_ended && !upgrade && (parts.method == Method::GET || parts.method == Method::HEAD)
 }
 
-/// Sends the request of `parts` (its head already the upstream's, but for
-/// the fields `add` writes) on a connection `pinned` keeps, or a pooled or
-/// new one, from `now`, and returns the upstream's answer once its head
-/// has come.
+/// Sends a bodyless request (its `method`, and its `head` as the upstream
+/// gets it) on a connection `pinned` keeps, or a pooled or new one, from
+/// `now`, and returns the upstream's answer once its head has come.
 pub async fn exchange(
     upstream: &Upstream,
     pinned: &Pinned,
-    parts: &Parts,
+    (method, head): (&Method, &[u8]),
     now: Instant,
-    add: impl FnOnce(&mut Vec<u8>),
 ) -> Result<Response<Direct>, UpstreamError> {
-    let mut request = Vec::with_capacity(2048);
-    write_head(&mut request, parts, add);
     let out = Outbound {
-        request: &request,
-        method: &parts.method,
+        request: head,
+        method,
         bodyless: true,
         close: false,
     };
-    let mut head = ResponseHead::default();
+    let mut answer = ResponseHead::default();
     let (kept, mut wait) = match pinned.take_wire() {
         Some((wire, wait)) => (Some(wire), wait),
         None => (None, Deadline::default()),
     };
-    let (wire, reply) = send(upstream, now, kept, out, &mut wait, &mut head).await?;
-    if head.invalid {
+    let (wire, reply) = send(upstream, now, kept, out, &mut wait, &mut answer).await?;
+    if answer.invalid {
         return Err(UpstreamError::Malformed(
             "response header not valid in HTTP",
         ));
@@ -71,26 +66,7 @@ pub async fn exchange(
     if body.progress.ended() {
         body.end();
     }
-    Ok(head.response.map(|()| body))
-}
-
-/// The request line and header fields of `parts`, and those `add`
-/// writes, as HTTP/1.1.
-fn write_head(out: &mut Vec<u8>, parts: &Parts, add: impl FnOnce(&mut Vec<u8>)) {
-    out.extend_from_slice(parts.method.as_str().as_bytes());
-    out.push(b' ');
-    // The path is `/` when the target names none (RFC 9112 §3.2.1).
-    out.extend_from_slice(parts.uri.path().as_bytes());
-    if let Some(query) = parts.uri.query() {
-        out.push(b'?');
-        out.extend_from_slice(query.as_bytes());
-    }
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &parts.headers {
-        line(out, name.as_str().as_bytes(), value.as_bytes());
-    }
-    add(out);
-    out.extend_from_slice(b"\r\n");
+    Ok(answer.response.map(|()| body))
 }
 
 /// A final response head read into a header map.
