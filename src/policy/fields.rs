@@ -111,17 +111,42 @@ const NAMED: &[(&[u8], RequestField)] = &[
     (b"x-forwarded-host", RequestField::Forwarding),
 ];
 
+/// Room for the longest name or prefix listed here (a test holds them to
+/// it): a name is folded this far, once, before it is compared with them.
+const FOLDED: usize = 48;
+
 /// What a request header named `name` is; `identity` holds the configured
 /// identity header names (lower case).
 pub fn request_field(name: &[u8], identity: &[String]) -> RequestField {
-    if let Some((_, field)) = NAMED.iter().find(|(n, _)| name.eq_ignore_ascii_case(n)) {
-        return *field;
+    // Folded once (lower case, `_` as `-`): every list below is compared
+    // with these bytes, a name that is longer than any listed one by its
+    // first `FOLDED` bytes (only prefixes can match it).
+    let mut buf = [0u8; FOLDED];
+    let mut underscore = false;
+    for (to, &c) in buf.iter_mut().zip(name) {
+        underscore |= c == b'_';
+        *to = fold(c);
     }
-    if is_reserved(name, identity) || is_lookalike(name) {
+    let whole = name.len() <= FOLDED;
+    let folded = &buf[..name.len().min(FOLDED)];
+    // The named fields are spelt with `-` only: a `_` makes another name.
+    if whole && !underscore {
+        if let Some((_, field)) = NAMED.iter().find(|(n, _)| *n == folded) {
+            return *field;
+        }
+    }
+    let listed = |n: &[u8]| whole && folded == n;
+    let reserved = folded.starts_with(RESERVED_PREFIX)
+        || identity.iter().any(|r| same_name(name, r.as_bytes()))
+        || CREDENTIAL_HEADERS.iter().any(|r| listed(r.as_bytes()))
+        || CREDENTIAL_PREFIXES
+            .iter()
+            .any(|p| folded.first() == p.as_bytes().first() && folded.starts_with(p.as_bytes()));
+    if reserved || (underscore && LOOKALIKE_TARGETS.iter().any(|t| listed(t))) {
         RequestField::Reserved
-    } else if starts_with_folded(name, FORWARDING_PREFIX)
-        || name.eq_ignore_ascii_case(b"front-end-https")
-        || name.eq_ignore_ascii_case(b"x-url-scheme")
+    } else if folded.starts_with(FORWARDING_PREFIX)
+        || listed(b"front-end-https")
+        || listed(b"x-url-scheme")
     {
         RequestField::Forwarding
     } else {
@@ -174,27 +199,9 @@ fn fold(c: u8) -> u8 {
     }
 }
 
-/// Whether `name` starts with a lower-case, dash-separated `prefix`, read
-/// the lenient way of [`same_name`].
-fn starts_with_folded(name: &[u8], prefix: &[u8]) -> bool {
-    name.len() >= prefix.len() && same_name(&name[..prefix.len()], prefix)
-}
-
-/// Whether `name` is an identity or credential header only the gateway (or
-/// a proxy in front of the upstream) may set.
-pub fn is_reserved(name: &[u8], identity: &[String]) -> bool {
-    starts_with_folded(name, RESERVED_PREFIX)
-        || identity.iter().any(|r| same_name(name, r.as_bytes()))
-        || CREDENTIAL_HEADERS
-            .iter()
-            .any(|r| same_name(name, r.as_bytes()))
-        || CREDENTIAL_PREFIXES
-            .iter()
-            .any(|p| starts_with_folded(name, p.as_bytes()))
-}
-
 /// Framing and forwarding headers that some upstream stacks also read when
-/// spelt with `_` for `-` (CGI-style variables make both one name).
+/// spelt with `_` for `-` (CGI-style variables make both one name): from a
+/// client they are dropped, so no upstream reads one as the real one.
 const LOOKALIKE_TARGETS: &[&[u8]] = &[
     b"content-length",
     b"transfer-encoding",
@@ -206,12 +213,6 @@ const LOOKALIKE_TARGETS: &[&[u8]] = &[
     b"x-forwarded-proto",
     b"x-forwarded-host",
 ];
-
-/// Whether `name` is a framing or forwarding header spelt with `_`: from a
-/// client it is dropped, so no upstream reads it as the real one.
-pub fn is_lookalike(name: &[u8]) -> bool {
-    name.contains(&b'_') && LOOKALIKE_TARGETS.iter().any(|t| same_name(name, t))
-}
 
 /// Whether an `Accept` value asks for pages.
 pub fn accepts_html(value: &[u8]) -> bool {
@@ -321,11 +322,121 @@ const REG_NAME: [bool; 256] = {
 mod tests {
     use super::*;
 
+    use proptest::prelude::*;
+
     fn identity() -> Vec<String> {
         DEFAULT_IDENTITY_HEADERS
             .iter()
             .map(|s| s.to_string())
             .collect()
+    }
+
+    /// `request_field` as first written: each list compared with the name
+    /// byte by byte, folding as it goes (but `Front-End-Https` and
+    /// `X-Url-Scheme`, which it took only with `-`, are taken with `_` now,
+    /// as every other forwarding header is).
+    fn reference(name: &[u8], identity: &[String]) -> RequestField {
+        let starts_with_folded =
+            |prefix: &[u8]| name.len() >= prefix.len() && same_name(&name[..prefix.len()], prefix);
+        if let Some((_, field)) = NAMED.iter().find(|(n, _)| name.eq_ignore_ascii_case(n)) {
+            return *field;
+        }
+        let reserved = starts_with_folded(RESERVED_PREFIX)
+            || identity.iter().any(|r| same_name(name, r.as_bytes()))
+            || CREDENTIAL_HEADERS
+                .iter()
+                .any(|r| same_name(name, r.as_bytes()))
+            || CREDENTIAL_PREFIXES
+                .iter()
+                .any(|p| starts_with_folded(p.as_bytes()));
+        let lookalike =
+            name.contains(&b'_') && LOOKALIKE_TARGETS.iter().any(|t| same_name(name, t));
+        if reserved || lookalike {
+            RequestField::Reserved
+        } else if starts_with_folded(FORWARDING_PREFIX)
+            || same_name(name, b"front-end-https")
+            || same_name(name, b"x-url-scheme")
+        {
+            RequestField::Forwarding
+        } else {
+            RequestField::Keep
+        }
+    }
+
+    /// Every name and prefix the lists hold, and a configured identity
+    /// header longer than any of them.
+    fn listed() -> Vec<String> {
+        let mut all: Vec<String> = NAMED.iter().map(|(n, _)| text(n)).collect();
+        all.extend(CREDENTIAL_HEADERS.iter().map(|n| n.to_string()));
+        all.extend(CREDENTIAL_PREFIXES.iter().map(|n| n.to_string()));
+        all.extend(LOOKALIKE_TARGETS.iter().map(|n| text(n)));
+        all.extend(DEFAULT_IDENTITY_HEADERS.iter().map(|n| n.to_string()));
+        for n in [
+            RESERVED_PREFIX,
+            FORWARDING_PREFIX,
+            b"front-end-https",
+            b"x-url-scheme",
+        ] {
+            all.push(text(n));
+        }
+        all
+    }
+
+    fn text(n: &[u8]) -> String {
+        String::from_utf8(n.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn every_listed_name_is_folded_whole() {
+        for name in listed() {
+            assert!(name.len() <= FOLDED, "{name} is longer than FOLDED");
+        }
+    }
+
+    /// A listed name or prefix in any case, `-` or `_`, cut short or
+    /// carried on, or an arbitrary name.
+    fn name() -> impl Strategy<Value = String> {
+        let spelt = (
+            prop::sample::select(listed()),
+            prop::collection::vec(any::<(bool, bool)>(), 48),
+            "[a-zA-Z_-]{0,60}",
+            0usize..4,
+        )
+            .prop_map(|(listed, spelling, tail, cut)| {
+                let mut name: String = listed
+                    .chars()
+                    .zip(&spelling)
+                    .map(|(c, &(upper, under))| match c {
+                        '-' if under => '_',
+                        c if upper => c.to_ascii_uppercase(),
+                        c => c,
+                    })
+                    .collect();
+                match cut {
+                    0 => {}
+                    1 => name.truncate(name.len().saturating_sub(1)),
+                    _ => name.push_str(&tail),
+                }
+                name
+            });
+        prop_oneof![spelt, "[a-zA-Z0-9_-]{1,70}"]
+    }
+
+    proptest! {
+        #[test]
+        fn request_field_reads_every_name_as_the_lists_say(name in name()) {
+            let configured = vec![
+                "x-forwarded-user".to_string(),
+                "x-my-identity-header-with-a-name-longer-than-forty-eight-bytes".to_string(),
+            ];
+            for identity in [identity(), configured] {
+                prop_assert_eq!(
+                    request_field(name.as_bytes(), &identity),
+                    reference(name.as_bytes(), &identity),
+                    "{}", name
+                );
+            }
+        }
     }
 
     #[test]
@@ -364,6 +475,8 @@ mod tests {
             "x-forwarded-port",
             "X_Forwarded_Ssl",
             "Front-End-Https",
+            "Front_End_Https",
+            "X_Url_Scheme",
             "x-forwarded-users",
         ] {
             assert_eq!(
