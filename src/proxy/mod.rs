@@ -71,6 +71,18 @@ pub struct Gateway {
     stop: stop::Stop,
 }
 
+/// How a request the gateway does not answer itself goes on to the
+/// upstream.
+enum Onward {
+    /// With a session, checked against the stack's; anyone else is sent
+    /// to sign in.
+    SignedIn,
+    /// With this person's session, checked against the stack's.
+    Checked(Arc<Live>),
+    /// Without a session (a public or bearer route).
+    Open,
+}
+
 /// One client connection: who is on the other end, and the upstream
 /// connection its requests reuse.
 pub struct Conn {
@@ -160,83 +172,85 @@ impl Gateway {
             );
             return answered(ex, answer, http1);
         }
-        let answer = match decision {
-            Decision::Own(Route::Callback(id)) => {
-                let patience = self.settings.client_timeout;
-                // Boxed: once per sign-in, and the largest of the futures
-                // awaited here, so of every request's.
-                let callback = self.auth.callback(&id, &parts, body, patience);
-                let answer = Box::pin(callback).await;
-                if answer.status() == respond::BODY_TIMEOUT.status {
-                    ex.error = Some("client_timeout");
-                }
-                // Charged before it ran; the client's own failures keep it.
-                let clients_fault = (400..500).contains(&answer.status());
-                if let Some(ip) = login_client.filter(|_| !clients_fault) {
-                    self.login_limit.refund(ip);
-                }
-                answer
-            }
-            Decision::Own(Route::LoginPage) => match self.heal(conn, &parts).await {
-                Some(answer) => answer,
-                None => self.auth.answer(Route::LoginPage, &parts).await,
-            },
-            Decision::Own(route) => self.auth.answer(route, &parts).await,
-            Decision::Closed => stack::closed(&parts.headers),
-            Decision::StackLogin => match self.heal(conn, &parts).await {
-                Some(answer) => answer,
-                None => return self.signed_in_only(conn, parts, body, ex).await,
-            },
-            Decision::StackLogout => return self.stack_logout(conn, parts, body, ex).await,
-            Decision::Pass { allow, path } => {
-                let live = self.session(conn, &parts.headers).await;
-                let passes = match allow {
-                    Allow::Public => true,
-                    Allow::Bearer => parts
-                        .headers
-                        .get(http::header::AUTHORIZATION)
-                        .is_some_and(|v| crate::policy::carries_bearer(v.as_bytes())),
-                };
-                if live.is_none() && !passes {
-                    ex.route = RouteClass::Unauthenticated;
-                    self.auth.unauthenticated(&parts)
-                } else if !set_path(&mut parts.uri, &path) {
-                    stack::unroutable(&parts.headers)
-                } else {
-                    return match live {
-                        Some(live) => self.forward_checked(conn, parts, body, live, ex).await,
-                        None => self.forward(conn, parts, body, None, ex).await,
-                    };
-                }
-            }
-            Decision::Require(needs) => match self.session(conn, &parts.headers).await {
-                None => return self.not_signed_in(&parts, ex),
-                Some(live) => match needs.admits(&live.identity.held()) {
-                    Ok(()) => return self.forward_checked(conn, parts, body, live, ex).await,
-                    Err(refused) => {
-                        tracing::info!(username = %live.identity.username, path = parts.uri.path(), reason = refused.reason(), "refused by the route's groups or roles");
-                        respond::access_refused(&parts.headers, refused)
+        // The request is answered here, or goes on (`Onward`) below.
+        let onward = 'answer: {
+            let answer = match decision {
+                Decision::Own(Route::Callback(id)) => {
+                    let patience = self.settings.client_timeout;
+                    // Boxed: once per sign-in, and the largest of the futures
+                    // awaited here, so of every request's.
+                    let callback = self.auth.callback(&id, &parts, body, patience);
+                    let answer = Box::pin(callback).await;
+                    if answer.status() == respond::BODY_TIMEOUT.status {
+                        ex.error = Some("client_timeout");
                     }
+                    // Charged before it ran; the client's own failures keep it.
+                    let clients_fault = (400..500).contains(&answer.status());
+                    if let Some(ip) = login_client.filter(|_| !clients_fault) {
+                        self.login_limit.refund(ip);
+                    }
+                    answer
+                }
+                Decision::Own(Route::LoginPage) => match self.heal(conn, &parts).await {
+                    Some(answer) => answer,
+                    None => self.auth.answer(Route::LoginPage, &parts).await,
                 },
-            },
-            Decision::Session => return self.signed_in_only(conn, parts, body, ex).await,
+                Decision::Own(route) => self.auth.answer(route, &parts).await,
+                Decision::Closed => stack::closed(&parts.headers),
+                Decision::StackLogin => match self.heal(conn, &parts).await {
+                    Some(answer) => answer,
+                    None => break 'answer Onward::SignedIn,
+                },
+                Decision::StackLogout => return self.stack_logout(conn, parts, body, ex).await,
+                Decision::Pass { allow, path } => {
+                    let live = self.session(conn, &parts.headers).await;
+                    let passes = match allow {
+                        Allow::Public => true,
+                        Allow::Bearer => parts
+                            .headers
+                            .get(http::header::AUTHORIZATION)
+                            .is_some_and(|v| crate::policy::carries_bearer(v.as_bytes())),
+                    };
+                    if live.is_none() && !passes {
+                        ex.route = RouteClass::Unauthenticated;
+                        self.auth.unauthenticated(&parts)
+                    } else if !set_path(&mut parts.uri, &path) {
+                        stack::unroutable(&parts.headers)
+                    } else {
+                        break 'answer match live {
+                            Some(live) => Onward::Checked(live),
+                            None => Onward::Open,
+                        };
+                    }
+                }
+                Decision::Require(needs) => match self.session(conn, &parts.headers).await {
+                    None => return self.not_signed_in(&parts, ex),
+                    Some(live) => match needs.admits(&live.identity.held()) {
+                        Ok(()) => break 'answer Onward::Checked(live),
+                        Err(refused) => {
+                            tracing::info!(username = %live.identity.username, path = parts.uri.path(), reason = refused.reason(), "refused by the route's groups or roles");
+                            respond::access_refused(&parts.headers, refused)
+                        }
+                    },
+                },
+                Decision::Session => break 'answer Onward::SignedIn,
+            };
+            return answered(ex, answer, http1);
         };
-        answered(ex, answer, http1)
-    }
-
-    /// Forwards the request of a signed-in person; anyone else is sent to
-    /// sign in.
-    async fn signed_in_only(
-        &self,
-        conn: &Conn,
-        parts: http::request::Parts,
-        body: Incoming,
-        ex: Exchange,
-    ) -> Response<Tracked> {
-        match self.session(conn, &parts.headers).await {
-            Some(live) => self.forward_checked(conn, parts, body, live, ex).await,
-            None => self.not_signed_in(&parts, ex),
+        let live = match onward {
+            Onward::SignedIn => match self.session(conn, &parts.headers).await {
+                Some(live) => Some(live),
+                None => return self.not_signed_in(&parts, ex),
+            },
+            Onward::Checked(live) => Some(live),
+            Onward::Open => None,
+        };
+        if let Some(live) = &live {
+            if let Some(answer) = self.stack_check(&parts, live).await {
+                return answered(ex, answer, http1);
+            }
         }
+        self.forward(conn, parts, body, live, ex).await
     }
 
     /// What a request that needs a session is told without one, counted.

@@ -4,8 +4,6 @@
 //! stack again first), the console's own sign-out ends the idgate session
 //! too, and the stack's login page heals a lost stack session.
 
-use std::sync::Arc;
-
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response};
 use hyper::body::Incoming;
@@ -83,41 +81,31 @@ impl Gateway {
             })
     }
 
-    /// Forwards a signed-in person's request once its `_session` is theirs;
-    /// else the browser is signed in to the stack as its person and sent
-    /// to the same address again.
-    pub(super) async fn forward_checked(
-        &self,
-        conn: &Conn,
-        parts: Parts,
-        body: Incoming,
-        live: Arc<Live>,
-        ex: Exchange,
-    ) -> Response<Tracked> {
-        match self.standing(&parts, &live).await {
-            Ok(Standing::Fine) => self.forward(conn, parts, body, Some(live), ex).await,
-            Ok(_) => self.sign_in_again(&parts, &live, ex).await,
-            Err(refusal) => self.refused(&parts, ex, &refusal),
+    /// Nothing when a signed-in person's request may go on with the
+    /// browser's `_session`; else the answer: the browser signed in to the
+    /// stack as its person and sent to the same address again, or refused.
+    pub(super) async fn stack_check(&self, parts: &Parts, live: &Live) -> Option<Answer> {
+        match self.standing(parts, live).await {
+            Ok(Standing::Fine) => None,
+            Ok(_) => Some(self.sign_in_again(parts, live).await),
+            Err(refusal) => Some(self.refusal(parts, &refusal)),
         }
     }
 
-    async fn sign_in_again(&self, parts: &Parts, live: &Live, ex: Exchange) -> Response<Tracked> {
+    async fn sign_in_again(&self, parts: &Parts, live: &Live) -> Answer {
         tracing::info!(target: "idgate::tts", username = %live.identity.username, "the browser holds another user's stack session; signing it in again");
-        let answer = match self.auth.login.console_again(&live.identity).await {
+        match self.auth.login.console_again(&live.identity).await {
             Ok((cookies, None)) => Answer::redirect(307, &same_target(parts)).cookies(&cookies),
             Ok((_, Some(_))) => {
                 Answer::redirect(307, &same_target(parts)).cookies(&self.auth.stack_cleared())
             }
-            Err(refusal) => return self.refused(parts, ex, &refusal),
-        };
-        answered(ex, answer, parts.version < http::Version::HTTP_2)
+            Err(refusal) => self.refusal(parts, &refusal),
+        }
     }
 
-    fn refused(&self, parts: &Parts, ex: Exchange, refusal: &Refusal) -> Response<Tracked> {
+    fn refusal(&self, parts: &Parts, refusal: &Refusal) -> Answer {
         let e = ErrorAnswer::from(refusal);
-        let answer = Answer::error(&parts.headers, &e, Some("/oauth/login"))
-            .cookies(&self.auth.stack_cleared());
-        answered(ex, answer, parts.version < http::Version::HTTP_2)
+        Answer::error(&parts.headers, &e, Some("/oauth/login")).cookies(&self.auth.stack_cleared())
     }
 
     /// The stack's login page, `n` naming where to go on: for a signed-in
@@ -163,14 +151,14 @@ impl Gateway {
         let Some(live) = self.session(conn, &parts.headers).await else {
             return self.not_signed_in(&parts, ex);
         };
-        match self.standing(&parts, &live).await {
-            Ok(Standing::Fine) => {}
-            Ok(_) => return self.sign_in_again(&parts, &live, ex).await,
-            Err(refusal) => return self.refused(&parts, ex, &refusal),
+        let http1 = parts.version < http::Version::HTTP_2;
+        if let Some(answer) = self.stack_check(&parts, &live).await {
+            return answered(ex, answer, http1);
         }
         if let Err(e) = self.auth.sessions.end(&live).await {
             tracing::error!(error = %e, "cannot end the session in the database");
-            return self.refused(&parts, ex, &Refusal::logout_failed());
+            let answer = self.refusal(&parts, &Refusal::logout_failed());
+            return answered(ex, answer, http1);
         }
         tracing::info!(target: "idgate::login", username = %live.identity.username, "signed out through the console");
         let mut response = self.forward(conn, parts, body, Some(live), ex).await;
