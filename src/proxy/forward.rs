@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::request::Parts;
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Version};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -40,7 +40,9 @@ impl Gateway {
         let upgrade = headers::is_websocket(parts.version, &parts.method, &parts.headers);
         ex.live = live;
         if direct::takes(&parts, body.is_end_stream(), upgrade) {
-            return self.forward_direct(conn, parts, (html, http1), ex).await;
+            let head = self.direct_head(conn, &parts, ex.live.as_deref());
+            let out = (&parts.method, &head[..]);
+            return self.forward_direct(conn, out, (html, http1), ex).await;
         }
         let forwarded = upstream_head::rewrite(&mut parts, upgrade, &self.toward(conn));
         // Client copies were stripped before routing: append, no search.
@@ -141,25 +143,31 @@ impl Gateway {
         response.map(|body| ex.body(status.as_u16(), Either::Left(Either::Left(body)), silence))
     }
 
-    /// Forwards a bodyless GET or HEAD by the gateway's own client
-    /// (`fast::direct`), its head written in one pass from the client's
-    /// (`upstream_head::write`); its answer needs no more checks.
-    /// `(html, http1)`: whether the client takes a page, and speaks HTTP/1.
+    /// The upstream's head for a bodyless GET or HEAD the gateway's own
+    /// client sends, written in one pass from the client's
+    /// (`upstream_head::write`).
+    fn direct_head(&self, conn: &Conn, parts: &Parts, live: Option<&Live>) -> Vec<u8> {
+        let mut head = Vec::with_capacity(2048);
+        upstream_head::write(&mut head, parts, &self.toward(conn), |out| {
+            self.identity_fields(live, |name, value| {
+                line(out, name.as_str().as_bytes(), value.as_bytes());
+            });
+        });
+        head
+    }
+
+    /// Forwards a bodyless GET or HEAD (`out`: its method, and its head as
+    /// the upstream gets it) by the gateway's own client (`fast::direct`);
+    /// its answer needs no more checks. `(html, http1)`: whether the client
+    /// takes a page, and speaks HTTP/1.
     async fn forward_direct(
         &self,
         conn: &Conn,
-        parts: Parts,
+        out: (&Method, &[u8]),
         (html, http1): (bool, bool),
         mut ex: Exchange,
     ) -> Response<Tracked> {
         let started = Instant::now();
-        let mut request = Vec::with_capacity(2048);
-        upstream_head::write(&mut request, &parts, &self.toward(conn), |out| {
-            self.identity_fields(ex.live.as_deref(), |name, value| {
-                line(out, name.as_str().as_bytes(), value.as_bytes());
-            });
-        });
-        let out = (&parts.method, &request[..]);
         let result = direct::exchange(&self.upstream, &conn.pinned, out, started).await;
         ex.upstream_time = Some(started.elapsed());
         match result {
