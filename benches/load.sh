@@ -68,6 +68,12 @@
 # worker_processes 1), so the numbers compare the data paths. Everything
 # runs on loopback and stops by itself.
 set -euo pipefail
+# Where the caller named it, before the working directory changes.
+if [ -n "${CALLGRIND_KEEP:-}" ]; then
+  [ -d "$CALLGRIND_KEEP" ] || { echo "load.sh: CALLGRIND_KEEP names no directory: '$CALLGRIND_KEEP'" >&2; exit 2; }
+  [ "${CALLGRIND:-0}" != 0 ] || { echo "load.sh: CALLGRIND_KEEP keeps what CALLGRIND=seconds records; set both" >&2; exit 2; }
+  CALLGRIND_KEEP="$(cd "$CALLGRIND_KEEP" && pwd)"
+fi
 cd "$(dirname "$0")/.."
 
 ALL_VARIANTS=(plain log xff tls tls-new-conn h2 paced)
@@ -88,9 +94,6 @@ done
 DURATION="${1:-10}"
 CONNS="${2:-32}"
 ROUNDS="${ROUNDS:-5}"
-if [ -n "${CALLGRIND_KEEP:-}" ] && [ ! -d "$CALLGRIND_KEEP" ]; then
-  echo "load.sh: CALLGRIND_KEEP names no directory: '$CALLGRIND_KEEP'" >&2; exit 2
-fi
 case "${CALLGRIND:-0}" in
   '' | *[!0-9]*) echo "load.sh: CALLGRIND is a number of seconds, not '$CALLGRIND'" >&2; exit 2 ;;
 esac

@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, GetAll, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Version};
 
 use crate::policy::cookies;
@@ -43,7 +43,8 @@ pub fn is_websocket(version: Version, method: &Method, headers: &HeaderMap) -> b
         && headers
             .get(header::UPGRADE)
             .is_some_and(is_websocket_protocol)
-        && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
+        && connection_tokens(&headers.get_all(header::CONNECTION))
+            .any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
 /// Whether an `Upgrade` value names the WebSocket protocol.
@@ -51,9 +52,10 @@ pub fn is_websocket_protocol(value: &HeaderValue) -> bool {
     value.as_bytes().eq_ignore_ascii_case(b"websocket")
 }
 
-fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(header::CONNECTION)
+/// The tokens of a request's `Connection` values (a value that is not
+/// visible ASCII names none).
+pub fn connection_tokens<'a>(values: &'a GetAll<'a, HeaderValue>) -> impl Iterator<Item = &'a str> {
+    values
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -114,7 +116,7 @@ fn strip_hop(
     };
     // Only names present are looked at: `keep-alive` or `close`, the usual
     // tokens, cost no allocation.
-    let named: Vec<HeaderName> = connection_tokens(headers)
+    let named: Vec<HeaderName> = connection_tokens(&headers.get_all(header::CONNECTION))
         .filter(|t| headers.contains_key(*t))
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .filter(|n| may_go(n))

@@ -3,8 +3,8 @@
 //! `policy::forwarding`, in either of two forms: the map itself changed,
 //! for hyper's client (`rewrite`), or HTTP/1.1 bytes written in one pass
 //! over the map, for the gateway's own client (`write`), which leaves the
-//! map as it is and allocates nothing beyond the bytes. The tests hold the
-//! two forms to the same fields.
+//! map as it is: no field is removed, inserted or copied into a value of
+//! its own. The tests hold the two forms to the same fields.
 
 use std::borrow::Cow;
 
@@ -103,8 +103,12 @@ pub fn write(
 ) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
-    // The path is `/` when the target names none (RFC 9112 §3.2.1).
-    out.extend_from_slice(parts.uri.path().as_bytes());
+    // The path is `/` when the target names none (RFC 9112 §3.2.1), as
+    // an authority-form target does.
+    match parts.uri.path() {
+        "" => out.push(b'/'),
+        path => out.extend_from_slice(path.as_bytes()),
+    }
     if let Some(query) = parts.uri.query() {
         out.push(b'?');
         out.extend_from_slice(query.as_bytes());
@@ -176,14 +180,7 @@ impl ConnectionNames<'_> {
     /// fields `fields::connection_may_remove` lets go.
     fn remove(&self, name: &header::HeaderName, field: RequestField) -> bool {
         fields::connection_may_remove(field)
-            && self
-                .0
-                .iter()
-                .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-                .any(|t| {
-                    t.trim_ascii()
-                        .eq_ignore_ascii_case(name.as_str().as_bytes())
-                })
+            && headers::connection_tokens(&self.0).any(|t| t.eq_ignore_ascii_case(name.as_str()))
     }
 }
 
@@ -380,6 +377,55 @@ mod tests {
         assert_eq!(written(&p, &to), rewritten(p, &to));
     }
 
+    #[test]
+    fn an_authority_form_target_goes_upstream_as_the_root() {
+        let identity = identity();
+        let peer = peer(false);
+        let to = Toward {
+            peer: &peer,
+            identity: &identity,
+            host: None,
+        };
+        let p = parts(
+            Version::HTTP_11,
+            "gw.example:443",
+            &[("host", "gw.example")],
+        );
+        let (line, _) = written(&p, &to);
+        assert_eq!(line, "GET / HTTP/1.1");
+        assert_eq!(written(&p, &to), rewritten(p, &to));
+    }
+
+    /// Identity and credential headers are taken out before routing; were
+    /// one left in the map, it would still not be written.
+    #[test]
+    fn reserved_fields_are_never_written() {
+        let identity = identity();
+        let peer = peer(true);
+        let to = Toward {
+            peer: &peer,
+            identity: &identity,
+            host: None,
+        };
+        let mut req = Request::builder().uri("/r");
+        for (name, value) in [
+            ("host", "gw"),
+            ("x-forwarded-user", "mallory"),
+            ("x_forwarded_for", "6.6.6.6"),
+            ("x-idgate-assertion", "forged"),
+            ("x-forwarded-client-cert", "Hash=1"),
+        ] {
+            req = req.header(name, value);
+        }
+        let (p, ()) = req.body(()).unwrap().into_parts();
+        let mut out = Vec::new();
+        write(&mut out, &p, &to, |_| {});
+        let head = String::from_utf8(out).unwrap();
+        for gone in ["mallory", "6.6.6.6", "forged", "Hash=1"] {
+            assert!(!head.contains(gone), "{gone} in {head}");
+        }
+    }
+
     /// Header names the rules treat differently, and ordinary ones (Host
     /// and Transfer-Encoding come on their own, as the gateway lets them).
     const NAMES: &[&str] = &[
@@ -419,6 +465,7 @@ mod tests {
         "keep-alive, x-a",
         "Cookie, Accept",
         "host, content-length, x-forwarded-for, upgrade",
+        "x-a, \u{e9}",
         "203.0.113.1",
         "10.0.0.2, 10.0.0.3",
         "https",
@@ -438,6 +485,7 @@ mod tests {
                 "http://gw.example/abs?q=1",
                 "http://user@gw.example:8443/abs",
                 "https://gw.example",
+                "gw.example:443",
             ][..],
         )
     }
