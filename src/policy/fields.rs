@@ -15,6 +15,15 @@ pub const DEFAULT_IDENTITY_HEADERS: &[&str] = &[
     "x-idgate-assertion",
 ];
 
+/// The default identity header names as configured names, for tests.
+#[cfg(test)]
+pub(crate) fn default_identity_headers() -> Vec<String> {
+    DEFAULT_IDENTITY_HEADERS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
 /// Headers that upstreams read as proof of who the client is, written by
 /// the TLS-terminating or identity-aware proxy in front of them: a client's
 /// copy would pose as a certificate or a sign-in the gateway never saw. The
@@ -324,13 +333,6 @@ mod tests {
 
     use proptest::prelude::*;
 
-    fn identity() -> Vec<String> {
-        DEFAULT_IDENTITY_HEADERS
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    }
-
     /// `request_field` as first written: each list compared with the name
     /// byte by byte, folding as it goes (but `Front-End-Https` and
     /// `X-Url-Scheme`, which it took only with `-`, are taken with `_` now,
@@ -429,7 +431,7 @@ mod tests {
                 "x-forwarded-user".to_string(),
                 "x-my-identity-header-with-a-name-longer-than-forty-eight-bytes".to_string(),
             ];
-            for identity in [identity(), configured] {
+            for identity in [default_identity_headers(), configured] {
                 prop_assert_eq!(
                     request_field(name.as_bytes(), &identity),
                     reference(name.as_bytes(), &identity),
@@ -459,17 +461,23 @@ mod tests {
             "x_forwarded_host",
         ] {
             assert_eq!(
-                request_field(name.as_bytes(), &identity()),
+                request_field(name.as_bytes(), &default_identity_headers()),
                 RequestField::Reserved,
                 "{name}"
             );
         }
-        assert_eq!(request_field(b"x-idgate", &identity()), RequestField::Keep);
         assert_eq!(
-            request_field(b"x-forwarded", &identity()),
+            request_field(b"x-idgate", &default_identity_headers()),
             RequestField::Keep
         );
-        assert_eq!(request_field(b"X_Host", &identity()), RequestField::Keep);
+        assert_eq!(
+            request_field(b"x-forwarded", &default_identity_headers()),
+            RequestField::Keep
+        );
+        assert_eq!(
+            request_field(b"X_Host", &default_identity_headers()),
+            RequestField::Keep
+        );
         for forwarding in [
             "X-Forwarded-Prefix",
             "x-forwarded-port",
@@ -480,12 +488,15 @@ mod tests {
             "x-forwarded-users",
         ] {
             assert_eq!(
-                request_field(forwarding.as_bytes(), &identity()),
+                request_field(forwarding.as_bytes(), &default_identity_headers()),
                 RequestField::Forwarding,
                 "{forwarding}"
             );
         }
-        assert_eq!(request_field(b"HOST", &identity()), RequestField::Host);
+        assert_eq!(
+            request_field(b"HOST", &default_identity_headers()),
+            RequestField::Host
+        );
     }
 
     #[test]
@@ -498,13 +509,13 @@ mod tests {
             "x-forwarded-user",
         ] {
             assert!(
-                !connection_may_remove(request_field(name.as_bytes(), &identity())),
+                !connection_may_remove(request_field(name.as_bytes(), &default_identity_headers())),
                 "{name}"
             );
         }
         assert!(connection_may_remove(request_field(
             b"x-secret",
-            &identity()
+            &default_identity_headers()
         )));
     }
 

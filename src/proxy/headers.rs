@@ -248,14 +248,7 @@ pub fn forwarded(headers: &mut HeaderMap, authority: Option<&str>, peer: &Peer) 
 mod tests {
     use super::*;
 
-    use crate::policy::fields::DEFAULT_IDENTITY_HEADERS;
-
-    fn reserved() -> Vec<String> {
-        DEFAULT_IDENTITY_HEADERS
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    }
+    use crate::policy::fields::default_identity_headers;
 
     /// The request's fields once the gateway's X-Forwarded-* are in.
     fn set_forwarded(headers: &mut HeaderMap, authority: Option<&str>, peer: &Peer) {
@@ -287,7 +280,7 @@ mod tests {
             ("x-forwarded-users", "kept"),
             ("accept", "text/html"),
         ]);
-        strip_client_reserved(&mut h, &reserved());
+        strip_client_reserved(&mut h, &default_identity_headers());
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, vec!["accept", "x-forwarded-users"]);
@@ -304,7 +297,7 @@ mod tests {
             ("x-forwarded-for", "kept here, replaced later"),
             ("x_custom_header", "kept"),
         ]);
-        strip_client_reserved(&mut h, &reserved());
+        strip_client_reserved(&mut h, &default_identity_headers());
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, vec!["x-forwarded-for", "x_custom_header"]);
@@ -321,7 +314,7 @@ mod tests {
             ("upgrade", "websocket"),
             ("accept", "*/*"),
         ]);
-        strip_request_hop_by_hop(&mut h, false, &reserved());
+        strip_request_hop_by_hop(&mut h, false, &default_identity_headers());
         let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, vec!["accept"]);
     }
@@ -333,7 +326,7 @@ mod tests {
             ("upgrade", "WebSocket"),
         ]);
         assert!(is_websocket(Version::HTTP_11, &Method::GET, &h));
-        strip_request_hop_by_hop(&mut h, true, &reserved());
+        strip_request_hop_by_hop(&mut h, true, &default_identity_headers());
         assert_eq!(h["upgrade"], "WebSocket");
         assert_eq!(h["connection"], "upgrade");
     }
@@ -367,7 +360,7 @@ mod tests {
             ("content-length", "3"),
             ("x-gone", "1"),
         ]);
-        strip_request_hop_by_hop(&mut h, false, &reserved());
+        strip_request_hop_by_hop(&mut h, false, &default_identity_headers());
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, vec!["content-length", "host"]);

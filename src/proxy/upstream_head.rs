@@ -236,13 +236,33 @@ mod tests {
     use http::{HeaderName, Method, Request};
     use proptest::prelude::*;
 
-    use crate::policy::fields::DEFAULT_IDENTITY_HEADERS;
+    use crate::policy::fields::default_identity_headers;
 
-    fn identity() -> Vec<String> {
-        DEFAULT_IDENTITY_HEADERS
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+    /// What `Toward` borrows: the default identity header names, a client
+    /// at 192.0.2.7 over https, and the upstream's own Host.
+    struct Setting {
+        identity: Vec<String>,
+        peer: Peer,
+        upstream: HeaderValue,
+    }
+
+    impl Setting {
+        fn new(trusted: bool) -> Self {
+            Self {
+                identity: default_identity_headers(),
+                peer: Peer::new(Some("192.0.2.7".parse().unwrap()), trusted, "https"),
+                upstream: HeaderValue::from_static("app.internal:8080"),
+            }
+        }
+
+        /// `upstream_host`: Host names the upstream, not the client's.
+        fn toward(&self, upstream_host: bool) -> Toward<'_> {
+            Toward {
+                peer: &self.peer,
+                identity: &self.identity,
+                host: upstream_host.then_some(&self.upstream),
+            }
+        }
     }
 
     fn parts(version: Version, target: &str, fields: &[(&str, &str)]) -> Parts {
@@ -255,7 +275,7 @@ mod tests {
         }
         let (mut parts, ()) = req.body(()).unwrap().into_parts();
         // As the gateway does before routing.
-        headers::strip_client_reserved(&mut parts.headers, &identity());
+        headers::strip_client_reserved(&mut parts.headers, &default_identity_headers());
         parts
     }
 
@@ -305,10 +325,6 @@ mod tests {
         read(&out)
     }
 
-    fn peer(trusted: bool) -> Peer {
-        Peer::new(Some("192.0.2.7".parse().unwrap()), trusted, "https")
-    }
-
     #[test]
     fn an_http2_request_goes_upstream_as_http1() {
         let p = parts(
@@ -324,13 +340,8 @@ mod tests {
                 ("te", "trailers"),
             ],
         );
-        let identity = identity();
-        let (peer, to_host) = (peer(false), None);
-        let to = Toward {
-            peer: &peer,
-            identity: &identity,
-            host: to_host,
-        };
+        let setting = Setting::new(false);
+        let to = setting.toward(false);
         let mut out = Vec::new();
         write(&mut out, &p, &to, |out| {
             line(out, b"x-forwarded-user", b"ada")
@@ -346,14 +357,8 @@ mod tests {
 
     #[test]
     fn the_upstreams_host_replaces_the_clients_when_configured() {
-        let identity = identity();
-        let peer = peer(false);
-        let upstream = HeaderValue::from_static("app.internal:8080");
-        let to = Toward {
-            peer: &peer,
-            identity: &identity,
-            host: Some(&upstream),
-        };
+        let setting = Setting::new(false);
+        let to = setting.toward(true);
         let p = parts(Version::HTTP_11, "/x", &[("host", "gw"), ("cookie", "c=1")]);
         let (_, fields) = written(&p, &to);
         assert_eq!(fields["host"], ["app.internal:8080"]);
@@ -363,13 +368,8 @@ mod tests {
 
     #[test]
     fn a_request_without_host_goes_without_one() {
-        let identity = identity();
-        let peer = peer(false);
-        let to = Toward {
-            peer: &peer,
-            identity: &identity,
-            host: None,
-        };
+        let setting = Setting::new(false);
+        let to = setting.toward(false);
         let p = parts(Version::HTTP_10, "/x", &[("cookie", "c=1")]);
         let (_, fields) = written(&p, &to);
         assert!(!fields.contains_key("host"));
@@ -379,13 +379,8 @@ mod tests {
 
     #[test]
     fn an_authority_form_target_goes_upstream_as_the_root() {
-        let identity = identity();
-        let peer = peer(false);
-        let to = Toward {
-            peer: &peer,
-            identity: &identity,
-            host: None,
-        };
+        let setting = Setting::new(false);
+        let to = setting.toward(false);
         let p = parts(
             Version::HTTP_11,
             "gw.example:443",
@@ -400,13 +395,8 @@ mod tests {
     /// one left in the map, it would still not be written.
     #[test]
     fn reserved_fields_are_never_written() {
-        let identity = identity();
-        let peer = peer(true);
-        let to = Toward {
-            peer: &peer,
-            identity: &identity,
-            host: None,
-        };
+        let setting = Setting::new(true);
+        let to = setting.toward(false);
         let mut req = Request::builder().uri("/r");
         for (name, value) in [
             ("host", "gw"),
@@ -508,14 +498,8 @@ mod tests {
             if chunked {
                 fields.push(("transfer-encoding", "chunked"));
             }
-            let identity = identity();
-            let peer = peer(trusted);
-            let upstream = HeaderValue::from_static("app.internal");
-            let to = Toward {
-                peer: &peer,
-                identity: &identity,
-                host: upstream_host.then_some(&upstream),
-            };
+            let setting = Setting::new(trusted);
+            let to = setting.toward(upstream_host);
             let p = parts(version, target, &fields);
             // What the gateway refuses goes nowhere.
             prop_assume!(crate::proxy::refuse_malformed(&p).is_none());
