@@ -105,6 +105,10 @@ async fn accept(
                 Ok((stream, addr)) => {
                     let (settings, gateway) = (settings.clone(), gateway.clone());
                     tokio::spawn(serve(stream, addr.ip(), settings, gateway, stop.clone()));
+                    // One connection at a time, between the thread's other
+                    // tasks: a burst of new connections does not queue its
+                    // handshakes ahead of the ones already under way.
+                    tokio::task::yield_now().await;
                 }
                 Err(e) => {
                     // Out of file descriptors, most likely: let some close.
