@@ -1,6 +1,7 @@
 //! Forwarding a request to the upstream (a signed-in person's, or anyone's
-//! on a public or bearer route): the upstream request is the client's, minus hop-by-hop headers, plus X-Forwarded-* and the identity
-//! headers, in HTTP/1.1 origin form; the answer streams back as it comes,
+//! on a public or bearer route): the upstream request is the client's,
+//! minus hop-by-hop headers, plus X-Forwarded-* and the identity headers,
+//! in HTTP/1.1 origin form; the answer streams back as it comes,
 //! and a protocol switch (WebSocket) is spliced through both ways.
 
 use std::sync::Arc;

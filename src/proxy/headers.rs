@@ -175,8 +175,25 @@ impl Peer {
 }
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static(Line::For.name());
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static(Line::Proto.name());
-pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static(Line::Host.name());
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static(Line::Proto.name());
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static(Line::Host.name());
+
+/// What a trusted proxy said itself about a request (`None` from any
+/// other client): its X-Forwarded-For chain, and whether it sent
+/// X-Forwarded-Proto and -Host.
+pub fn relayed<'a>(
+    headers: &'a HeaderMap,
+    peer: &Peer,
+) -> Option<Relayed<impl Iterator<Item = &'a [u8]>>> {
+    peer.trusted.then(|| Relayed {
+        chain: headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .map(HeaderValue::as_bytes),
+        proto: headers.contains_key(&X_FORWARDED_PROTO),
+        host: headers.contains_key(&X_FORWARDED_HOST),
+    })
+}
 
 /// The X-Forwarded-For, -Proto and -Host fields a request goes upstream
 /// with, when it does.
@@ -205,14 +222,7 @@ pub fn forwarded(headers: &mut HeaderMap, authority: Option<&str>, peer: &Peer) 
     let host = authority
         .and_then(|a| HeaderValue::from_str(a).ok())
         .or_else(|| headers.get(header::HOST).cloned());
-    let relayed = peer.trusted.then(|| Relayed {
-        chain: headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .map(HeaderValue::as_bytes),
-        proto: headers.contains_key(&X_FORWARDED_PROTO),
-        host: headers.contains_key(&X_FORWARDED_HOST),
-    });
+    let relayed = relayed(headers, peer);
     // Written once the trusted proxy's own lines are no longer borrowed.
     let mut lines: [Option<(HeaderName, HeaderValue)>; 3] = Default::default();
     forwarding::forwarded(

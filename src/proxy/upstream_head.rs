@@ -12,11 +12,10 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::Version;
 
-use super::fast::request::line;
-use super::headers::{self, Forwarded, Peer, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+use super::fast::request::{forwarding_lines, line};
+use super::headers::{self, Forwarded, Peer, X_FORWARDED_FOR};
 use crate::policy::cookies;
 use crate::policy::fields::{self, RequestField};
-use crate::policy::forwarding::{self, Relayed, Value};
 
 /// What the upstream's head says besides the client's fields.
 pub struct Toward<'a> {
@@ -150,24 +149,9 @@ pub fn write(
     if !named.remove(&header::COOKIE, RequestField::Cookie) {
         cookie_lines(out, h, parts.version >= Version::HTTP_2);
     }
-    let relayed = trusted.then(|| Relayed {
-        chain: h
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .map(HeaderValue::as_bytes),
-        proto: h.contains_key(&X_FORWARDED_PROTO),
-        host: h.contains_key(&X_FORWARDED_HOST),
-    });
-    let client = to.peer.client_value.as_bytes();
-    forwarding::forwarded(client, client_host.is_some(), relayed, |name, value| {
-        let value = match value {
-            Value::Peer => client,
-            Value::Proto => to.peer.proto.as_bytes(),
-            Value::Host => client_host.expect("named only with a host"),
-            Value::Chain(chain) => chain,
-        };
-        line(out, name.name().as_bytes(), value);
-    });
+    let relayed = headers::relayed(h, to.peer);
+    let (client, proto) = (to.peer.client_value.as_bytes(), to.peer.proto.as_bytes());
+    forwarding_lines(out, client, proto, client_host, relayed);
     identity(out);
     out.extend_from_slice(b"\r\n");
 }

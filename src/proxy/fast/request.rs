@@ -241,17 +241,37 @@ pub fn write_head(
         proto: head.forwarded_proto,
         host: head.forwarded_host,
     });
-    forwarding::forwarded(rewrite.client, true, relayed, |name, value| {
+    forwarding_lines(
+        out,
+        rewrite.client,
+        rewrite.proto,
+        Some(client_host),
+        relayed,
+    );
+    identity(out);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the X-Forwarded-* lines `policy::forwarding` writes, for both
+/// data paths' heads written as bytes: `client` is the peer's address,
+/// `proto` the scheme, `host` the host the client named, `relayed` what a
+/// trusted proxy sent.
+pub fn forwarding_lines<'v>(
+    out: &mut Vec<u8>,
+    client: &[u8],
+    proto: &[u8],
+    host: Option<&[u8]>,
+    relayed: Option<Relayed<impl Iterator<Item = &'v [u8]>>>,
+) {
+    forwarding::forwarded(client, host.is_some(), relayed, |name, value| {
         let value = match value {
-            Value::Peer => rewrite.client,
-            Value::Proto => rewrite.proto,
-            Value::Host => client_host,
+            Value::Peer => client,
+            Value::Proto => proto,
+            Value::Host => host.expect("named only with a host"),
             Value::Chain(chain) => chain,
         };
         line(out, name.name().as_bytes(), value);
     });
-    identity(out);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// Appends the `Cookie` line without the gateway's own cookies; none when
