@@ -814,7 +814,8 @@ async fn underscore_lookalikes_of_framing_and_forwarding_headers_stay_behind() {
     let s = signed_in(&up.url(), "", None).await;
     let lookalikes = "Content_Length: 3\r\nTransfer_Encoding: chunked\r\n\
                       X_Forwarded_For: 10.0.0.1\r\nX_Forwarded_Host: admin.internal\r\n\
-                      X_Real_IP: 10.0.0.1\r\nX_Custom: kept\r\n";
+                      X_Real_IP: 10.0.0.1\r\nFront_End_Https: on\r\nX_Url_Scheme: https\r\n\
+                      X_Custom: kept\r\n";
     let mut c = KeepAlive::open(s.gw.public);
     c.send(format!(
         "GET /plain HTTP/1.1\r\nHost: gw\r\nCookie: {}\r\n{lookalikes}\r\n\
@@ -832,6 +833,8 @@ async fn underscore_lookalikes_of_framing_and_forwarding_headers_stay_behind() {
             "transfer_encoding",
             "x_forwarded",
             "x_real_ip",
+            "front_end_https",
+            "x_url_scheme",
         ] {
             assert!(!raw.contains(name), "{name} reached the upstream:\n{raw}");
         }
